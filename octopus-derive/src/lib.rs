@@ -1,0 +1,27 @@
+//! The `#[derive(Model)]` macro of Octopus. Use it through the `octopus`
+//! crate, which re-exports it and documents its attributes.
+//!
+//! One pipeline, one file per step: [`ast`] reads the struct, [`attr`] parses
+//! `#[octopus(...)]`, [`valid`] checks the rules that span fields, and
+//! [`expand`] writes the impl. Every error points at the offending token; on
+//! error a stub impl ([`fallback`]) keeps the user's other code from failing
+//! in a cascade.
+
+#![forbid(unsafe_code)]
+
+use proc_macro::TokenStream;
+use syn::{DeriveInput, parse_macro_input};
+
+mod ast;
+mod attr;
+mod expand;
+mod fallback;
+mod valid;
+
+/// Derives `octopus::Model` for a struct with named fields. See the `octopus`
+/// crate's documentation for the attributes.
+#[proc_macro_derive(Model, attributes(octopus))]
+pub fn derive_model(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    expand::derive(&input).into()
+}

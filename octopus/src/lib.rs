@@ -1,0 +1,98 @@
+//! Octopus: a persistence layer that keeps serving reads and accepting writes
+//! while its database is down.
+//!
+//! Annotate a plain struct with `#[derive(Model)]`, pick a [`Plan`] (a primary
+//! store plus caches), and use the typed [`Dao`]:
+//!
+//! ```
+//! use octopus::{Dao, MemoryStore, Model, Plan};
+//! use std::sync::Arc;
+//!
+//! #[derive(Debug, Clone, PartialEq, Model)]
+//! #[octopus(table = "books")]
+//! struct Book {
+//!     #[octopus(key)]
+//!     id: uuid::Uuid,           // nil on create => a fresh UUIDv7
+//!     title: String,
+//!     author: Option<String>,   // nullable column
+//!     #[octopus(version)]
+//!     version: u64,             // optimistic concurrency
+//! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! // The backends come from `octopus-adapters` (SQLite, MySQL, memcached);
+//! // the in-process store needs none.
+//! let plan = Arc::new(Plan::new(MemoryStore::new()).with_cache(MemoryStore::new()));
+//! let books: Dao<Book> = Dao::open(plan).await?;
+//!
+//! let mut book = Book { id: uuid::Uuid::nil(), title: "Dune".into(), author: None, version: 0 };
+//! books.create(&mut book).await?;
+//! assert!(!book.id.is_nil());
+//!
+//! book.author = Some("Frank Herbert".into());
+//! books.update(&mut book).await?;
+//! assert_eq!(books.read(book.id).await?, Some(book.clone()));
+//!
+//! assert!(books.delete(book.id).await?);
+//! assert_eq!(books.read(book.id).await?, None);
+//! # Ok::<(), octopus::Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # The derive
+//!
+//! `#[derive(Model)]` accepts, on the struct, `#[octopus(table = "name")]`
+//! (default: the struct's name in snake_case, `BookReview` -> `book_review`),
+//! and on fields:
+//!
+//! | attribute | meaning |
+//! |---|---|
+//! | `key` | the primary key (exactly one; `String`, `uuid::Uuid` or an integer). An empty `String` or nil `Uuid` gets a UUIDv7 on create. |
+//! | `rename = "col"` | the column name (an identifier: letters, digits, `_`) |
+//! | `skip` | not persisted; the type must implement `Default` |
+//! | `json` | any serde type, stored as JSON text |
+//! | `version` | an integer bumped by every update; updates are conditional on it |
+//! | `created_at` | `i64` unix milliseconds, set by `create` and never changed by `update` |
+//! | `updated_at` | `i64` unix milliseconds, set by every write |
+//!
+//! Plain field types are `bool`, `i8`..`i64`, `u8`..`u64` (the whole `u64`
+//! range survives every store), `f32`, `f64`, `String`, `Vec<u8>`,
+//! `uuid::Uuid`, and `Option` of these (a nullable column). Every misuse is a
+//! compile error pointing at the offending token.
+//!
+//! Floats are stored as given, NaN and infinities included, in stores that
+//! can hold them; see each store's documentation (SQLite turns NaN into NULL,
+//! so a NaN in a non-nullable column is refused there with a clear error).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+extern crate self as octopus;
+
+mod dao;
+mod error;
+mod memory;
+mod model;
+mod plan;
+mod registry;
+mod schema;
+mod store;
+mod value;
+
+pub use dao::Dao;
+pub use error::{BoxError, Error, Result};
+pub use memory::{MemoryStore, MemoryStoreBuilder};
+pub use model::{Field, KeyField, Model, NotNull, VersionField, now_millis};
+pub use octopus_derive::Model;
+pub use plan::Plan;
+pub use registry::HasDao;
+pub use schema::{Column, ColumnType, Schema, is_valid_identifier};
+pub use store::{BoxFuture, Store, check_key, check_record, key_of, normalize_key, version_of};
+pub use value::{Key, Record, Value};
+
+/// Paths the derive's generated code uses; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::model::private::*;
+}

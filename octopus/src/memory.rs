@@ -1,0 +1,416 @@
+//! The in-process store: the cache that needs no server (the role APC had in
+//! the PHP original), also usable as a complete store for tests and tools.
+
+use std::collections::HashMap;
+use std::collections::hash_map::{Entry as MapEntry, RandomState};
+use std::hash::BuildHasher;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::schema::Schema;
+use crate::store::{BoxFuture, Store, check_key, check_record, key_of, version_of};
+use crate::value::{Key, Record};
+use crate::{Error, Result};
+
+/// Rows are grouped per table and model shape, so two models that share a
+/// table name but differ in columns never see each other's rows.
+type TableId = (&'static str, u64);
+
+struct Entry {
+    record: Record,
+    expires: Option<Instant>,
+    /// Shard clock reading at the last access, for eviction.
+    touched: AtomicU64,
+}
+
+#[derive(Default)]
+struct Shard {
+    tables: HashMap<TableId, HashMap<Key, Entry>>,
+    len: usize,
+}
+
+/// A concurrent in-memory store with an optional capacity bound and TTL.
+///
+/// - Concurrency: rows live in independently locked shards (16 once the
+///   capacity allows), so readers of different keys do not contend; reads take
+///   a shared lock only.
+/// - Capacity: when a shard is full, an insert first drops expired rows, then
+///   evicts the least recently used row among a sample of up to 32 (exact LRU
+///   for small capacities). The bound counts rows across all tables.
+/// - TTL: a row older than the TTL is a miss and is dropped on the next write
+///   to its shard.
+///
+/// As a cache it holds what the plan puts in it; as a primary it implements
+/// the full [`Store`] contract (used by tests and tools; it is not durable).
+///
+/// ```
+/// use octopus::MemoryStore;
+/// use std::time::Duration;
+/// let cache = MemoryStore::builder().capacity(10_000).ttl(Duration::from_secs(60)).build();
+/// # let _ = cache;
+/// ```
+pub struct MemoryStore {
+    name: String,
+    shards: Box<[RwLock<Shard>]>,
+    clocks: Box<[AtomicU64]>,
+    shard_capacity: Option<usize>,
+    ttl: Option<Duration>,
+    hasher: RandomState,
+}
+
+/// Builds a [`MemoryStore`].
+#[derive(Debug, Default, Clone)]
+pub struct MemoryStoreBuilder {
+    capacity: Option<usize>,
+    ttl: Option<Duration>,
+    name: Option<String>,
+}
+
+impl MemoryStoreBuilder {
+    /// Bounds the number of rows held (at least 1).
+    pub fn capacity(mut self, rows: usize) -> Self {
+        self.capacity = Some(rows.max(1));
+        self
+    }
+
+    /// Makes rows expire this long after they were written.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Names the store in logs and errors (default `memory`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The store.
+    pub fn build(self) -> MemoryStore {
+        // Small bounds get one shard so the bound and LRU order are exact.
+        let shards = match self.capacity {
+            Some(c) if c < 1024 => 1,
+            _ => 16,
+        };
+        MemoryStore {
+            name: self.name.unwrap_or_else(|| "memory".to_owned()),
+            shards: (0..shards).map(|_| RwLock::default()).collect(),
+            clocks: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            shard_capacity: self.capacity.map(|c| c.div_ceil(shards)),
+            ttl: self.ttl,
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new()
+    }
+}
+
+impl MemoryStore {
+    /// An unbounded store without TTL.
+    pub fn new() -> Self {
+        MemoryStoreBuilder::default().build()
+    }
+
+    /// A builder for capacity and TTL.
+    pub fn builder() -> MemoryStoreBuilder {
+        MemoryStoreBuilder::default()
+    }
+
+    /// Rows currently held, including expired rows not yet dropped.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| read(s).len).sum()
+    }
+
+    /// Whether the store holds no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn shard_of(&self, table: TableId, key: &Key) -> usize {
+        if self.shards.len() == 1 {
+            return 0;
+        }
+        (self.hasher.hash_one((table, key)) as usize) % self.shards.len()
+    }
+
+    fn live(&self, entry: &Entry, now: Instant) -> bool {
+        entry.expires.is_none_or(|t| t > now)
+    }
+
+    fn lookup(&self, schema: &'static Schema, key: &Key, now: Instant) -> Option<Record> {
+        let table = table_id(schema);
+        let i = self.shard_of(table, key);
+        let shard = read(&self.shards[i]);
+        let entry = shard.tables.get(&table)?.get(key)?;
+        if !self.live(entry, now) {
+            return None;
+        }
+        let tick = self.clocks[i].fetch_add(1, Ordering::Relaxed);
+        entry.touched.store(tick, Ordering::Relaxed);
+        Some(entry.record.clone())
+    }
+
+    /// Applies `f` to the live row with `key` (or `None`) under the shard's
+    /// write lock; `f` returns the new row (or `None` to remove it) and a
+    /// result.
+    fn modify<R>(
+        &self,
+        schema: &'static Schema,
+        key: Key,
+        f: impl FnOnce(Option<&Record>) -> Result<(Change, R)>,
+    ) -> Result<R> {
+        let table = table_id(schema);
+        let i = self.shard_of(table, &key);
+        let now = Instant::now();
+        let mut guard = write(&self.shards[i]);
+        let shard = &mut *guard;
+        let rows = shard.tables.entry(table).or_default();
+        let current = rows.get(&key).filter(|e| self.live(e, now));
+        let (change, out) = f(current.map(|e| &e.record))?;
+        let tick = self.clocks[i].fetch_add(1, Ordering::Relaxed);
+        match change {
+            Change::Keep => {}
+            Change::Remove => {
+                if rows.remove(&key).is_some() {
+                    shard.len -= 1;
+                }
+            }
+            Change::Put(record) => {
+                let entry = Entry {
+                    record,
+                    expires: self.ttl.map(|t| now + t),
+                    touched: AtomicU64::new(tick),
+                };
+                match rows.entry(key) {
+                    MapEntry::Occupied(mut o) => {
+                        o.insert(entry);
+                    }
+                    MapEntry::Vacant(v) => {
+                        v.insert(entry);
+                        shard.len += 1;
+                    }
+                }
+                if let Some(cap) = self.shard_capacity {
+                    while shard.len > cap {
+                        if !evict_one(shard, now) {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+enum Change {
+    Keep,
+    Remove,
+    Put(Record),
+}
+
+fn table_id(schema: &'static Schema) -> TableId {
+    (schema.table(), schema.fingerprint())
+}
+
+fn read(lock: &RwLock<Shard>) -> std::sync::RwLockReadGuard<'_, Shard> {
+    // A panic while holding the lock cannot leave a shard half-updated (every
+    // change is one map operation), so a poisoned lock is safe to keep using.
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write(lock: &RwLock<Shard>) -> std::sync::RwLockWriteGuard<'_, Shard> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Drops every expired row of the shard if there is one, else the least
+/// recently touched row of a sample. Returns whether a row was dropped.
+fn evict_one(shard: &mut Shard, now: Instant) -> bool {
+    const SAMPLE: usize = 32;
+    let mut victim: Option<(TableId, Key, u64)> = None;
+    let mut expired: Vec<(TableId, Key)> = Vec::new();
+    let mut seen = 0;
+    'outer: for (table, rows) in &shard.tables {
+        for (key, entry) in rows {
+            if entry.expires.is_some_and(|t| t <= now) {
+                expired.push((*table, key.clone()));
+                continue;
+            }
+            let touched = entry.touched.load(Ordering::Relaxed);
+            if victim.as_ref().is_none_or(|(_, _, t)| touched < *t) {
+                victim = Some((*table, key.clone(), touched));
+            }
+            seen += 1;
+            if seen >= SAMPLE {
+                break 'outer;
+            }
+        }
+    }
+    let targets: Vec<(TableId, Key)> = if expired.is_empty() {
+        victim.map(|(t, k, _)| vec![(t, k)]).unwrap_or_default()
+    } else {
+        expired
+    };
+    let mut dropped = false;
+    for (table, key) in targets {
+        if let Some(rows) = shard.tables.get_mut(&table)
+            && rows.remove(&key).is_some()
+        {
+            shard.len -= 1;
+            dropped = true;
+        }
+    }
+    dropped
+}
+
+fn conflict(schema: &'static Schema, key: &Key, expected: u64, actual: u64) -> Error {
+    Error::Conflict {
+        table: schema.table(),
+        key: key.to_string(),
+        expected,
+        actual,
+    }
+}
+
+impl Store for MemoryStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn ensure_schema<'a>(&'a self, _schema: &'static Schema) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn get<'a>(
+        &'a self,
+        schema: &'static Schema,
+        key: &'a Key,
+    ) -> BoxFuture<'a, Result<Option<Record>>> {
+        Box::pin(async move {
+            check_key(schema, key)?;
+            Ok(self.lookup(schema, key, Instant::now()))
+        })
+    }
+
+    fn get_many<'a>(
+        &'a self,
+        schema: &'static Schema,
+        keys: &'a [Key],
+    ) -> BoxFuture<'a, Result<Vec<Option<Record>>>> {
+        Box::pin(async move {
+            let now = Instant::now();
+            keys.iter()
+                .map(|k| {
+                    check_key(schema, k)?;
+                    Ok(self.lookup(schema, k, now))
+                })
+                .collect()
+        })
+    }
+
+    fn insert<'a>(
+        &'a self,
+        schema: &'static Schema,
+        record: &'a Record,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            check_record(schema, record)?;
+            let key = key_of(schema, record)?;
+            let shown = key.to_string();
+            self.modify(schema, key, |current| match current {
+                Some(_) => Err(Error::AlreadyExists {
+                    table: schema.table(),
+                    key: shown,
+                }),
+                None => Ok((Change::Put(record.clone()), ())),
+            })
+        })
+    }
+
+    fn upsert<'a>(
+        &'a self,
+        schema: &'static Schema,
+        record: &'a Record,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            check_record(schema, record)?;
+            let key = key_of(schema, record)?;
+            self.modify(schema, key, |_| Ok((Change::Put(record.clone()), ())))
+        })
+    }
+
+    fn update<'a>(
+        &'a self,
+        schema: &'static Schema,
+        record: &'a Record,
+        expected_version: Option<u64>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            check_record(schema, record)?;
+            let key = key_of(schema, record)?;
+            let shown = key.clone();
+            self.modify(schema, key, |current| {
+                let Some(current) = current else {
+                    return Err(Error::NotFound {
+                        table: schema.table(),
+                        key: shown.to_string(),
+                    });
+                };
+                if let Some(expected) = expected_version {
+                    let actual = version_of(schema, current).unwrap_or(0);
+                    if actual != expected {
+                        return Err(conflict(schema, &shown, expected, actual));
+                    }
+                }
+                let mut next = record.clone();
+                if let Some(i) = schema.created_at_index() {
+                    next.values_mut()[i] = current.values()[i].clone();
+                }
+                Ok((Change::Put(next), ()))
+            })
+        })
+    }
+
+    fn delete<'a>(&'a self, schema: &'static Schema, key: &'a Key) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            check_key(schema, key)?;
+            self.modify(schema, key.clone(), |current| {
+                Ok(match current {
+                    Some(_) => (Change::Remove, true),
+                    None => (Change::Keep, false),
+                })
+            })
+        })
+    }
+
+    fn scan<'a>(
+        &'a self,
+        schema: &'static Schema,
+        after: Option<&'a Key>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Record>>> {
+        Box::pin(async move {
+            let table = table_id(schema);
+            let now = Instant::now();
+            let mut rows: Vec<(Key, Record)> = Vec::new();
+            for shard in self.shards.iter() {
+                let shard = read(shard);
+                if let Some(t) = shard.tables.get(&table) {
+                    rows.extend(
+                        t.iter()
+                            .filter(|(k, e)| self.live(e, now) && after.is_none_or(|a| *k > a))
+                            .map(|(k, e)| (k.clone(), e.record.clone())),
+                    );
+                }
+            }
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
+            rows.truncate(limit);
+            Ok(rows.into_iter().map(|(_, r)| r).collect())
+        })
+    }
+}

@@ -1,0 +1,90 @@
+//! The registry: an application lists its models once, and asking for the
+//! Dao of a model that is not listed does not compile.
+
+use crate::dao::Dao;
+
+/// Implemented by a registry (made with [`crate::models!`]) for each model it
+/// lists. It is what makes `registry.dao::<T>()` a compile-time check.
+#[diagnostic::on_unimplemented(
+    message = "model `{T}` is not registered in `{Self}`",
+    label = "`{Self}` has no Dao for `{T}`",
+    note = "add a field for it to the `octopus::models!` invocation that defines `{Self}`, e.g. `my_models: {T}`"
+)]
+pub trait HasDao<T> {
+    /// The Dao of `T`.
+    fn dao_ref(&self) -> &Dao<T>;
+}
+
+/// Declares a registry: a struct with one [`Dao`] field per model, opened in
+/// one call that ensures every model's table in every store of the plan.
+///
+/// ```
+/// use octopus::{Model, MemoryStore, Plan};
+///
+/// #[derive(Debug, Model)]
+/// struct Book { #[octopus(key)] id: u64, title: String }
+/// #[derive(Debug, Model)]
+/// struct User { #[octopus(key)] name: String }
+///
+/// octopus::models! {
+///     /// Everything the library application stores.
+///     pub struct Library { books: Book, users: User }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let db = Library::open(Plan::new(MemoryStore::new())).await?;
+/// db.books.create(&mut Book { id: 1, title: "Dune".into() }).await?;
+/// let book = db.dao::<Book>().read(1).await?;   // or `db.books`
+/// assert_eq!(book.unwrap().title, "Dune");
+/// # Ok::<(), octopus::Error>(())
+/// # }).unwrap();
+/// ```
+///
+/// Asking a registry for a model it does not list is a compile error that
+/// names the registry and the model and says to add it here.
+#[macro_export]
+macro_rules! models {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $( $field:ident : $model:ty ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        $vis struct $name {
+            $(
+                #[doc = concat!("The Dao of `", stringify!($model), "`.")]
+                pub $field: $crate::Dao<$model>,
+            )*
+        }
+
+        impl $name {
+            /// Opens every model's Dao over `plan`, ensuring each model's
+            /// table in every store of the plan.
+            pub async fn open(
+                plan: impl ::core::convert::Into<::std::sync::Arc<$crate::Plan>>,
+            ) -> $crate::Result<Self> {
+                let plan: ::std::sync::Arc<$crate::Plan> = plan.into();
+                ::core::result::Result::Ok($name {
+                    $( $field: $crate::Dao::<$model>::open(plan.clone()).await?, )*
+                })
+            }
+
+            /// The Dao of model `T`; does not compile unless `T` is listed.
+            pub fn dao<T>(&self) -> &$crate::Dao<T>
+            where
+                Self: $crate::HasDao<T>,
+            {
+                <Self as $crate::HasDao<T>>::dao_ref(self)
+            }
+        }
+
+        $(
+            impl $crate::HasDao<$model> for $name {
+                fn dao_ref(&self) -> &$crate::Dao<$model> {
+                    &self.$field
+                }
+            }
+        )*
+    };
+}
