@@ -1,1 +1,31 @@
+//! Storage backends for [Octopus](octopus), each behind a cargo feature.
+//!
+//! | feature | module | backend |
+//! |---|---|---|
+//! | `sqlite` (default) | [`sqlite`] | SQLite through rusqlite, bundled |
+//!
+//! ```
+//! use octopus::{Dao, MemoryStore, Model, Plan};
+//! use octopus_adapters::sqlite::SqliteStore;
+//! use std::sync::Arc;
+//!
+//! #[derive(Debug, PartialEq, Model)]
+//! struct Note { #[octopus(key)] id: u64, text: String }
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let dir = tempfile::tempdir().unwrap();
+//! let sqlite = SqliteStore::open(dir.path().join("notes.db")).await?;
+//! let notes: Dao<Note> = Dao::open(Arc::new(Plan::new(sqlite).with_cache(MemoryStore::new()))).await?;
+//! notes.create(&mut Note { id: 1, text: "hello".into() }).await?;
+//! assert_eq!(notes.read(1).await?.unwrap().text, "hello");
+//! # Ok::<(), octopus::Error>(())
+//! # }).unwrap();
+//! ```
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub mod sqlite;

@@ -1,0 +1,78 @@
+//! The one conformance suite, instantiated for every store. A store joins
+//! with one `conformance!` line.
+
+mod models;
+mod suite;
+
+use std::sync::Arc;
+
+use octopus::{MemoryStore, Store};
+use suite::{Fixture, NanPolicy};
+
+macro_rules! conformance {
+    ($name:ident, $fixture:expr) => {
+        mod $name {
+            use super::*;
+            conformance!(@tests $fixture;
+                crud_round_trip,
+                read_missing_is_none,
+                duplicate_create_is_refused_and_writes_nothing,
+                update_of_missing_key_is_not_found,
+                stale_version_is_a_conflict_and_writes_nothing,
+                delete_of_missing_key_is_ok_false,
+                every_field_type_round_trips,
+                nan_follows_the_store_policy,
+                u64_keys_cover_the_whole_range,
+                string_keys_generate_and_hold_anything,
+                read_many_keeps_order_and_misses,
+                scan_pages_in_key_order,
+                upsert_inserts_then_replaces,
+                malformed_records_are_refused_and_write_nothing,
+                concurrent_writers_all_land,
+            );
+        }
+    };
+    (@tests $fixture:expr; $($test:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $test() {
+            let fixture: Fixture = $fixture.await;
+            suite::$test(&fixture).await;
+        }
+    )*};
+}
+
+async fn memory() -> Fixture {
+    Fixture {
+        store: Arc::new(MemoryStore::new()),
+        nan: NanPolicy::Stored,
+        _guard: Box::new(()),
+    }
+}
+
+#[cfg(feature = "sqlite")]
+async fn sqlite_file() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = octopus_adapters::sqlite::SqliteStore::open(dir.path().join("conformance.db"))
+        .await
+        .unwrap();
+    Fixture {
+        store: Arc::new(store) as Arc<dyn Store>,
+        nan: NanPolicy::Refused,
+        _guard: Box::new(dir),
+    }
+}
+
+#[cfg(feature = "sqlite")]
+async fn sqlite_memory() -> Fixture {
+    Fixture {
+        store: Arc::new(octopus_adapters::sqlite::SqliteStore::memory().unwrap()),
+        nan: NanPolicy::Refused,
+        _guard: Box::new(()),
+    }
+}
+
+conformance!(memory_store, memory());
+#[cfg(feature = "sqlite")]
+conformance!(sqlite_file_store, sqlite_file());
+#[cfg(feature = "sqlite")]
+conformance!(sqlite_memory_store, sqlite_memory());
