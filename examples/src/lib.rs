@@ -1,1 +1,1 @@
-
+//! Runnable examples of Octopus; see the `quickstart` example.

@@ -15,6 +15,12 @@ impl Ctxt {
         self.errors.push(syn::Error::new(span, message));
     }
 
+    /// An error spanning all of `tokens` (a whole type, say), not just
+    /// their first token.
+    pub fn error_spanned(&mut self, tokens: impl quote::ToTokens, message: impl std::fmt::Display) {
+        self.errors.push(syn::Error::new_spanned(tokens, message));
+    }
+
     pub fn push(&mut self, error: syn::Error) {
         self.errors.push(error);
     }
@@ -116,7 +122,9 @@ pub fn field(cx: &mut Ctxt, attrs: &[Attribute]) -> FieldAttrs {
                 _ => {
                     cx.error(
                         span,
-                        format!("unknown octopus attribute `{name}`; expected one of {FIELD_ATTRS}"),
+                        format!(
+                            "unknown octopus attribute `{name}`; expected one of {FIELD_ATTRS}"
+                        ),
                     );
                     skip_value(&meta)?;
                 }

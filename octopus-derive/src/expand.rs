@@ -71,7 +71,7 @@ fn impl_model(input: &Input<'_>) -> TokenStream {
         let name = f.ident;
         let ty = f.ty;
         if f.attrs.skip.is_some() {
-            return quote_spanned!(ty.span()=> #name: __p::default_of::<#ty>());
+            return quote_spanned!(ty.span()=> #name: <#ty as ::core::default::Default>::default());
         }
         let i = next_index;
         next_index += 1;
@@ -79,7 +79,7 @@ fn impl_model(input: &Input<'_>) -> TokenStream {
         if f.attrs.json.is_some() {
             quote_spanned!(ty.span()=> #name: __p::decode_json::<#ty>(Self::SCHEMA, #i, #value)?)
         } else {
-            quote_spanned!(ty.span()=> #name: __p::decode::<#ty>(Self::SCHEMA, #i, #value)?)
+            quote_spanned!(ty.span()=> #name: __p::decoded(Self::SCHEMA, #i, <#ty as __p::Field>::decode(#value))?)
         }
     });
 
@@ -88,41 +88,53 @@ fn impl_model(input: &Input<'_>) -> TokenStream {
     let key_ty = key.ty;
     let key_trait = quote_spanned!(key_ty.span()=> <#key_ty as __p::KeyField>);
 
-    let version = input.fields.iter().find(|f| f.attrs.version.is_some()).map(|f| {
-        let name = f.ident;
-        let ty = f.ty;
-        let tr = quote_spanned!(ty.span()=> <#ty as __p::VersionField>);
-        quote! {
-            fn version(&self) -> ::core::option::Option<u64> {
-                ::core::option::Option::Some(#tr::to_u64(&self.#name))
+    let version = input
+        .fields
+        .iter()
+        .find(|f| f.attrs.version.is_some())
+        .map(|f| {
+            let name = f.ident;
+            let ty = f.ty;
+            let tr = quote_spanned!(ty.span()=> <#ty as __p::VersionField>);
+            quote! {
+                fn version(&self) -> ::core::option::Option<u64> {
+                    ::core::option::Option::Some(#tr::to_u64(&self.#name))
+                }
+                fn set_version(&mut self, version: u64) {
+                    self.#name = #tr::from_u64(version);
+                }
             }
-            fn set_version(&mut self, version: u64) {
-                self.#name = #tr::from_u64(version);
+        });
+    let created = input
+        .fields
+        .iter()
+        .find(|f| f.attrs.created_at.is_some())
+        .map(|f| {
+            let name = f.ident;
+            quote! {
+                fn created_at(&self) -> ::core::option::Option<i64> {
+                    ::core::option::Option::Some(self.#name)
+                }
+                fn set_created_at(&mut self, millis: i64) {
+                    self.#name = millis;
+                }
             }
-        }
-    });
-    let created = input.fields.iter().find(|f| f.attrs.created_at.is_some()).map(|f| {
-        let name = f.ident;
-        quote! {
-            fn created_at(&self) -> ::core::option::Option<i64> {
-                ::core::option::Option::Some(self.#name)
+        });
+    let updated = input
+        .fields
+        .iter()
+        .find(|f| f.attrs.updated_at.is_some())
+        .map(|f| {
+            let name = f.ident;
+            quote! {
+                fn updated_at(&self) -> ::core::option::Option<i64> {
+                    ::core::option::Option::Some(self.#name)
+                }
+                fn set_updated_at(&mut self, millis: i64) {
+                    self.#name = millis;
+                }
             }
-            fn set_created_at(&mut self, millis: i64) {
-                self.#name = millis;
-            }
-        }
-    });
-    let updated = input.fields.iter().find(|f| f.attrs.updated_at.is_some()).map(|f| {
-        let name = f.ident;
-        quote! {
-            fn updated_at(&self) -> ::core::option::Option<i64> {
-                ::core::option::Option::Some(self.#name)
-            }
-            fn set_updated_at(&mut self, millis: i64) {
-                self.#name = millis;
-            }
-        }
-    });
+        });
 
     quote! {
         const _: () = {

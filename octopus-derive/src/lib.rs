@@ -1,10 +1,10 @@
 //! The `#[derive(Model)]` macro of Octopus. Use it through the `octopus`
 //! crate, which re-exports it and documents its attributes.
 //!
-//! One pipeline, one file per step: [`ast`] reads the struct, [`attr`] parses
-//! `#[octopus(...)]`, [`valid`] checks the rules that span fields, and
-//! [`expand`] writes the impl. Every error points at the offending token; on
-//! error a stub impl ([`fallback`]) keeps the user's other code from failing
+//! One pipeline, one file per step: `ast` reads the struct, `attr` parses
+//! `#[octopus(...)]`, `valid` checks the rules that span fields, and
+//! `expand` writes the impl. Every error points at the offending token; on
+//! error a stub impl (`fallback`) keeps the user's other code from failing
 //! in a cascade.
 
 #![forbid(unsafe_code)]

@@ -3,8 +3,6 @@
 
 use std::collections::HashMap;
 
-use proc_macro2::Span;
-use syn::spanned::Spanned;
 use syn::{LitStr, Type};
 
 use crate::ast::{Field, Input};
@@ -51,11 +49,19 @@ pub fn check(cx: &mut Ctxt, input: &Input<'_>) {
             ];
             for (name, flag) in others {
                 if flag.is_some() {
-                    cx.error(skip, format!("`skip` cannot be combined with `{name}`: a skipped field is not stored"));
+                    cx.error(
+                        skip,
+                        format!(
+                            "`skip` cannot be combined with `{name}`: a skipped field is not stored"
+                        ),
+                    );
                 }
             }
             if a.rename.is_some() {
-                cx.error(skip, "`skip` cannot be combined with `rename`: a skipped field has no column");
+                cx.error(
+                    skip,
+                    "`skip` cannot be combined with `rename`: a skipped field has no column",
+                );
             }
             continue;
         }
@@ -72,7 +78,10 @@ pub fn check(cx: &mut Ctxt, input: &Input<'_>) {
                 None => key = Some(field),
             }
             if a.json.is_some() {
-                cx.error(span, "a key cannot be `json`: keys are String, uuid::Uuid or an integer");
+                cx.error(
+                    span,
+                    "a key cannot be `json`: keys are String, uuid::Uuid or an integer",
+                );
             }
         }
 
@@ -99,7 +108,7 @@ pub fn check(cx: &mut Ctxt, input: &Input<'_>) {
             if a.json.is_some() {
                 cx.error(span, format!("a `{name}` field cannot be `json`"));
             }
-            check_managed_type(cx, name, field.ty, span);
+            check_managed_type(cx, name, field.ty);
         }
         if managed_count > 1 {
             cx.error(
@@ -112,7 +121,10 @@ pub fn check(cx: &mut Ctxt, input: &Input<'_>) {
         if let Some(first) = columns.get(&column) {
             cx.error(
                 field.ident.span(),
-                format!("column `{column}` is already used by field `{}`", first.ident),
+                format!(
+                    "column `{column}` is already used by field `{}`",
+                    first.ident
+                ),
             );
         } else {
             columns.insert(column, field);
@@ -143,9 +155,7 @@ fn type_name(ty: &Type) -> Option<String> {
     match ty {
         Type::Path(p) if p.qself.is_none() => {
             let seg = p.path.segments.last()?;
-            seg.arguments
-                .is_none()
-                .then(|| seg.ident.to_string())
+            seg.arguments.is_none().then(|| seg.ident.to_string())
         }
         Type::Group(g) => type_name(&g.elem),
         Type::Paren(p) => type_name(&p.elem),
@@ -153,20 +163,20 @@ fn type_name(ty: &Type) -> Option<String> {
     }
 }
 
-fn check_managed_type(cx: &mut Ctxt, role: &str, ty: &Type, _attr: Span) {
+fn check_managed_type(cx: &mut Ctxt, role: &str, ty: &Type) {
     let name = type_name(ty);
     let name = name.as_deref();
     if role == "version" {
         const INTS: &[&str] = &["i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64"];
         if !name.is_some_and(|n| INTS.contains(&n)) {
-            cx.error(
-                ty.span(),
+            cx.error_spanned(
+                ty,
                 "#[octopus(version)] needs an integer field (i8..i64 or u8..u64)",
             );
         }
     } else if name != Some("i64") {
-        cx.error(
-            ty.span(),
+        cx.error_spanned(
+            ty,
             format!("#[octopus({role})] needs an `i64` field (unix milliseconds)"),
         );
     }

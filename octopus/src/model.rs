@@ -3,9 +3,9 @@
 
 use uuid::Uuid;
 
+use crate::Result;
 use crate::schema::{ColumnType, Schema};
 use crate::value::{Key, Record, Value};
-use crate::Result;
 
 /// A struct that Octopus can persist. Implement it with `#[derive(Model)]`.
 ///
@@ -305,8 +305,12 @@ pub mod private {
 
     pub use super::{Field, KeyField, NotNull, VersionField};
 
-    pub fn decode<T: Field>(schema: &'static Schema, index: usize, value: Value) -> Result<T> {
-        T::decode(value).map_err(|reason| Error::Decode {
+    pub fn decoded<T>(
+        schema: &'static Schema,
+        index: usize,
+        value: std::result::Result<T, String>,
+    ) -> Result<T> {
+        value.map_err(|reason| Error::Decode {
             table: schema.table(),
             column: schema.columns()[index].name(),
             reason,
@@ -360,9 +364,5 @@ pub mod private {
             });
         }
         Ok(record.into_values().into_iter())
-    }
-
-    pub fn default_of<T: Default>() -> T {
-        T::default()
     }
 }

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
+use crate::Result;
 use crate::schema::Schema;
 use crate::store::Store;
 use crate::value::{Key, Record};
-use crate::Result;
 
 /// Composes stores for a [`crate::Dao`]: one primary (the source of truth)
 /// and any number of caches in front of it.
@@ -91,7 +91,9 @@ impl Plan {
                     return Ok(Some(record));
                 }
                 Ok(None) => {}
-                Err(e) => tracing::warn!(store = cache.name(), table = schema.table(), error = %e, "cache read failed; skipping level"),
+                Err(e) => {
+                    tracing::warn!(store = cache.name(), table = schema.table(), error = %e, "cache read failed; skipping level")
+                }
             }
         }
         let found = self.primary.get(schema, key).await?;
@@ -127,7 +129,9 @@ impl Plan {
                     }
                     missing = still;
                 }
-                Err(e) => tracing::warn!(store = cache.name(), table = schema.table(), error = %e, "cache read failed; skipping level"),
+                Err(e) => {
+                    tracing::warn!(store = cache.name(), table = schema.table(), error = %e, "cache read failed; skipping level")
+                }
             }
         }
         if !missing.is_empty() {

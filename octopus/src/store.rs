@@ -42,8 +42,11 @@ pub trait Store: Send + Sync + 'static {
     fn ensure_schema<'a>(&'a self, schema: &'static Schema) -> BoxFuture<'a, Result<()>>;
 
     /// The row with `key`, if any.
-    fn get<'a>(&'a self, schema: &'static Schema, key: &'a Key)
-    -> BoxFuture<'a, Result<Option<Record>>>;
+    fn get<'a>(
+        &'a self,
+        schema: &'static Schema,
+        key: &'a Key,
+    ) -> BoxFuture<'a, Result<Option<Record>>>;
 
     /// The rows with `keys`, one slot per key in the same order.
     fn get_many<'a>(
@@ -53,12 +56,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Vec<Option<Record>>>>;
 
     /// Inserts a new row; [`Error::AlreadyExists`] if the key exists.
-    fn insert<'a>(&'a self, schema: &'static Schema, record: &'a Record)
-    -> BoxFuture<'a, Result<()>>;
+    fn insert<'a>(
+        &'a self,
+        schema: &'static Schema,
+        record: &'a Record,
+    ) -> BoxFuture<'a, Result<()>>;
 
     /// Inserts or replaces a row.
-    fn upsert<'a>(&'a self, schema: &'static Schema, record: &'a Record)
-    -> BoxFuture<'a, Result<()>>;
+    fn upsert<'a>(
+        &'a self,
+        schema: &'static Schema,
+        record: &'a Record,
+    ) -> BoxFuture<'a, Result<()>>;
 
     /// Replaces an existing row (all columns but the key and `created_at`),
     /// optionally only if its stored version equals `expected_version`.

@@ -127,7 +127,9 @@ struct Inner {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("name", &self.inner.name).finish()
+        f.debug_struct("SqliteStore")
+            .field("name", &self.inner.name)
+            .finish()
     }
 }
 
@@ -147,9 +149,10 @@ impl SqliteStore {
         let open_path = path.clone();
         // Opening may create the file and switch to WAL (a write): keep it off
         // the executor.
-        let conn = tokio::task::spawn_blocking(move || open_writer(Some(&open_path), &opts, &store_name))
-            .await
-            .map_err(|e| Error::unavailable(&*name, e))??;
+        let conn =
+            tokio::task::spawn_blocking(move || open_writer(Some(&open_path), &opts, &store_name))
+                .await
+                .map_err(|e| Error::unavailable(&*name, e))??;
         Self::start(conn, name, Some(path), options)
     }
 
@@ -161,8 +164,14 @@ impl SqliteStore {
         Self::start(conn, name, None, options)
     }
 
-    fn start(conn: Connection, name: Arc<str>, path: Option<PathBuf>, options: SqliteOptions) -> Result<Self> {
-        let writer = Writer::spawn(conn, name.clone()).map_err(|e| Error::unavailable(&*name, e))?;
+    fn start(
+        conn: Connection,
+        name: Arc<str>,
+        path: Option<PathBuf>,
+        options: SqliteOptions,
+    ) -> Result<Self> {
+        let writer =
+            Writer::spawn(conn, name.clone()).map_err(|e| Error::unavailable(&*name, e))?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 name,
@@ -177,7 +186,13 @@ impl SqliteStore {
 
     fn statements(&self, schema: &'static Schema) -> Arc<Statements> {
         let id = schema as *const Schema as usize;
-        if let Some(s) = self.inner.statements.read().unwrap_or_else(|e| e.into_inner()).get(&id) {
+        if let Some(s) = self
+            .inner
+            .statements
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+        {
             return s.clone();
         }
         let s = Arc::new(Statements::new(schema));
@@ -192,9 +207,17 @@ impl SqliteStore {
 
     /// Runs a read inline on a pooled read connection; `None` when the read
     /// must go to the writer thread instead (memory database, or busy).
-    fn read_inline<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Option<Result<R>> {
+    fn read_inline<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<R>,
+    ) -> Option<Result<R>> {
         let path = self.inner.path.as_ref()?;
-        let pooled = self.inner.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let pooled = self
+            .inner
+            .readers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
         let conn = match pooled {
             Some(c) => c,
             None => match open_reader(path) {
@@ -245,22 +268,29 @@ fn open_writer(path: Option<&Path>, options: &SqliteOptions, name: &str) -> Resu
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
             .map_err(fail)?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(Error::unavailable(name, format!("cannot switch to WAL mode (still {mode})")));
+            return Err(Error::unavailable(
+                name,
+                format!("cannot switch to WAL mode (still {mode})"),
+            ));
         }
     }
     let sync = match options.synchronous {
         Synchronous::Full => "FULL",
         Synchronous::Normal => "NORMAL",
     };
-    conn.execute_batch(&format!("PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON;"))
-        .map_err(fail)?;
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON;"
+    ))
+    .map_err(fail)?;
     Ok(conn)
 }
 
 fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
     )?;
     // Inline reads must not wait: busy is handed to the writer thread.
     conn.busy_timeout(Duration::ZERO)?;
@@ -268,7 +298,12 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-fn get_one(conn: &Connection, schema: &'static Schema, st: &Statements, key: &Key) -> rusqlite::Result<Option<Record>> {
+fn get_one(
+    conn: &Connection,
+    schema: &'static Schema,
+    st: &Statements,
+    key: &Key,
+) -> rusqlite::Result<Option<Record>> {
     conn.prepare_cached(&st.select)?
         .query_row([KeyParam(key)], |row| sql::read_row(schema, row))
         .optional()
@@ -285,14 +320,19 @@ impl Store for SqliteStore {
             self.inner
                 .writer
                 .call(move |conn| {
-                    conn.execute_batch(&create).map_err(|e| sql::classify("sqlite", e))?;
+                    conn.execute_batch(&create)
+                        .map_err(|e| sql::classify("sqlite", e))?;
                     sql::check_table(conn, schema)
                 })
                 .await
         })
     }
 
-    fn get<'a>(&'a self, schema: &'static Schema, key: &'a Key) -> BoxFuture<'a, Result<Option<Record>>> {
+    fn get<'a>(
+        &'a self,
+        schema: &'static Schema,
+        key: &'a Key,
+    ) -> BoxFuture<'a, Result<Option<Record>>> {
         Box::pin(async move {
             check_key(schema, key)?;
             let st = self.statements(schema);
@@ -300,22 +340,32 @@ impl Store for SqliteStore {
                 return out;
             }
             let key = key.clone();
-            self.read(move |conn| get_one(conn, schema, &st, &key)).await
+            self.read(move |conn| get_one(conn, schema, &st, &key))
+                .await
         })
     }
 
-    fn get_many<'a>(&'a self, schema: &'static Schema, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<Option<Record>>>> {
+    fn get_many<'a>(
+        &'a self,
+        schema: &'static Schema,
+        keys: &'a [Key],
+    ) -> BoxFuture<'a, Result<Vec<Option<Record>>>> {
         Box::pin(async move {
             for k in keys {
                 check_key(schema, k)?;
             }
             let st = self.statements(schema);
             let keys = keys.to_vec();
-            self.read(move |conn| get_many(conn, schema, &st, &keys)).await
+            self.read(move |conn| get_many(conn, schema, &st, &keys))
+                .await
         })
     }
 
-    fn insert<'a>(&'a self, schema: &'static Schema, record: &'a Record) -> BoxFuture<'a, Result<()>> {
+    fn insert<'a>(
+        &'a self,
+        schema: &'static Schema,
+        record: &'a Record,
+    ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             check_record(schema, record)?;
             sql::check_storable(schema, record)?;
@@ -325,7 +375,9 @@ impl Store for SqliteStore {
             self.inner
                 .writer
                 .call(move |conn| {
-                    let mut stmt = conn.prepare_cached(&st.insert).map_err(|e| sql::classify(&name, e))?;
+                    let mut stmt = conn
+                        .prepare_cached(&st.insert)
+                        .map_err(|e| sql::classify(&name, e))?;
                     match stmt.execute(params_from_iter(record.values().iter().map(Param))) {
                         Ok(_) => Ok(()),
                         Err(e) if sql::is_duplicate(&e) => Err(Error::AlreadyExists {
@@ -339,7 +391,11 @@ impl Store for SqliteStore {
         })
     }
 
-    fn upsert<'a>(&'a self, schema: &'static Schema, record: &'a Record) -> BoxFuture<'a, Result<()>> {
+    fn upsert<'a>(
+        &'a self,
+        schema: &'static Schema,
+        record: &'a Record,
+    ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             check_record(schema, record)?;
             sql::check_storable(schema, record)?;
@@ -350,7 +406,9 @@ impl Store for SqliteStore {
                 .writer
                 .call(move |conn| {
                     conn.prepare_cached(&st.upsert)
-                        .and_then(|mut s| s.execute(params_from_iter(record.values().iter().map(Param))))
+                        .and_then(|mut s| {
+                            s.execute(params_from_iter(record.values().iter().map(Param)))
+                        })
                         .map(|_| ())
                         .map_err(|e| sql::classify(&name, e))
                 })
@@ -372,10 +430,12 @@ impl Store for SqliteStore {
             let name = self.inner.name.clone();
             self.inner
                 .writer
-                .call(move |conn| update(conn, schema, &st, &record, expected_version).map_err(|e| match e {
-                    UpdateError::Sql(e) => sql::classify(&name, e),
-                    UpdateError::Octopus(e) => e,
-                }))
+                .call(move |conn| {
+                    update(conn, schema, &st, &record, expected_version).map_err(|e| match e {
+                        UpdateError::Sql(e) => sql::classify(&name, e),
+                        UpdateError::Octopus(e) => e,
+                    })
+                })
                 .await
         })
     }
@@ -419,7 +479,9 @@ impl Store for SqliteStore {
                         .collect::<rusqlite::Result<Vec<_>>>()?,
                     Some(k) => conn
                         .prepare_cached(&st.scan_after)?
-                        .query_map(rusqlite::params![KeyParam(k), limit], |row| sql::read_row(schema, row))?
+                        .query_map(rusqlite::params![KeyParam(k), limit], |row| {
+                            sql::read_row(schema, row)
+                        })?
                         .collect::<rusqlite::Result<Vec<_>>>()?,
                 };
                 Ok(rows)
@@ -432,13 +494,20 @@ impl Store for SqliteStore {
 /// Up to this many keys are looked up per statement.
 const IN_CHUNK: usize = 500;
 
-fn get_many(conn: &Connection, schema: &'static Schema, st: &Statements, keys: &[Key]) -> rusqlite::Result<Vec<Option<Record>>> {
+fn get_many(
+    conn: &Connection,
+    schema: &'static Schema,
+    st: &Statements,
+    keys: &[Key],
+) -> rusqlite::Result<Vec<Option<Record>>> {
     let mut found: HashMap<Key, Record> = HashMap::with_capacity(keys.len());
     for chunk in keys.chunks(IN_CHUNK) {
         let marks = vec!["?"; chunk.len()].join(", ");
         let text = format!("{} WHERE {} IN ({marks})", st.select_columns, st.key);
         let mut stmt = conn.prepare_cached(&text)?;
-        let rows = stmt.query_map(params_from_iter(chunk.iter().map(KeyParam)), |row| sql::read_row(schema, row))?;
+        let rows = stmt.query_map(params_from_iter(chunk.iter().map(KeyParam)), |row| {
+            sql::read_row(schema, row)
+        })?;
         for row in rows {
             let record = row?;
             if let Ok(k) = key_of(schema, &record) {
@@ -479,9 +548,13 @@ fn update(
                 expected
             };
             conn.prepare_cached(&st.update_versioned)?
-                .execute(params_from_iter(values.chain(std::iter::once(Param(&bound)))))?
+                .execute(params_from_iter(
+                    values.chain(std::iter::once(Param(&bound))),
+                ))?
         }
-        _ => conn.prepare_cached(&st.update)?.execute(params_from_iter(values))?,
+        _ => conn
+            .prepare_cached(&st.update)?
+            .execute(params_from_iter(values))?,
     };
     if changed > 0 {
         return Ok(());

@@ -45,7 +45,10 @@ impl Statements {
         let upsert = if others.is_empty() {
             format!("{insert} ON CONFLICT({key}) DO NOTHING")
         } else {
-            format!("{insert} ON CONFLICT({key}) DO UPDATE SET {}", others.join(", "))
+            format!(
+                "{insert} ON CONFLICT({key}) DO UPDATE SET {}",
+                others.join(", ")
+            )
         };
         // UPDATE binds every column at its schema position, so one record
         // binds the same way for all statements; the key and created_at are
@@ -64,11 +67,18 @@ impl Statements {
         };
         let update = format!("UPDATE {table} SET {set} WHERE {key} = ?{key_param}");
         let update_versioned = match schema.version_index() {
-            Some(v) => format!("{update} AND {} = ?{}", quote(schema.columns()[v].name()), cols.len() + 1),
+            Some(v) => format!(
+                "{update} AND {} = ?{}",
+                quote(schema.columns()[v].name()),
+                cols.len() + 1
+            ),
             None => update.clone(),
         };
         let version_of = match schema.version_index() {
-            Some(v) => format!("SELECT {} FROM {table} WHERE {key} = ?1", quote(schema.columns()[v].name())),
+            Some(v) => format!(
+                "SELECT {} FROM {table} WHERE {key} = ?1",
+                quote(schema.columns()[v].name())
+            ),
             None => format!("SELECT 0 FROM {table} WHERE {key} = ?1"),
         };
         Statements {
@@ -81,7 +91,9 @@ impl Statements {
             version_of,
             delete: format!("DELETE FROM {table} WHERE {key} = ?1"),
             scan_first: format!("SELECT {list} FROM {table} ORDER BY {key} LIMIT ?1"),
-            scan_after: format!("SELECT {list} FROM {table} WHERE {key} > ?1 ORDER BY {key} LIMIT ?2"),
+            scan_after: format!(
+                "SELECT {list} FROM {table} WHERE {key} > ?1 ORDER BY {key} LIMIT ?2"
+            ),
             key,
         }
     }
@@ -154,25 +166,44 @@ pub(crate) fn check_table(conn: &Connection, schema: &'static Schema) -> Result<
         reason,
     };
     for (i, column) in schema.columns().iter().enumerate() {
-        let Some(col) = found.iter().find(|c| c.name.eq_ignore_ascii_case(column.name())) else {
-            return Err(mismatch(column.name(), "the table has no such column".into()));
+        let Some(col) = found
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(column.name()))
+        else {
+            return Err(mismatch(
+                column.name(),
+                "the table has no such column".into(),
+            ));
         };
         let want = sql_type(column.ty());
         if !col.ty.eq_ignore_ascii_case(want) {
             return Err(mismatch(
                 column.name(),
-                format!("declared {}, the model needs {want} for a {} field", col.ty, column.ty().name()),
+                format!(
+                    "declared {}, the model needs {want} for a {} field",
+                    col.ty,
+                    column.ty().name()
+                ),
             ));
         }
         if i == schema.key_index() && !col.pk {
-            return Err(mismatch(column.name(), "the model's key is not the table's primary key".into()));
+            return Err(mismatch(
+                column.name(),
+                "the model's key is not the table's primary key".into(),
+            ));
         }
         if column.nullable() && col.notnull {
-            return Err(mismatch(column.name(), "declared NOT NULL, the model's field is an Option".into()));
+            return Err(mismatch(
+                column.name(),
+                "declared NOT NULL, the model's field is an Option".into(),
+            ));
         }
     }
     for col in &found {
-        let known = schema.columns().iter().any(|c| c.name().eq_ignore_ascii_case(&col.name));
+        let known = schema
+            .columns()
+            .iter()
+            .any(|c| c.name().eq_ignore_ascii_case(&col.name));
         if !known && col.notnull && !col.default {
             return Err(mismatch(
                 &col.name,
@@ -180,7 +211,10 @@ pub(crate) fn check_table(conn: &Connection, schema: &'static Schema) -> Result<
             ));
         }
         if !known && col.pk {
-            return Err(mismatch(&col.name, "the table's primary key is not the model's key".into()));
+            return Err(mismatch(
+                &col.name,
+                "the table's primary key is not the model's key".into(),
+            ));
         }
     }
     Ok(())
@@ -234,7 +268,10 @@ pub(crate) fn check_storable(schema: &'static Schema, record: &Record) -> Result
 }
 
 /// Reads one row in schema order.
-pub(crate) fn read_row(schema: &'static Schema, row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+pub(crate) fn read_row(
+    schema: &'static Schema,
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<Record> {
     let mut values = Vec::with_capacity(schema.columns().len());
     for (i, column) in schema.columns().iter().enumerate() {
         let v = match row.get_ref(i)? {

@@ -108,9 +108,9 @@ impl Writer {
             reply,
             store: self.store.clone(),
         };
-        self.tx
-            .send(Box::new(task))
-            .map_err(|_| Error::unavailable(&*self.store, "the SQLite writer thread has stopped"))?;
+        self.tx.send(Box::new(task)).map_err(|_| {
+            Error::unavailable(&*self.store, "the SQLite writer thread has stopped")
+        })?;
         rx.await
             .map_err(|_| Error::unavailable(&*self.store, "the SQLite writer thread has stopped"))?
     }

@@ -49,7 +49,10 @@ pub async fn crud_round_trip(f: &Fixture) {
     assert!(book.updated_at > created);
     let stored = books.read(book.id).await.unwrap().unwrap();
     assert_eq!(stored, book);
-    assert_eq!(stored.created_at, created, "update never changes created_at");
+    assert_eq!(
+        stored.created_at, created,
+        "update never changes created_at"
+    );
 
     assert!(books.delete(book.id).await.unwrap());
     assert_eq!(books.read(book.id).await.unwrap(), None);
@@ -64,8 +67,16 @@ pub async fn read_missing_is_none(f: &Fixture) {
 
 pub async fn duplicate_create_is_refused_and_writes_nothing(f: &Fixture) {
     let tags = dao::<Tag>(f).await;
-    tags.create(&mut Tag { name: "rust".into(), uses: 1 }).await.unwrap();
-    let mut again = Tag { name: "rust".into(), uses: 99 };
+    tags.create(&mut Tag {
+        name: "rust".into(),
+        uses: 1,
+    })
+    .await
+    .unwrap();
+    let mut again = Tag {
+        name: "rust".into(),
+        uses: 99,
+    };
     let err = tags.create(&mut again).await.unwrap_err();
     assert!(
         matches!(&err, Error::AlreadyExists { table: "tag", key } if key == "\"rust\""),
@@ -76,17 +87,36 @@ pub async fn duplicate_create_is_refused_and_writes_nothing(f: &Fixture) {
 
 pub async fn update_of_missing_key_is_not_found(f: &Fixture) {
     let tags = dao::<Tag>(f).await;
-    let err = tags.update(&mut Tag { name: "ghost".into(), uses: 1 }).await.unwrap_err();
-    assert!(matches!(err, Error::NotFound { table: "tag", .. }), "{err:?}");
-    assert_eq!(tags.read("ghost").await.unwrap(), None, "update never inserts");
+    let err = tags
+        .update(&mut Tag {
+            name: "ghost".into(),
+            uses: 1,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::NotFound { table: "tag", .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        tags.read("ghost").await.unwrap(),
+        None,
+        "update never inserts"
+    );
 
     let books = dao::<Book>(f).await;
     let mut missing = Book::new("nowhere");
     missing.id = Uuid::now_v7();
     missing.version = 3;
     let err = books.update(&mut missing).await.unwrap_err();
-    assert!(matches!(err, Error::NotFound { table: "books", .. }), "{err:?}");
-    assert_eq!(missing.version, 3, "a failed update leaves the model as it was");
+    assert!(
+        matches!(err, Error::NotFound { table: "books", .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        missing.version, 3,
+        "a failed update leaves the model as it was"
+    );
 }
 
 pub async fn stale_version_is_a_conflict_and_writes_nothing(f: &Fixture) {
@@ -101,19 +131,38 @@ pub async fn stale_version_is_a_conflict_and_writes_nothing(f: &Fixture) {
     let before = mine.clone();
     let err = books.update(&mut mine).await.unwrap_err();
     assert!(
-        matches!(err, Error::Conflict { table: "books", expected: 1, actual: 2, .. }),
+        matches!(
+            err,
+            Error::Conflict {
+                table: "books",
+                expected: 1,
+                actual: 2,
+                ..
+            }
+        ),
         "{err:?}"
     );
-    assert_eq!(mine, before, "a conflicting update leaves the model as it was");
+    assert_eq!(
+        mine, before,
+        "a conflicting update leaves the model as it was"
+    );
     assert_eq!(books.read(mine.id).await.unwrap().unwrap(), theirs);
 }
 
 pub async fn delete_of_missing_key_is_ok_false(f: &Fixture) {
     let tags = dao::<Tag>(f).await;
     assert!(!tags.delete("never-there").await.unwrap());
-    tags.create(&mut Tag { name: "once".into(), uses: 0 }).await.unwrap();
+    tags.create(&mut Tag {
+        name: "once".into(),
+        uses: 0,
+    })
+    .await
+    .unwrap();
     assert!(tags.delete("once").await.unwrap());
-    assert!(!tags.delete("once").await.unwrap(), "a second delete finds nothing");
+    assert!(
+        !tags.delete("once").await.unwrap(),
+        "a second delete finds nothing"
+    );
 }
 
 pub async fn every_field_type_round_trips(f: &Fixture) {
@@ -138,7 +187,11 @@ pub async fn every_field_type_round_trips(f: &Fixture) {
 
 pub async fn nan_follows_the_store_policy(f: &Fixture) {
     let m = dao::<Measurement>(f).await;
-    let mut nan = Measurement { id: 1, value: f64::NAN, maybe: Some(f32::NAN) };
+    let mut nan = Measurement {
+        id: 1,
+        value: f64::NAN,
+        maybe: Some(f32::NAN),
+    };
     match f.nan {
         NanPolicy::Stored => {
             m.create(&mut nan).await.unwrap();
@@ -159,24 +212,49 @@ pub async fn nan_follows_the_store_policy(f: &Fixture) {
 pub async fn u64_keys_cover_the_whole_range(f: &Fixture) {
     let counters = dao::<Counter>(f).await;
     for id in [0, 1, i64::MAX as u64, i64::MAX as u64 + 1, u64::MAX] {
-        counters.create(&mut Counter { id, n: id as i64 }).await.unwrap();
+        counters
+            .create(&mut Counter { id, n: id as i64 })
+            .await
+            .unwrap();
     }
     for id in [0, 1, i64::MAX as u64, i64::MAX as u64 + 1, u64::MAX] {
-        assert_eq!(counters.read(id).await.unwrap(), Some(Counter { id, n: id as i64 }));
+        assert_eq!(
+            counters.read(id).await.unwrap(),
+            Some(Counter { id, n: id as i64 })
+        );
     }
     // An integer literal converts to the key column's type.
     assert!(counters.read(1).await.unwrap().is_some());
     let err = counters.read("1").await.unwrap_err();
-    assert!(matches!(&err, Error::Invalid { what } if what.contains("counters")), "{err:?}");
+    assert!(
+        matches!(&err, Error::Invalid { what } if what.contains("counters")),
+        "{err:?}"
+    );
 }
 
 pub async fn string_keys_generate_and_hold_anything(f: &Fixture) {
     let tags = dao::<Tag>(f).await;
-    let mut generated = Tag { name: String::new(), uses: 1 };
+    let mut generated = Tag {
+        name: String::new(),
+        uses: 1,
+    };
     tags.create(&mut generated).await.unwrap();
-    assert!(Uuid::parse_str(&generated.name).is_ok(), "empty string key gets a UUIDv7");
-    for name in ["with space", "ünïcødé 🐙", "quote\"and'apostrophe", &"long".repeat(100)] {
-        tags.create(&mut Tag { name: name.into(), uses: 2 }).await.unwrap();
+    assert!(
+        Uuid::parse_str(&generated.name).is_ok(),
+        "empty string key gets a UUIDv7"
+    );
+    for name in [
+        "with space",
+        "ünïcødé 🐙",
+        "quote\"and'apostrophe",
+        &"long".repeat(100),
+    ] {
+        tags.create(&mut Tag {
+            name: name.into(),
+            uses: 2,
+        })
+        .await
+        .unwrap();
         assert_eq!(tags.read(name).await.unwrap().unwrap().name, name);
     }
 }
@@ -184,7 +262,12 @@ pub async fn string_keys_generate_and_hold_anything(f: &Fixture) {
 pub async fn read_many_keeps_order_and_misses(f: &Fixture) {
     let tags = dao::<Tag>(f).await;
     for (i, name) in ["a", "b", "c"].iter().enumerate() {
-        tags.create(&mut Tag { name: (*name).into(), uses: i as u64 }).await.unwrap();
+        tags.create(&mut Tag {
+            name: (*name).into(),
+            uses: i as u64,
+        })
+        .await
+        .unwrap();
     }
     let got = tags.read_many(["c", "missing", "a", "c"]).await.unwrap();
     let names: Vec<Option<String>> = got.into_iter().map(|t| t.map(|t| t.name)).collect();
@@ -192,14 +275,24 @@ pub async fn read_many_keeps_order_and_misses(f: &Fixture) {
         names,
         [Some("c".into()), None, Some("a".into()), Some("c".into())]
     );
-    assert!(tags.read_many(Vec::<String>::new()).await.unwrap().is_empty());
+    assert!(
+        tags.read_many(Vec::<String>::new())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn scan_pages_in_key_order(f: &Fixture) {
     let tags = dao::<Tag>(f).await;
     let names = ["m", "a", "z", "k", "b", "y", "c"];
     for n in names {
-        tags.create(&mut Tag { name: n.into(), uses: 0 }).await.unwrap();
+        tags.create(&mut Tag {
+            name: n.into(),
+            uses: 0,
+        })
+        .await
+        .unwrap();
     }
     let schema = Tag::SCHEMA;
     let mut seen = Vec::new();
@@ -242,10 +335,19 @@ pub async fn malformed_records_are_refused_and_write_nothing(f: &Fixture) {
     );
     // A value of the wrong type, and the wrong number of values.
     let wrong = Record::new(vec![Value::Text("bad".into()), Value::Text("7".into())]);
-    assert!(matches!(store.upsert(Tag::SCHEMA, &wrong).await, Err(Error::Invalid { .. })));
+    assert!(matches!(
+        store.upsert(Tag::SCHEMA, &wrong).await,
+        Err(Error::Invalid { .. })
+    ));
     let short = Record::new(vec![Value::Text("bad".into())]);
-    assert!(matches!(store.insert(Tag::SCHEMA, &short).await, Err(Error::Invalid { .. })));
-    assert_eq!(store.get(Tag::SCHEMA, &Key::from("bad")).await.unwrap(), None);
+    assert!(matches!(
+        store.insert(Tag::SCHEMA, &short).await,
+        Err(Error::Invalid { .. })
+    ));
+    assert_eq!(
+        store.get(Tag::SCHEMA, &Key::from("bad")).await.unwrap(),
+        None
+    );
 }
 
 pub async fn concurrent_writers_all_land(f: &Fixture) {
@@ -254,7 +356,11 @@ pub async fn concurrent_writers_all_land(f: &Fixture) {
     for i in 0..64u64 {
         let tags = tags.clone();
         tasks.push(tokio::spawn(async move {
-            tags.create(&mut Tag { name: format!("t{i:02}"), uses: i }).await
+            tags.create(&mut Tag {
+                name: format!("t{i:02}"),
+                uses: i,
+            })
+            .await
         }));
     }
     for t in tasks {

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The project's one test command: formatting, lints, docs and every test,
+# against real servers that scripts/services.sh provisions first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "services"
+./scripts/services.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps
+
+step "cargo test"
+cargo test --workspace --all-features
+
+step "quickstart"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+OCTOPUS_QUICKSTART_DB="$tmp/quickstart.db" cargo run --quiet --example quickstart
+
+printf '\nall checks passed\n'
