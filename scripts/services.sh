@@ -1,4 +1,103 @@
 #!/usr/bin/env bash
-# Makes sure the servers the tests talk to are running. Idempotent.
+# Provisions the servers the tests talk to, on this machine or a fresh Debian
+# one: MariaDB on 127.0.0.1:3306 (root, empty password, database `test`) and
+# two memcached instances on 127.0.0.1:11211 and :11212. Idempotent: a server
+# that already answers is left alone. Fails naming the server it could not
+# start.
 set -euo pipefail
-echo "no services needed yet"
+
+MYSQL_PORT=3306
+MEMCACHED_PORTS=(11211 11212)
+STATE_DIR=${OCTOPUS_SERVICES_DIR:-/tmp/octopus-services}
+mkdir -p "$STATE_DIR"
+
+fail() { echo "services: $*" >&2; exit 1; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_updated=0
+apt_install() {
+  if ! DEBIAN_FRONTEND=noninteractive as_root apt-get install -y "$@" >"$STATE_DIR/apt.log" 2>&1; then
+    if [ "$apt_updated" -eq 0 ]; then
+      as_root apt-get update >>"$STATE_DIR/apt.log" 2>&1 || true
+      apt_updated=1
+    fi
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y "$@" >>"$STATE_DIR/apt.log" 2>&1 \
+      || fail "apt-get install $* failed; see $STATE_DIR/apt.log"
+  fi
+}
+
+# Whether something answers a TCP connect on 127.0.0.1:$1.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for() { # name, seconds, command...
+  local name=$1 secs=$2; shift 2
+  for _ in $(seq $((secs * 10))); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  fail "$name did not answer within ${secs}s"
+}
+
+mysql_client() { command -v mariadb || command -v mysql; }
+mysql_answers() { "$(mysql_client)" --protocol=tcp -h127.0.0.1 -P"$MYSQL_PORT" -uroot -e 'SELECT 1'; }
+
+ensure_mariadb() {
+  if [ -n "$(mysql_client 2>/dev/null)" ] && mysql_answers >/dev/null 2>&1; then
+    "$(mysql_client)" --protocol=tcp -h127.0.0.1 -P"$MYSQL_PORT" -uroot -e 'CREATE DATABASE IF NOT EXISTS test'
+    echo "services: MariaDB answers on 127.0.0.1:$MYSQL_PORT"
+    return
+  fi
+  if [ ! -x /usr/sbin/mariadbd ]; then
+    echo "services: installing mariadb-server"
+    apt_install mariadb-server
+  fi
+  if ! port_open "$MYSQL_PORT"; then
+    echo "services: starting MariaDB"
+    as_root mkdir -p /run/mysqld
+    as_root chown mysql:mysql /run/mysqld
+    as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- \
+      --user=mysql --bind-address=127.0.0.1 --port="$MYSQL_PORT"
+  fi
+  wait_for "MariaDB (127.0.0.1:$MYSQL_PORT)" 60 port_open "$MYSQL_PORT"
+  # A fresh install lets root in only through the unix socket.
+  if ! mysql_answers >/dev/null 2>&1; then
+    wait_for "MariaDB socket login" 30 as_root "$(mysql_client)" -uroot -e 'SELECT 1'
+    as_root "$(mysql_client)" -uroot -e \
+      "ALTER USER root@localhost IDENTIFIED VIA mysql_native_password USING PASSWORD('') OR unix_socket"
+  fi
+  wait_for "MariaDB root login over TCP (127.0.0.1:$MYSQL_PORT)" 30 mysql_answers
+  "$(mysql_client)" --protocol=tcp -h127.0.0.1 -P"$MYSQL_PORT" -uroot -e 'CREATE DATABASE IF NOT EXISTS test'
+  echo "services: MariaDB answers on 127.0.0.1:$MYSQL_PORT"
+}
+
+memcached_answers() { # port
+  local reply
+  exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+  printf 'version\r\n' >&3
+  IFS= read -r -t 2 reply <&3 || { exec 3<&-; return 1; }
+  exec 3<&-
+  [[ $reply == VERSION* ]]
+}
+
+ensure_memcached() {
+  if ! command -v memcached >/dev/null; then
+    echo "services: installing memcached"
+    apt_install memcached
+  fi
+  local user=memcache
+  id "$user" >/dev/null 2>&1 || user=nobody
+  for port in "${MEMCACHED_PORTS[@]}"; do
+    if memcached_answers "$port" 2>/dev/null; then
+      echo "services: memcached answers on 127.0.0.1:$port"
+      continue
+    fi
+    port_open "$port" && fail "127.0.0.1:$port is taken by something that is not memcached"
+    as_root memcached -d -u "$user" -l 127.0.0.1 -p "$port" -U 0 -m 128 -c 4096 \
+      -P "$STATE_DIR/memcached-$port.pid"
+    wait_for "memcached (127.0.0.1:$port)" 10 memcached_answers "$port"
+    echo "services: memcached started on 127.0.0.1:$port"
+  done
+}
+
+ensure_mariadb
+ensure_memcached

@@ -2,7 +2,9 @@
 //!
 //! | feature | module | backend |
 //! |---|---|---|
-//! | `sqlite` (default) | [`sqlite`] | SQLite through rusqlite, bundled |
+//! | `sqlite` (default) | `sqlite` | SQLite through rusqlite, bundled |
+//! | `mysql` | `mysql` | MySQL / MariaDB through mysql_async |
+//! | `memcache` | `memcache` | memcached through the memcache crate's async meta-protocol client |
 //!
 //! ```
 //! use octopus::{Dao, MemoryStore, Model, Plan};
@@ -29,6 +31,10 @@
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;
+
+#[cfg(feature = "mysql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
+pub mod mysql;
 
 /// The README's code, compiled and run as a doctest so it stays true.
 #[cfg(doctest)]

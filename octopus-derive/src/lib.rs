@@ -1,6 +1,22 @@
 //! The `#[derive(Model)]` macro of Octopus. Use it through the `octopus`
 //! crate, which re-exports it and documents its attributes.
 //!
+//! ```
+//! use octopus::Model;
+//!
+//! #[derive(Model)]
+//! #[octopus(table = "books")]
+//! struct Book {
+//!     #[octopus(key)]
+//!     id: u64,
+//!     #[octopus(rename = "name")]
+//!     title: String,
+//! }
+//!
+//! assert_eq!(Book::SCHEMA.table(), "books");
+//! assert_eq!(Book::SCHEMA.columns()[1].name(), "name");
+//! ```
+//!
 //! One pipeline, one file per step: `ast` reads the struct, `attr` parses
 //! `#[octopus(...)]`, `valid` checks the rules that span fields, and
 //! `expand` writes the impl. Every error points at the offending token; on

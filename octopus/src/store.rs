@@ -69,6 +69,22 @@ pub trait Store: Send + Sync + 'static {
         record: &'a Record,
     ) -> BoxFuture<'a, Result<()>>;
 
+    /// Inserts or replaces many rows. Stores that can do it in fewer round
+    /// trips override this (MySQL: one statement per batch; SQLite: one
+    /// transaction); the default upserts one by one.
+    fn upsert_many<'a>(
+        &'a self,
+        schema: &'static Schema,
+        records: &'a [Record],
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            for record in records {
+                self.upsert(schema, record).await?;
+            }
+            Ok(())
+        })
+    }
+
     /// Replaces an existing row (all columns but the key and `created_at`),
     /// optionally only if its stored version equals `expected_version`.
     fn update<'a>(

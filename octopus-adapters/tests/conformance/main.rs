@@ -3,11 +3,14 @@
 
 mod models;
 mod suite;
+#[path = "../support/mod.rs"]
+#[allow(dead_code)]
+mod support;
 
 use std::sync::Arc;
 
 use octopus::{MemoryStore, Store};
-use suite::{Fixture, NanPolicy};
+use suite::{Fixture, FloatPolicy};
 
 macro_rules! conformance {
     ($name:ident, $fixture:expr) => {
@@ -21,12 +24,13 @@ macro_rules! conformance {
                 stale_version_is_a_conflict_and_writes_nothing,
                 delete_of_missing_key_is_ok_false,
                 every_field_type_round_trips,
-                nan_follows_the_store_policy,
+                non_finite_floats_follow_the_store_policy,
                 u64_keys_cover_the_whole_range,
                 string_keys_generate_and_hold_anything,
                 read_many_keeps_order_and_misses,
                 scan_pages_in_key_order,
                 upsert_inserts_then_replaces,
+                upsert_many_writes_every_row,
                 malformed_records_are_refused_and_write_nothing,
                 concurrent_writers_all_land,
             );
@@ -35,44 +39,57 @@ macro_rules! conformance {
     (@tests $fixture:expr; $($test:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $test() {
-            let fixture: Fixture = $fixture.await;
+            let fixture: Fixture = $fixture(stringify!($test)).await;
             suite::$test(&fixture).await;
         }
     )*};
 }
 
-async fn memory() -> Fixture {
+async fn memory(_test: &str) -> Fixture {
     Fixture {
         store: Arc::new(MemoryStore::new()),
-        nan: NanPolicy::Stored,
+        floats: FloatPolicy::AllStored,
         _guard: Box::new(()),
     }
 }
 
 #[cfg(feature = "sqlite")]
-async fn sqlite_file() -> Fixture {
+async fn sqlite_file(_test: &str) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = octopus_adapters::sqlite::SqliteStore::open(dir.path().join("conformance.db"))
         .await
         .unwrap();
     Fixture {
         store: Arc::new(store) as Arc<dyn Store>,
-        nan: NanPolicy::Refused,
+        floats: FloatPolicy::NanRefused,
         _guard: Box::new(dir),
     }
 }
 
 #[cfg(feature = "sqlite")]
-async fn sqlite_memory() -> Fixture {
+async fn sqlite_memory(_test: &str) -> Fixture {
     Fixture {
         store: Arc::new(octopus_adapters::sqlite::SqliteStore::memory().unwrap()),
-        nan: NanPolicy::Refused,
+        floats: FloatPolicy::NanRefused,
         _guard: Box::new(()),
     }
 }
 
-conformance!(memory_store, memory());
+conformance!(memory_store, memory);
 #[cfg(feature = "sqlite")]
-conformance!(sqlite_file_store, sqlite_file());
+conformance!(sqlite_file_store, sqlite_file);
 #[cfg(feature = "sqlite")]
-conformance!(sqlite_memory_store, sqlite_memory());
+conformance!(sqlite_memory_store, sqlite_memory);
+
+#[cfg(feature = "mysql")]
+async fn mysql(test: &str) -> Fixture {
+    let store = support::mysql_store(&format!("conf_{test}")).await;
+    Fixture {
+        store: Arc::new(store),
+        floats: FloatPolicy::NonFiniteRefused,
+        _guard: Box::new(()),
+    }
+}
+
+#[cfg(feature = "mysql")]
+conformance!(mysql_store, mysql);

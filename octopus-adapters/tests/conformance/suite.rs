@@ -8,19 +8,22 @@ use uuid::Uuid;
 
 use super::models::{Book, Counter, Everything, Measurement, Tag};
 
-/// What a store does with NaN.
-#[derive(Debug, Clone, Copy)]
-pub enum NanPolicy {
-    /// Stored and read back as NaN.
-    Stored,
-    /// Refused with `Error::Invalid` naming the column; nothing written.
-    Refused,
+/// What a store does with floats that are not finite numbers. A refused
+/// value is an `Error::Invalid` naming the column, and nothing is written.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FloatPolicy {
+    /// NaN and infinities are stored and read back.
+    AllStored,
+    /// Infinities are stored; NaN is refused.
+    NanRefused,
+    /// Only finite floats are stored.
+    NonFiniteRefused,
 }
 
 /// A store under test, plus whatever keeps it alive (a temp dir, a server).
 pub struct Fixture {
     pub store: Arc<dyn Store>,
-    pub nan: NanPolicy,
+    pub floats: FloatPolicy,
     pub _guard: Box<dyn std::any::Any + Send>,
 }
 
@@ -172,8 +175,13 @@ pub async fn every_field_type_round_trips(f: &Fixture) {
     let mut lows = Everything::extremes(i64::MIN);
     lows.big = i64::MAX;
     lows.single = f32::MIN_POSITIVE;
-    lows.double = f64::NEG_INFINITY;
+    lows.double = f64::MAX;
     lows.maybe_float = Some(-0.0);
+    if f.floats == FloatPolicy::NonFiniteRefused {
+        extreme.maybe_float = Some(f64::MIN);
+    } else {
+        lows.double = f64::NEG_INFINITY;
+    }
     for m in [&mut plain, &mut extreme, &mut lows] {
         all.create(m).await.unwrap();
         assert_eq!(all.read(m.id).await.unwrap().as_ref(), Some(&*m));
@@ -185,26 +193,44 @@ pub async fn every_field_type_round_trips(f: &Fixture) {
     assert_eq!(all.read(3).await.unwrap().unwrap().scratch, 0);
 }
 
-pub async fn nan_follows_the_store_policy(f: &Fixture) {
+pub async fn non_finite_floats_follow_the_store_policy(f: &Fixture) {
     let m = dao::<Measurement>(f).await;
     let mut nan = Measurement {
         id: 1,
         value: f64::NAN,
         maybe: Some(f32::NAN),
     };
-    match f.nan {
-        NanPolicy::Stored => {
+    let mut inf = Measurement {
+        id: 2,
+        value: f64::INFINITY,
+        maybe: Some(f32::NEG_INFINITY),
+    };
+    let refused = |err: Error, what: &str| {
+        assert!(
+            matches!(&err, Error::Invalid { what: w }
+                if w.contains("`measurements`") && w.contains("`value`") && w.contains(what)),
+            "{err:?}"
+        );
+    };
+    match f.floats {
+        FloatPolicy::AllStored => {
             m.create(&mut nan).await.unwrap();
             let back = m.read(1).await.unwrap().unwrap();
             assert!(back.value.is_nan() && back.maybe.unwrap().is_nan());
         }
-        NanPolicy::Refused => {
-            let err = m.create(&mut nan).await.unwrap_err();
-            assert!(
-                matches!(&err, Error::Invalid { what } if what.contains("`value`") && what.contains("NaN")),
-                "{err:?}"
-            );
+        FloatPolicy::NanRefused | FloatPolicy::NonFiniteRefused => {
+            refused(m.create(&mut nan).await.unwrap_err(), "NaN");
             assert_eq!(m.read(1).await.unwrap(), None, "nothing written");
+        }
+    }
+    match f.floats {
+        FloatPolicy::AllStored | FloatPolicy::NanRefused => {
+            m.create(&mut inf).await.unwrap();
+            assert_eq!(m.read(2).await.unwrap().unwrap(), inf);
+        }
+        FloatPolicy::NonFiniteRefused => {
+            refused(m.create(&mut inf).await.unwrap_err(), "inf");
+            assert_eq!(m.read(2).await.unwrap(), None, "nothing written");
         }
     }
 }
@@ -321,6 +347,24 @@ pub async fn upsert_inserts_then_replaces(f: &Fixture) {
     store.upsert(Tag::SCHEMA, &rec(2)).await.unwrap();
     let got = store.get(Tag::SCHEMA, &Key::from("up")).await.unwrap();
     assert_eq!(got, Some(rec(2)));
+}
+
+pub async fn upsert_many_writes_every_row(f: &Fixture) {
+    let store = &f.store;
+    store.ensure_schema(Tag::SCHEMA).await.unwrap();
+    let rec = |i: u64, uses: u64| {
+        Record::new(vec![Value::Text(format!("many{i:04}")), Value::UInt(uses)])
+    };
+    store.upsert(Tag::SCHEMA, &rec(0, 99)).await.unwrap();
+    let batch: Vec<Record> = (0..2500).map(|i| rec(i, i)).collect();
+    store.upsert_many(Tag::SCHEMA, &batch).await.unwrap();
+    let keys: Vec<Key> = (0..2500)
+        .map(|i| Key::Text(format!("many{i:04}")))
+        .collect();
+    let got = store.get_many(Tag::SCHEMA, &keys).await.unwrap();
+    for (i, r) in got.into_iter().enumerate() {
+        assert_eq!(r, Some(rec(i as u64, i as u64)), "row {i}");
+    }
 }
 
 pub async fn malformed_records_are_refused_and_write_nothing(f: &Fixture) {

@@ -1,0 +1,425 @@
+//! SQL text for a schema, value mapping between `Value` and MySQL, error
+//! classification, and the check of an existing table.
+
+use mysql_async::Value as My;
+use octopus::{ColumnType, Error, Key, Record, Schema, Value};
+
+/// `name` quoted as a MySQL identifier. Names are validated identifiers
+/// already; quoting keeps keywords usable as column names.
+pub(crate) fn quote(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// Longest text key, in characters (`VARCHAR(768)` in utf8mb4 is 3072
+/// bytes, InnoDB's index limit).
+pub(crate) const MAX_TEXT_KEY_CHARS: usize = 768;
+
+/// The column type a field gets.
+pub(crate) fn sql_type(schema: &'static Schema, index: usize) -> &'static str {
+    let is_key = index == schema.key_index();
+    match schema.columns()[index].ty() {
+        ColumnType::Bool => "BOOLEAN",
+        ColumnType::I8 => "TINYINT",
+        ColumnType::I16 => "SMALLINT",
+        ColumnType::I32 => "INT",
+        ColumnType::I64 => "BIGINT",
+        ColumnType::U8 => "TINYINT UNSIGNED",
+        ColumnType::U16 => "SMALLINT UNSIGNED",
+        ColumnType::U32 => "INT UNSIGNED",
+        ColumnType::U64 => "BIGINT UNSIGNED",
+        ColumnType::F32 => "FLOAT",
+        ColumnType::F64 => "DOUBLE",
+        ColumnType::Uuid => "CHAR(36)",
+        ColumnType::Text if is_key => "VARCHAR(768)",
+        ColumnType::Text | ColumnType::Json => "LONGTEXT",
+        ColumnType::Bytes => "LONGBLOB",
+        _ => "LONGTEXT",
+    }
+}
+
+/// `information_schema` data types accepted for an existing column, and
+/// whether it must be unsigned.
+fn accepted(ty: ColumnType, is_key: bool) -> (&'static [&'static str], Option<bool>) {
+    const TEXT: &[&str] = &[
+        "longtext",
+        "mediumtext",
+        "text",
+        "varchar",
+        "char",
+        "tinytext",
+    ];
+    match ty {
+        ColumnType::Bool | ColumnType::I8 => (&["tinyint"], Some(false)),
+        ColumnType::I16 => (&["smallint"], Some(false)),
+        ColumnType::I32 => (&["int"], Some(false)),
+        ColumnType::I64 => (&["bigint"], Some(false)),
+        ColumnType::U8 => (&["tinyint"], Some(true)),
+        ColumnType::U16 => (&["smallint"], Some(true)),
+        ColumnType::U32 => (&["int"], Some(true)),
+        ColumnType::U64 => (&["bigint"], Some(true)),
+        ColumnType::F32 => (&["float"], None),
+        ColumnType::F64 => (&["double"], None),
+        ColumnType::Text | ColumnType::Uuid if is_key => (&["varchar", "char"], None),
+        ColumnType::Bytes => (
+            &["longblob", "mediumblob", "blob", "varbinary", "binary"],
+            None,
+        ),
+        _ => (TEXT, None),
+    }
+}
+
+/// Statement texts of one schema, built once per store and schema.
+pub(crate) struct Statements {
+    pub select: String,
+    pub select_columns: String,
+    pub key: String,
+    pub insert: String,
+    pub upsert: String,
+    pub upsert_tail: String,
+    pub insert_head: String,
+    pub row_marks: String,
+    pub update: String,
+    pub update_versioned: String,
+    /// Column indexes bound by `update`, in parameter order (key last).
+    pub update_params: Vec<usize>,
+    pub version_of: String,
+    pub delete: String,
+    pub scan_first: String,
+    pub scan_after: String,
+    pub create: String,
+}
+
+impl Statements {
+    pub fn new(schema: &'static Schema) -> Self {
+        let table = quote(schema.table());
+        let cols: Vec<String> = schema.columns().iter().map(|c| quote(c.name())).collect();
+        let list = cols.join(", ");
+        let key = quote(schema.key_column().name());
+        let row_marks = format!("({})", vec!["?"; cols.len()].join(", "));
+        let insert_head = format!("INSERT INTO {table} ({list}) VALUES ");
+        let others: Vec<String> = cols
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != schema.key_index())
+            .map(|(_, c)| format!("{c} = VALUES({c})"))
+            .collect();
+        let upsert_tail = if others.is_empty() {
+            format!(" ON DUPLICATE KEY UPDATE {key} = {key}")
+        } else {
+            format!(" ON DUPLICATE KEY UPDATE {}", others.join(", "))
+        };
+        let update_params: Vec<usize> = (0..cols.len())
+            .filter(|i| *i != schema.key_index() && Some(*i) != schema.created_at_index())
+            .chain(std::iter::once(schema.key_index()))
+            .collect();
+        let set: Vec<String> = update_params[..update_params.len() - 1]
+            .iter()
+            .map(|&i| format!("{} = ?", cols[i]))
+            .collect();
+        let set = if set.is_empty() {
+            format!("{key} = {key}")
+        } else {
+            set.join(", ")
+        };
+        let update = format!("UPDATE {table} SET {set} WHERE {key} = ?");
+        let (update_versioned, version_of) = match schema.version_index() {
+            Some(v) => (
+                format!("{update} AND {} = ?", cols[v]),
+                format!("SELECT {} FROM {table} WHERE {key} = ?", cols[v]),
+            ),
+            None => (
+                update.clone(),
+                format!("SELECT 0 FROM {table} WHERE {key} = ?"),
+            ),
+        };
+        let defs: Vec<String> = schema
+            .columns()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let null = if c.nullable() && i != schema.key_index() {
+                    "NULL"
+                } else {
+                    "NOT NULL"
+                };
+                format!("{} {} {null}", cols[i], sql_type(schema, i))
+            })
+            .collect();
+        let create = format!(
+            "CREATE TABLE IF NOT EXISTS {table} ({}, PRIMARY KEY ({key})) \
+             ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin",
+            defs.join(", ")
+        );
+        Statements {
+            select: format!("SELECT {list} FROM {table} WHERE {key} = ?"),
+            select_columns: format!("SELECT {list} FROM {table}"),
+            insert: format!("{insert_head}{row_marks}"),
+            upsert: format!("{insert_head}{row_marks}{upsert_tail}"),
+            upsert_tail,
+            insert_head,
+            row_marks,
+            update,
+            update_versioned,
+            update_params,
+            version_of,
+            delete: format!("DELETE FROM {table} WHERE {key} = ?"),
+            scan_first: format!("SELECT {list} FROM {table} ORDER BY {key} LIMIT ?"),
+            scan_after: format!(
+                "SELECT {list} FROM {table} WHERE {key} > ? ORDER BY {key} LIMIT ?"
+            ),
+            key,
+            create,
+        }
+    }
+}
+
+/// A value as a statement parameter.
+pub(crate) fn param(value: &Value) -> My {
+    match value {
+        Value::Null => My::NULL,
+        Value::Bool(b) => My::Int(i64::from(*b)),
+        Value::Int(i) => My::Int(*i),
+        Value::UInt(u) => My::UInt(*u),
+        Value::Float(f) => My::Double(*f),
+        Value::Text(s) => My::Bytes(s.as_bytes().to_vec()),
+        Value::Bytes(b) => My::Bytes(b.clone()),
+    }
+}
+
+/// A key as a statement parameter.
+pub(crate) fn key_param(key: &Key) -> My {
+    match key {
+        Key::Int(i) => My::Int(*i),
+        Key::UInt(u) => My::UInt(*u),
+        Key::Text(s) => My::Bytes(s.as_bytes().to_vec()),
+    }
+}
+
+/// Refuses what MySQL cannot hold, before anything is sent: NaN and
+/// infinities, and text keys over the key column's length.
+pub(crate) fn check_storable(schema: &'static Schema, record: &Record) -> Result<(), Error> {
+    for (column, value) in schema.columns().iter().zip(record.values()) {
+        if let Value::Float(f) = value
+            && !f.is_finite()
+        {
+            return Err(Error::invalid(format!(
+                "table `{}`, column `{}`: MySQL cannot store {f} (only finite floats)",
+                schema.table(),
+                column.name()
+            )));
+        }
+    }
+    if let Some(Value::Text(k)) = record.get(schema.key_index()) {
+        check_key_length(schema, k)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn check_key_length(schema: &'static Schema, key: &str) -> Result<(), Error> {
+    let chars = key.chars().count();
+    if chars > MAX_TEXT_KEY_CHARS {
+        return Err(Error::invalid(format!(
+            "table `{}`, key column `{}`: a key of {chars} characters is longer than MySQL's {MAX_TEXT_KEY_CHARS}",
+            schema.table(),
+            schema.key_column().name()
+        )));
+    }
+    Ok(())
+}
+
+/// Turns a row into a record in schema order.
+pub(crate) fn read_row(schema: &'static Schema, row: mysql_async::Row) -> Result<Record, Error> {
+    let values = row.unwrap();
+    if values.len() != schema.columns().len() {
+        return Err(Error::Decode {
+            table: schema.table(),
+            column: schema.key_column().name(),
+            reason: format!(
+                "the row has {} values, the model {}",
+                values.len(),
+                schema.columns().len()
+            ),
+        });
+    }
+    let mut out = Vec::with_capacity(values.len());
+    for (column, v) in schema.columns().iter().zip(values) {
+        let fail = |reason: String| Error::Decode {
+            table: schema.table(),
+            column: column.name(),
+            reason,
+        };
+        let ty = column.ty();
+        let value = match v {
+            My::NULL => Value::Null,
+            My::Int(i) => match ty {
+                ColumnType::Bool => Value::Bool(i != 0),
+                t if t.is_unsigned_int() => {
+                    Value::UInt(u64::try_from(i).map_err(|e| fail(e.to_string()))?)
+                }
+                ColumnType::F32 | ColumnType::F64 => Value::Float(i as f64),
+                _ => Value::Int(i),
+            },
+            My::UInt(u) => match ty {
+                ColumnType::Bool => Value::Bool(u != 0),
+                t if t.is_signed_int() => {
+                    Value::Int(i64::try_from(u).map_err(|e| fail(e.to_string()))?)
+                }
+                _ => Value::UInt(u),
+            },
+            My::Float(f) => Value::Float(f64::from(f)),
+            My::Double(d) => Value::Float(d),
+            My::Bytes(b) => match ty {
+                ColumnType::Bytes => Value::Bytes(b),
+                ColumnType::Text | ColumnType::Uuid | ColumnType::Json => {
+                    Value::Text(String::from_utf8(b).map_err(|e| fail(e.to_string()))?)
+                }
+                other => {
+                    let text = String::from_utf8_lossy(&b);
+                    parse_text(other, &text)
+                        .ok_or_else(|| fail(format!("cannot read {text:?} as {}", other.name())))?
+                }
+            },
+            other => return Err(fail(format!("unexpected MySQL value {other:?}"))),
+        };
+        out.push(value);
+    }
+    Ok(Record::new(out))
+}
+
+/// Numbers sent as text (the text protocol, or DECIMAL arithmetic).
+fn parse_text(ty: ColumnType, text: &str) -> Option<Value> {
+    match ty {
+        ColumnType::Bool => text.parse::<i64>().ok().map(|i| Value::Bool(i != 0)),
+        t if t.is_signed_int() => text.parse().ok().map(Value::Int),
+        t if t.is_unsigned_int() => text.parse().ok().map(Value::UInt),
+        ColumnType::F32 | ColumnType::F64 => text.parse().ok().map(Value::Float),
+        _ => None,
+    }
+}
+
+/// MySQL server error codes that mean the server cannot serve now.
+const UNAVAILABLE_CODES: &[u16] = &[
+    1040, // too many connections
+    1053, // server shutdown in progress
+    1077, // normal shutdown
+    1079, // shutdown complete
+    1081, // can't create IP socket
+    1129, // host blocked after connection errors
+    1152, // aborted connection
+    1158, 1159, 1160, 1161, // network read/write errors and timeouts
+    1203, // user has too many connections
+    1927, // connection killed
+    4031, // disconnected by the server (idle)
+];
+
+/// Sorts a driver error into the class a caller acts on.
+pub(crate) fn classify(store: &str, e: mysql_async::Error) -> Error {
+    use mysql_async::{DriverError, Error as E};
+    match e {
+        E::Io(_) | E::Other(_) => Error::unavailable(store, e),
+        E::Driver(
+            DriverError::ConnectionClosed
+            | DriverError::PoolDisconnected
+            | DriverError::PacketOutOfOrder
+            | DriverError::UnexpectedPacket { .. }
+            | DriverError::BadCompressedPacketHeader,
+        ) => Error::unavailable(store, e),
+        E::Server(s) if UNAVAILABLE_CODES.contains(&s.code) || (2000..2100).contains(&s.code) => {
+            Error::unavailable(store, format!("server error {}: {}", s.code, s.message))
+        }
+        E::Server(s) => Error::Rejected {
+            store: store.to_owned(),
+            message: format!("error {} ({}): {}", s.code, s.state, s.message),
+        },
+        E::Url(_) => Error::Config {
+            key: store.to_owned(),
+            reason: "invalid MySQL URL".into(),
+        },
+        E::Driver(d) => Error::Rejected {
+            store: store.to_owned(),
+            message: d.to_string(),
+        },
+    }
+}
+
+/// Whether `e` is a duplicate-key error (1062).
+pub(crate) fn is_duplicate(e: &mysql_async::Error) -> bool {
+    matches!(e, mysql_async::Error::Server(s) if s.code == 1062)
+}
+
+/// One existing column, from `information_schema.COLUMNS`.
+pub(crate) struct Existing {
+    pub name: String,
+    pub data_type: String,
+    pub column_type: String,
+    pub nullable: bool,
+    pub primary: bool,
+    pub has_default: bool,
+}
+
+/// Checks an existing table's columns against the schema.
+pub(crate) fn check_table(schema: &'static Schema, found: &[Existing]) -> Result<(), Error> {
+    let mismatch = |column: &str, reason: String| Error::SchemaMismatch {
+        table: schema.table(),
+        column: column.to_owned(),
+        reason,
+    };
+    for (i, column) in schema.columns().iter().enumerate() {
+        let is_key = i == schema.key_index();
+        let Some(col) = found
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(column.name()))
+        else {
+            return Err(mismatch(
+                column.name(),
+                "the table has no such column".into(),
+            ));
+        };
+        let (types, unsigned) = accepted(column.ty(), is_key);
+        let is_unsigned = col.column_type.to_ascii_lowercase().contains("unsigned");
+        if !types.contains(&col.data_type.to_ascii_lowercase().as_str())
+            || unsigned.is_some_and(|u| u != is_unsigned)
+        {
+            return Err(mismatch(
+                column.name(),
+                format!(
+                    "declared {}, the model needs {} for a {} field",
+                    col.column_type,
+                    sql_type(schema, i),
+                    column.ty().name()
+                ),
+            ));
+        }
+        if is_key && !col.primary {
+            return Err(mismatch(
+                column.name(),
+                "the model's key is not the table's primary key".into(),
+            ));
+        }
+        if column.nullable() && !col.nullable {
+            return Err(mismatch(
+                column.name(),
+                "declared NOT NULL, the model's field is an Option".into(),
+            ));
+        }
+    }
+    for col in found {
+        let known = schema
+            .columns()
+            .iter()
+            .any(|c| c.name().eq_ignore_ascii_case(&col.name));
+        if !known && !col.nullable && !col.has_default {
+            return Err(mismatch(
+                &col.name,
+                "the table requires this column (NOT NULL without default) and the model has no field for it".into(),
+            ));
+        }
+        if !known && col.primary {
+            return Err(mismatch(
+                &col.name,
+                "the table's primary key is not the model's key".into(),
+            ));
+        }
+    }
+    Ok(())
+}

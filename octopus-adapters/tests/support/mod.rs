@@ -1,0 +1,63 @@
+//! Shared helpers of the integration tests: where the real servers are, and
+//! a fresh namespace per test so tests run in parallel and re-runs start
+//! clean. A server that is not there fails the test with a message saying how
+//! to start it; nothing is skipped.
+
+#[cfg(feature = "mysql")]
+pub use self::mysql::*;
+
+#[cfg(feature = "mysql")]
+mod mysql {
+    use mysql_async::prelude::Queryable;
+    use octopus_adapters::mysql::MysqlStore;
+
+    /// `OCTOPUS_MYSQL_URL`, default `mysql://root@127.0.0.1:3306/test`.
+    pub fn mysql_url() -> String {
+        std::env::var("OCTOPUS_MYSQL_URL")
+            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+    }
+
+    /// The server's URL with its database replaced by `database`.
+    pub fn url_with_database(database: &str) -> String {
+        let url = mysql_url();
+        let (base, query) = url
+            .split_once('?')
+            .map_or((url.as_str(), None), |(b, q)| (b, Some(q)));
+        let root = base.rsplit_once('/').map_or(base, |(r, _)| r);
+        match query {
+            Some(q) => format!("{root}/{database}?{q}"),
+            None => format!("{root}/{database}"),
+        }
+    }
+
+    /// Creates (after dropping) database `octopus_<name>` and returns its URL.
+    pub async fn fresh_database(name: &str) -> String {
+        let database = format!("octopus_{name}");
+        assert!(database.len() <= 64, "database name too long: {database}");
+        let admin_url = format!(
+            "{}?prefer_socket=false",
+            mysql_url().split('?').next().unwrap()
+        );
+        let mut conn = mysql_async::Conn::from_url(&admin_url)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "MySQL at {} is not reachable ({e}); start it with ./scripts/services.sh",
+                    mysql_url()
+                )
+            });
+        conn.query_drop(format!("DROP DATABASE IF EXISTS `{database}`"))
+            .await
+            .unwrap();
+        conn.query_drop(format!("CREATE DATABASE `{database}`"))
+            .await
+            .unwrap();
+        conn.disconnect().await.unwrap();
+        url_with_database(&database)
+    }
+
+    /// A store on a fresh database for test `name`.
+    pub async fn mysql_store(name: &str) -> MysqlStore {
+        MysqlStore::new(&fresh_database(name).await).unwrap()
+    }
+}
