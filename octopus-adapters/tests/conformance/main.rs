@@ -49,6 +49,7 @@ async fn memory(_test: &str) -> Fixture {
     Fixture {
         store: Arc::new(MemoryStore::new()),
         floats: FloatPolicy::AllStored,
+        scans: true,
         _guard: Box::new(()),
     }
 }
@@ -62,6 +63,7 @@ async fn sqlite_file(_test: &str) -> Fixture {
     Fixture {
         store: Arc::new(store) as Arc<dyn Store>,
         floats: FloatPolicy::NanRefused,
+        scans: true,
         _guard: Box::new(dir),
     }
 }
@@ -71,6 +73,7 @@ async fn sqlite_memory(_test: &str) -> Fixture {
     Fixture {
         store: Arc::new(octopus_adapters::sqlite::SqliteStore::memory().unwrap()),
         floats: FloatPolicy::NanRefused,
+        scans: true,
         _guard: Box::new(()),
     }
 }
@@ -87,9 +90,23 @@ async fn mysql(test: &str) -> Fixture {
     Fixture {
         store: Arc::new(store),
         floats: FloatPolicy::NonFiniteRefused,
+        scans: true,
         _guard: Box::new(()),
     }
 }
 
 #[cfg(feature = "mysql")]
 conformance!(mysql_store, mysql);
+
+#[cfg(feature = "memcache")]
+async fn memcache(test: &str) -> Fixture {
+    Fixture {
+        store: Arc::new(support::memcache_store(&format!("conf-{test}")).await),
+        floats: FloatPolicy::AllStored,
+        scans: false,
+        _guard: Box::new(()),
+    }
+}
+
+#[cfg(feature = "memcache")]
+conformance!(memcache_store, memcache);

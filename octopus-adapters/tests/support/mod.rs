@@ -6,6 +6,61 @@
 #[cfg(feature = "mysql")]
 pub use self::mysql::*;
 
+#[cfg(feature = "memcache")]
+pub use self::memcache::*;
+
+#[cfg(feature = "memcache")]
+mod memcache {
+    use octopus_adapters::memcache::{MemcacheOptions, MemcacheStore};
+
+    /// `OCTOPUS_MEMCACHE_URL`, default `memcache://127.0.0.1:11211`.
+    pub fn memcache_url() -> String {
+        std::env::var("OCTOPUS_MEMCACHE_URL")
+            .unwrap_or_else(|_| "memcache://127.0.0.1:11211".into())
+    }
+
+    /// A namespace no earlier run has used, so a re-run starts clean.
+    pub fn fresh_namespace(name: &str) -> String {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let mut ns = format!("{name}-{nanos:x}");
+        ns.truncate(64);
+        ns
+    }
+
+    /// A store on the test server under a fresh namespace for `name`,
+    /// checked to answer.
+    pub async fn memcache_store(name: &str) -> MemcacheStore {
+        let options = MemcacheOptions::from_url(&memcache_url())
+            .unwrap()
+            .namespace(&fresh_namespace(name))
+            .unwrap();
+        let store = MemcacheStore::with_options(options).await.unwrap();
+        assert_answers(&store).await;
+        store
+    }
+
+    async fn assert_answers(store: &MemcacheStore) {
+        use octopus::Store;
+        #[derive(octopus::Model)]
+        struct Probe {
+            #[octopus(key)]
+            id: u8,
+        }
+        if let Err(e) = store
+            .get(<Probe as octopus::Model>::SCHEMA, &0u8.into())
+            .await
+        {
+            panic!(
+                "memcached at {} is not reachable ({e}); start it with ./scripts/services.sh",
+                memcache_url()
+            );
+        }
+    }
+}
+
 #[cfg(feature = "mysql")]
 mod mysql {
     use mysql_async::prelude::Queryable;
