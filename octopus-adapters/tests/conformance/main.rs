@@ -4,7 +4,6 @@
 mod models;
 mod suite;
 #[path = "../support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::sync::Arc;

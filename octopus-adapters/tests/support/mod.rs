@@ -3,6 +3,9 @@
 //! clean. A server that is not there fails the test with a message saying how
 //! to start it; nothing is skipped.
 
+// Each test file uses the helpers it needs.
+#![allow(dead_code, unused_imports)]
+
 #[cfg(feature = "mysql")]
 pub use self::mysql::*;
 
@@ -28,6 +31,75 @@ mod memcache {
         let mut ns = format!("{name}-{nanos:x}");
         ns.truncate(64);
         ns
+    }
+
+    /// A memcached process of the test's own, on a free port, so a test can
+    /// stop and restart it. Killed when dropped.
+    pub struct OwnMemcached {
+        pub port: u16,
+        child: Option<std::process::Child>,
+    }
+
+    impl OwnMemcached {
+        pub fn start() -> Self {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut own = OwnMemcached { port, child: None };
+            own.restart();
+            own
+        }
+
+        /// Starts the process again on the same port and waits until it
+        /// accepts connections.
+        pub fn restart(&mut self) {
+            assert!(self.child.is_none(), "already running");
+            let child = std::process::Command::new("memcached")
+                .args([
+                    "-l",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "0",
+                    "-m",
+                    "16",
+                    "-u",
+                    "nobody",
+                ])
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("cannot start memcached ({e}); install it with ./scripts/services.sh")
+                });
+            self.child = Some(child);
+            for _ in 0..200 {
+                if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            panic!("memcached on port {} did not start", self.port);
+        }
+
+        /// Kills the process (SIGKILL) and waits for it to exit.
+        pub fn stop(&mut self) {
+            if let Some(mut child) = self.child.take() {
+                child.kill().unwrap();
+                child.wait().unwrap();
+            }
+        }
+
+        pub fn url(&self) -> String {
+            format!("memcache://127.0.0.1:{}", self.port)
+        }
+    }
+
+    impl Drop for OwnMemcached {
+        fn drop(&mut self) {
+            self.stop();
+        }
     }
 
     /// A store on the test server under a fresh namespace for `name`,
