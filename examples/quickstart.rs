@@ -5,7 +5,7 @@
 //! cargo run --example quickstart
 //! ```
 
-use octopus::{MemoryStore, Model, Plan};
+use octopus::{Deletion, MemoryStore, Model, Plan};
 use octopus_adapters::sqlite::SqliteStore;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -88,10 +88,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         read.author, read.version
     );
 
-    let existed = db.books.delete(book.id).await?;
+    let deletion = db.books.delete(book.id).await?;
     let gone = db.books.read(book.id).await?.is_none();
-    println!("deleted  existed={existed}, gone={gone}");
-    if !(existed && gone) {
+    println!("deleted  {deletion:?}, gone={gone}");
+    if !(deletion == Deletion::Deleted && gone) {
         return Err("delete did not remove the book".into());
     }
 

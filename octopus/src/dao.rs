@@ -3,6 +3,7 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use crate::fallback::{Deletion, Write, WriteOutcome};
 use crate::model::{Model, now_millis};
 use crate::plan::Plan;
 use crate::store::normalize_key;
@@ -68,7 +69,7 @@ impl<T: Model> Dao<T> {
     /// `model`), and the managed fields are stamped. Fails with
     /// [`Error::AlreadyExists`] if the key is taken; nothing is written then
     /// and `model` is unchanged.
-    pub async fn create(&self, model: &mut T) -> Result<()> {
+    pub async fn create(&self, model: &mut T) -> Result<WriteOutcome> {
         let saved = Saved::of(model);
         let filled = model.fill_key();
         let now = now_millis();
@@ -84,12 +85,10 @@ impl<T: Model> Dao<T> {
         outcome
     }
 
-    async fn create_stamped(&self, model: &T) -> Result<()> {
+    async fn create_stamped(&self, model: &T) -> Result<WriteOutcome> {
         let record = model.to_record()?;
-        let key = model.key();
-        self.plan.primary().insert(T::SCHEMA, &record).await?;
-        self.plan.invalidate(T::SCHEMA, &key).await;
-        Ok(())
+        let (outcome, _) = self.plan.write(T::SCHEMA, Write::Insert(record)).await?;
+        Ok(outcome)
     }
 
     /// The row with `key`, or `None`. Integer keys convert to the key
@@ -125,7 +124,7 @@ impl<T: Model> Dao<T> {
     /// `version` field, the write happens only if the stored version equals
     /// `model`'s; otherwise [`Error::Conflict`] and nothing is written. On
     /// success `model` carries the new version and `updated_at`.
-    pub async fn update(&self, model: &mut T) -> Result<()> {
+    pub async fn update(&self, model: &mut T) -> Result<WriteOutcome> {
         let saved = Saved::of(model);
         let expected = model.version();
         if let Some(v) = expected {
@@ -146,25 +145,27 @@ impl<T: Model> Dao<T> {
         outcome
     }
 
-    async fn update_stamped(&self, model: &T, expected: Option<u64>) -> Result<()> {
+    async fn update_stamped(&self, model: &T, expected: Option<u64>) -> Result<WriteOutcome> {
         let record = model.to_record()?;
-        let key = model.key();
-        self.plan
-            .primary()
-            .update(T::SCHEMA, &record, expected)
-            .await?;
-        self.plan.invalidate(T::SCHEMA, &key).await;
-        Ok(())
+        let write = Write::Update {
+            record,
+            expected_version: expected,
+        };
+        let (outcome, _) = self.plan.write(T::SCHEMA, write).await?;
+        Ok(outcome)
     }
 
-    /// Deletes the row with `key`. Returns whether a row was there: deleting
-    /// a missing key is **not** an error, so deletes can be retried and
-    /// replayed safely.
-    pub async fn delete(&self, key: impl Into<Key>) -> Result<bool> {
+    /// Deletes the row with `key`. Deleting a missing key is **not** an
+    /// error ([`Deletion::NotFound`]), so deletes can be retried and replayed
+    /// safely.
+    pub async fn delete(&self, key: impl Into<Key>) -> Result<Deletion> {
         let key = normalize_key(T::SCHEMA, key.into())?;
-        let existed = self.plan.primary().delete(T::SCHEMA, &key).await?;
-        self.plan.invalidate(T::SCHEMA, &key).await;
-        Ok(existed)
+        let (outcome, existed) = self.plan.write(T::SCHEMA, Write::Delete(key)).await?;
+        Ok(match (outcome, existed) {
+            (WriteOutcome::Primary, true) => Deletion::Deleted,
+            (WriteOutcome::Primary, false) => Deletion::NotFound,
+            _ => Deletion::Journaled,
+        })
     }
 }
 

@@ -33,7 +33,7 @@
 //! books.update(&mut book).await?;
 //! assert_eq!(books.read(book.id).await?, Some(book.clone()));
 //!
-//! assert!(books.delete(book.id).await?);
+//! assert_eq!(books.delete(book.id).await?, octopus::Deletion::Deleted);
 //! assert_eq!(books.read(book.id).await?, None);
 //! # Ok::<(), octopus::Error>(())
 //! # }).unwrap();
@@ -70,24 +70,33 @@
 
 extern crate self as octopus;
 
+mod breaker;
+mod cache;
 mod dao;
 mod error;
+mod fallback;
+mod flight;
 mod memory;
 mod model;
 mod plan;
 mod registry;
 mod schema;
+mod stats;
 mod store;
 mod value;
 
+pub use breaker::{BreakerConfig, BreakerSnapshot, BreakerState, CircuitBreaker, Permit};
+pub use cache::{Cache, FillToken, Lookup};
 pub use dao::Dao;
 pub use error::{BoxError, Error, Result};
+pub use fallback::{Deletion, FailFast, Fallback, Write, WriteOutcome};
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use model::{Field, KeyField, Model, NotNull, VersionField, now_millis};
 pub use octopus_derive::Model;
-pub use plan::Plan;
+pub use plan::{CachePolicy, Plan, PlanBuilder};
 pub use registry::HasDao;
 pub use schema::{Column, ColumnType, Schema, is_valid_identifier};
+pub use stats::{LevelStats, PlanStats};
 pub use store::{BoxFuture, Store, check_key, check_record, key_of, normalize_key, version_of};
 pub use value::{Key, Record, Value};
 

@@ -8,6 +8,7 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::cache::{Cache, FillToken, Lookup};
 use crate::schema::Schema;
 use crate::store::{BoxFuture, Store, check_key, check_record, key_of, version_of};
 use crate::value::{Key, Record};
@@ -18,7 +19,11 @@ use crate::{Error, Result};
 type TableId = (&'static str, u64);
 
 struct Entry {
-    record: Record,
+    /// `None` is an invalidation marker: a miss for readers, and a CAS value
+    /// that fills must match.
+    record: Option<Record>,
+    /// Bumped by every write of the entry (from the shard clock).
+    cas: u64,
     expires: Option<Instant>,
     /// Shard clock reading at the last access, for eviction.
     touched: AtomicU64,
@@ -142,17 +147,29 @@ impl MemoryStore {
         entry.expires.is_none_or(|t| t > now)
     }
 
-    fn lookup(&self, schema: &'static Schema, key: &Key, now: Instant) -> Option<Record> {
+    fn find(&self, schema: &'static Schema, key: &Key, now: Instant) -> Lookup {
         let table = table_id(schema);
         let i = self.shard_of(table, key);
         let shard = read(&self.shards[i]);
-        let entry = shard.tables.get(&table)?.get(key)?;
+        let Some(entry) = shard.tables.get(&table).and_then(|t| t.get(key)) else {
+            return Lookup::Miss(FillToken::Absent);
+        };
         if !self.live(entry, now) {
-            return None;
+            return Lookup::Miss(FillToken::Absent);
         }
         let tick = self.clocks[i].fetch_add(1, Ordering::Relaxed);
         entry.touched.store(tick, Ordering::Relaxed);
-        Some(entry.record.clone())
+        match &entry.record {
+            Some(r) => Lookup::Hit(r.clone()),
+            None => Lookup::Miss(FillToken::Cas(entry.cas)),
+        }
+    }
+
+    fn lookup(&self, schema: &'static Schema, key: &Key, now: Instant) -> Option<Record> {
+        match self.find(schema, key, now) {
+            Lookup::Hit(r) => Some(r),
+            Lookup::Miss(_) => None,
+        }
     }
 
     /// Applies `f` to the live row with `key` (or `None`) under the shard's
@@ -162,7 +179,7 @@ impl MemoryStore {
         &self,
         schema: &'static Schema,
         key: Key,
-        f: impl FnOnce(Option<&Record>) -> Result<(Change, R)>,
+        f: impl FnOnce(Option<Current<'_>>) -> Result<(Change, R)>,
     ) -> Result<R> {
         let table = table_id(schema);
         let i = self.shard_of(table, &key);
@@ -171,7 +188,10 @@ impl MemoryStore {
         let shard = &mut *guard;
         let rows = shard.tables.entry(table).or_default();
         let current = rows.get(&key).filter(|e| self.live(e, now));
-        let (change, out) = f(current.map(|e| &e.record))?;
+        let (change, out) = f(current.map(|e| Current {
+            record: e.record.as_ref(),
+            cas: e.cas,
+        }))?;
         let tick = self.clocks[i].fetch_add(1, Ordering::Relaxed);
         match change {
             Change::Keep => {}
@@ -180,10 +200,11 @@ impl MemoryStore {
                     shard.len -= 1;
                 }
             }
-            Change::Put(record) => {
+            Change::Put(record, ttl) => {
                 let entry = Entry {
                     record,
-                    expires: self.ttl.map(|t| now + t),
+                    cas: tick,
+                    expires: ttl.map(|t| now + t),
                     touched: AtomicU64::new(tick),
                 };
                 match rows.entry(key) {
@@ -211,8 +232,30 @@ impl MemoryStore {
 enum Change {
     Keep,
     Remove,
-    Put(Record),
+    /// A row (`Some`) or a marker (`None`), with its time to live.
+    Put(Option<Record>, Option<Duration>),
 }
+
+/// The live entry a modification sees.
+struct Current<'a> {
+    record: Option<&'a Record>,
+    cas: u64,
+}
+
+impl MemoryStore {
+    fn put(&self, record: &Record) -> Change {
+        Change::Put(Some(record.clone()), self.ttl)
+    }
+
+    /// Markers live long enough to outlast any fill that raced them, and no
+    /// longer than rows do.
+    fn marker_ttl(&self) -> Duration {
+        self.ttl.map_or(MARKER_TTL, |t| t.min(MARKER_TTL))
+    }
+}
+
+/// How long an invalidation marker lives.
+const MARKER_TTL: Duration = Duration::from_secs(30);
 
 fn table_id(schema: &'static Schema) -> TableId {
     (schema.table(), schema.fingerprint())
@@ -322,12 +365,14 @@ impl Store for MemoryStore {
             check_record(schema, record)?;
             let key = key_of(schema, record)?;
             let shown = key.to_string();
-            self.modify(schema, key, |current| match current {
-                Some(_) => Err(Error::AlreadyExists {
-                    table: schema.table(),
-                    key: shown,
-                }),
-                None => Ok((Change::Put(record.clone()), ())),
+            self.modify(schema, key, |current| {
+                match current.and_then(|c| c.record) {
+                    Some(_) => Err(Error::AlreadyExists {
+                        table: schema.table(),
+                        key: shown,
+                    }),
+                    None => Ok((self.put(record), ())),
+                }
             })
         })
     }
@@ -340,7 +385,7 @@ impl Store for MemoryStore {
         Box::pin(async move {
             check_record(schema, record)?;
             let key = key_of(schema, record)?;
-            self.modify(schema, key, |_| Ok((Change::Put(record.clone()), ())))
+            self.modify(schema, key, |_| Ok((self.put(record), ())))
         })
     }
 
@@ -355,7 +400,7 @@ impl Store for MemoryStore {
             let key = key_of(schema, record)?;
             let shown = key.clone();
             self.modify(schema, key, |current| {
-                let Some(current) = current else {
+                let Some(current) = current.and_then(|c| c.record) else {
                     return Err(Error::NotFound {
                         table: schema.table(),
                         key: shown.to_string(),
@@ -371,7 +416,7 @@ impl Store for MemoryStore {
                 if let Some(i) = schema.created_at_index() {
                     next.values_mut()[i] = current.values()[i].clone();
                 }
-                Ok((Change::Put(next), ()))
+                Ok((Change::Put(Some(next), self.ttl), ()))
             })
         })
     }
@@ -381,7 +426,7 @@ impl Store for MemoryStore {
             check_key(schema, key)?;
             self.modify(schema, key.clone(), |current| {
                 Ok(match current {
-                    Some(_) => (Change::Remove, true),
+                    Some(c) => (Change::Remove, c.record.is_some()),
                     None => (Change::Keep, false),
                 })
             })
@@ -404,13 +449,88 @@ impl Store for MemoryStore {
                     rows.extend(
                         t.iter()
                             .filter(|(k, e)| self.live(e, now) && after.is_none_or(|a| *k > a))
-                            .map(|(k, e)| (k.clone(), e.record.clone())),
+                            .filter_map(|(k, e)| Some((k.clone(), e.record.clone()?))),
                     );
                 }
             }
             rows.sort_by(|a, b| a.0.cmp(&b.0));
             rows.truncate(limit);
             Ok(rows.into_iter().map(|(_, r)| r).collect())
+        })
+    }
+}
+
+impl Cache for MemoryStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn lookup<'a>(
+        &'a self,
+        schema: &'static Schema,
+        key: &'a Key,
+    ) -> BoxFuture<'a, Result<Lookup>> {
+        Box::pin(async move {
+            check_key(schema, key)?;
+            Ok(self.find(schema, key, Instant::now()))
+        })
+    }
+
+    fn lookup_many<'a>(
+        &'a self,
+        schema: &'static Schema,
+        keys: &'a [Key],
+    ) -> BoxFuture<'a, Result<Vec<Lookup>>> {
+        Box::pin(async move {
+            let now = Instant::now();
+            keys.iter()
+                .map(|k| {
+                    check_key(schema, k)?;
+                    Ok(self.find(schema, k, now))
+                })
+                .collect()
+        })
+    }
+
+    fn fill<'a>(
+        &'a self,
+        schema: &'static Schema,
+        record: &'a Record,
+        token: FillToken,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            check_record(schema, record)?;
+            let key = key_of(schema, record)?;
+            self.modify(schema, key, |current| {
+                let unchanged = match (token, current) {
+                    (FillToken::Absent, None) => true,
+                    (FillToken::Cas(cas), Some(c)) => c.record.is_none() && c.cas == cas,
+                    _ => false,
+                };
+                Ok(if unchanged {
+                    (self.put(record), true)
+                } else {
+                    (Change::Keep, false)
+                })
+            })
+        })
+    }
+
+    fn put<'a>(&'a self, schema: &'static Schema, record: &'a Record) -> BoxFuture<'a, Result<()>> {
+        Store::upsert(self, schema, record)
+    }
+
+    fn invalidate<'a>(
+        &'a self,
+        schema: &'static Schema,
+        key: &'a Key,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            check_key(schema, key)?;
+            let ttl = self.marker_ttl();
+            self.modify(schema, key.clone(), |_| {
+                Ok((Change::Put(None, Some(ttl)), ()))
+            })
         })
     }
 }

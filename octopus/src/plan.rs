@@ -1,31 +1,74 @@
-//! Plans: where writes go and in which order reads look.
+//! Plans: where writes go, in which order reads look, and what happens when
+//! the primary fails.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::Result;
+use crate::breaker::{BreakerConfig, CircuitBreaker};
+use crate::cache::{Cache, FillToken, Lookup};
+use crate::fallback::{FailFast, Fallback, Write, WriteOutcome};
+use crate::flight::{self, Flights, Role};
 use crate::schema::Schema;
-use crate::store::Store;
+use crate::stats::{LevelCounters, PlanCounters, PlanStats};
+use crate::store::{Store, key_of};
 use crate::value::{Key, Record};
 
+/// How a cache level follows writes to the primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CachePolicy {
+    /// Drop the key after the primary write; the next read fills it. The
+    /// safe default under concurrency.
+    #[default]
+    Invalidate,
+    /// Put the new row after the primary write (as the original Octopus
+    /// did). Two concurrent writers of one key can leave the older row cached
+    /// until its TTL; prefer `Invalidate` where that matters.
+    WriteThrough,
+}
+
+struct Level {
+    cache: Arc<dyn Cache>,
+    policy: CachePolicy,
+    counters: LevelCounters,
+}
+
 /// Composes stores for a [`crate::Dao`]: one primary (the source of truth)
-/// and any number of caches in front of it.
+/// behind a [`CircuitBreaker`], any number of caches in front of it, and a
+/// [`Fallback`] for writes the primary cannot take.
 ///
-/// - **Reads** try the caches in order, then the primary; a hit fills the
-///   caches in front of the level that answered. A cache that fails is
-///   skipped (and logged), never fatal while a later level answers.
-/// - **Writes** go to the primary; afterwards every cache *invalidates* the
-///   key (deletes it), so the next read fills it from the primary. A cache
-///   failure never fails a write the primary accepted.
+/// - **Reads** look in the caches in order, then the primary; a hit fills
+///   the levels in front of the one that answered. A cache that fails is
+///   skipped (counted and logged). Fills are guarded ([`Cache`]): an
+///   invalidation that races a fill always wins. Under a thundering herd on
+///   one missing key, one reader loads it from the primary and the others
+///   wait for that load (at most `herd_wait`, then load themselves).
+/// - **Writes** go to the primary through its breaker; then each cache
+///   invalidates or writes through ([`CachePolicy`]). A cache failure never
+///   fails a write the primary accepted: the invalidation is retried in the
+///   background and counted, and every cached row has a TTL, so a stale row
+///   never outlives it.
+/// - When the primary is **unavailable** or its breaker is open, the write
+///   goes to the fallback; if the fallback acknowledges it, the caches are set
+///   so reads see it.
 ///
 /// ```
-/// use octopus::{MemoryStore, Plan};
-/// let plan = Plan::new(MemoryStore::new()).with_cache(MemoryStore::new());
-/// assert_eq!(plan.caches().len(), 1);
+/// use octopus::{CachePolicy, MemoryStore, Plan};
+/// use std::sync::Arc;
+/// let plan = Plan::builder(Arc::new(MemoryStore::new()))
+///     .cache(Arc::new(MemoryStore::new()), CachePolicy::Invalidate)
+///     .build()
+///     .unwrap();
+/// assert_eq!(plan.stats().levels.len(), 1);
 /// ```
-#[derive(Clone)]
 pub struct Plan {
     primary: Arc<dyn Store>,
-    caches: Vec<Arc<dyn Store>>,
+    breaker: Arc<CircuitBreaker>,
+    levels: Vec<Level>,
+    fallback: Arc<dyn Fallback>,
+    herd_wait: Duration,
+    flights: Flights,
+    counters: Arc<PlanCounters>,
 }
 
 impl std::fmt::Debug for Plan {
@@ -34,34 +77,136 @@ impl std::fmt::Debug for Plan {
             .field("primary", &self.primary.name())
             .field(
                 "caches",
-                &self.caches.iter().map(|c| c.name()).collect::<Vec<_>>(),
+                &self
+                    .levels
+                    .iter()
+                    .map(|l| l.cache.name())
+                    .collect::<Vec<_>>(),
             )
+            .field("breaker", &self.breaker.state())
             .finish()
     }
 }
 
+/// Builds a [`Plan`].
+pub struct PlanBuilder {
+    primary: Arc<dyn Store>,
+    breaker: Option<Arc<CircuitBreaker>>,
+    breaker_config: BreakerConfig,
+    levels: Vec<(Arc<dyn Cache>, CachePolicy)>,
+    fallback: Arc<dyn Fallback>,
+    herd_wait: Duration,
+}
+
+impl PlanBuilder {
+    /// Adds a cache level after those already added.
+    pub fn cache(mut self, cache: Arc<dyn Cache>, policy: CachePolicy) -> Self {
+        self.levels.push((cache, policy));
+        self
+    }
+
+    /// Configures the primary's own breaker.
+    pub fn breaker(mut self, config: BreakerConfig) -> Self {
+        self.breaker_config = config;
+        self
+    }
+
+    /// Uses an existing breaker, so several plans over one primary share it.
+    pub fn shared_breaker(mut self, breaker: Arc<CircuitBreaker>) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
+    /// Sets the fallback for writes the primary cannot take (default
+    /// [`FailFast`]).
+    pub fn fallback(mut self, fallback: Arc<dyn Fallback>) -> Self {
+        self.fallback = fallback;
+        self
+    }
+
+    /// How long readers of a key wait for another reader's load of it before
+    /// loading it themselves (default 2 s).
+    pub fn herd_wait(mut self, wait: Duration) -> Self {
+        self.herd_wait = wait;
+        self
+    }
+
+    /// The plan; fails if the breaker settings are invalid.
+    pub fn build(self) -> Result<Plan> {
+        let breaker = match self.breaker {
+            Some(b) => b,
+            None => CircuitBreaker::new(self.primary.name(), self.breaker_config)?,
+        };
+        Ok(Plan {
+            primary: self.primary,
+            breaker,
+            levels: self
+                .levels
+                .into_iter()
+                .map(|(cache, policy)| Level {
+                    cache,
+                    policy,
+                    counters: LevelCounters::default(),
+                })
+                .collect(),
+            fallback: self.fallback,
+            herd_wait: self.herd_wait,
+            flights: Flights::default(),
+            counters: Arc::new(PlanCounters::default()),
+        })
+    }
+}
+
+/// Attempts (after the first) at a failed invalidation before it is left to
+/// the TTL.
+const INVALIDATION_RETRIES: u32 = 6;
+
 impl Plan {
-    /// A plan with `primary` as the source of truth and no caches.
+    /// A builder over `primary`, with the default breaker and no caches.
+    pub fn builder(primary: Arc<dyn Store>) -> PlanBuilder {
+        PlanBuilder {
+            primary,
+            breaker: None,
+            breaker_config: BreakerConfig::default(),
+            levels: Vec::new(),
+            fallback: Arc::new(FailFast),
+            herd_wait: Duration::from_secs(2),
+        }
+    }
+
+    /// A plan with `primary` as the source of truth, the default breaker and
+    /// no caches.
     pub fn new(primary: impl Store) -> Self {
         Plan::from_arc(Arc::new(primary))
     }
 
     /// A plan over a shared primary.
     pub fn from_arc(primary: Arc<dyn Store>) -> Self {
-        Plan {
-            primary,
-            caches: Vec::new(),
+        match Plan::builder(primary).build() {
+            Ok(plan) => plan,
+            // The default breaker settings are valid; a failure here is a
+            // bug in them, caught by the crate's tests.
+            Err(e) => panic!("default plan settings rejected: {e}"),
         }
     }
 
-    /// Adds a cache after the ones already added (reads look at it later).
-    pub fn with_cache(self, cache: impl Store) -> Self {
+    /// Adds an invalidating cache after the ones already added.
+    pub fn with_cache(self, cache: impl Cache) -> Self {
         self.with_cache_arc(Arc::new(cache))
     }
 
-    /// Adds a shared cache.
-    pub fn with_cache_arc(mut self, cache: Arc<dyn Store>) -> Self {
-        self.caches.push(cache);
+    /// Adds a shared invalidating cache.
+    pub fn with_cache_arc(self, cache: Arc<dyn Cache>) -> Self {
+        self.with_cache_policy(cache, CachePolicy::Invalidate)
+    }
+
+    /// Adds a shared cache with `policy`.
+    pub fn with_cache_policy(mut self, cache: Arc<dyn Cache>, policy: CachePolicy) -> Self {
+        self.levels.push(Level {
+            cache,
+            policy,
+            counters: LevelCounters::default(),
+        });
         self
     }
 
@@ -70,76 +215,144 @@ impl Plan {
         &self.primary
     }
 
-    /// The caches, in read order.
-    pub fn caches(&self) -> &[Arc<dyn Store>] {
-        &self.caches
+    /// The primary's circuit breaker.
+    pub fn breaker(&self) -> &Arc<CircuitBreaker> {
+        &self.breaker
+    }
+
+    /// The counters, now.
+    pub fn stats(&self) -> PlanStats {
+        let c = &self.counters;
+        PlanStats {
+            levels: self
+                .levels
+                .iter()
+                .map(|l| l.counters.snapshot(l.cache.name()))
+                .collect(),
+            primary_reads: c.primary_reads.get(),
+            primary_writes: c.primary_writes.get(),
+            herd_followers: c.herd_followers.get(),
+            invalidation_retries: c.invalidation_retries.get(),
+            invalidations_abandoned: c.invalidations_abandoned.get(),
+            fallback_writes: c.fallback_writes.get(),
+            breaker: self.breaker.snapshot(),
+        }
     }
 
     pub(crate) async fn ensure_schema(&self, schema: &'static Schema) -> Result<()> {
-        self.primary.ensure_schema(schema).await?;
-        for cache in &self.caches {
-            cache.ensure_schema(schema).await?;
-        }
-        Ok(())
+        self.breaker.call(self.primary.ensure_schema(schema)).await
     }
 
-    pub(crate) async fn read(&self, schema: &'static Schema, key: &Key) -> Result<Option<Record>> {
-        for (level, cache) in self.caches.iter().enumerate() {
-            match cache.get(schema, key).await {
-                Ok(Some(record)) => {
-                    self.fill(schema, &self.caches[..level], &record).await;
+    /// Reads `key` through the cache levels, then the primary.
+    pub async fn read(&self, schema: &'static Schema, key: &Key) -> Result<Option<Record>> {
+        let mut tokens: Vec<Option<FillToken>> = Vec::with_capacity(self.levels.len());
+        for level in &self.levels {
+            match level.cache.lookup(schema, key).await {
+                Ok(Lookup::Hit(record)) => {
+                    level.counters.hits.incr();
+                    self.fill(schema, &record, &tokens).await;
                     return Ok(Some(record));
                 }
-                Ok(None) => {}
+                Ok(Lookup::Miss(token)) => {
+                    level.counters.misses.incr();
+                    tokens.push(Some(token));
+                }
                 Err(e) => {
-                    tracing::warn!(store = cache.name(), table = schema.table(), error = %e, "cache read failed; skipping level")
+                    level.counters.skipped.incr();
+                    tracing::warn!(target: "octopus::plan", cache = level.cache.name(), table = schema.table(), error = %e, "cache level skipped");
+                    tokens.push(None);
                 }
             }
         }
-        let found = self.primary.get(schema, key).await?;
-        if let Some(record) = &found {
-            self.fill(schema, &self.caches, record).await;
+        match self.flights.join(schema, key) {
+            Role::Leader(leader) => {
+                let out = self.primary_get(schema, key).await;
+                if let Ok(Some(record)) = &out {
+                    self.fill(schema, record, &tokens).await;
+                }
+                leader.land(match &out {
+                    Ok(found) => Ok(found.clone()),
+                    Err(_) => Err(()),
+                });
+                out
+            }
+            Role::Follower(rx) => {
+                match tokio::time::timeout(self.herd_wait, flight::wait(rx)).await {
+                    Ok(Some(found)) => {
+                        self.counters.herd_followers.incr();
+                        Ok(found)
+                    }
+                    _ => {
+                        let out = self.primary_get(schema, key).await;
+                        if let Ok(Some(record)) = &out {
+                            self.fill(schema, record, &tokens).await;
+                        }
+                        out
+                    }
+                }
+            }
         }
-        Ok(found)
     }
 
-    pub(crate) async fn read_many(
+    async fn primary_get(&self, schema: &'static Schema, key: &Key) -> Result<Option<Record>> {
+        self.counters.primary_reads.incr();
+        self.breaker.call(self.primary.get(schema, key)).await
+    }
+
+    /// Reads `keys` (one slot per key, in order), each level asked once for
+    /// what is still missing.
+    pub async fn read_many(
         &self,
         schema: &'static Schema,
         keys: &[Key],
     ) -> Result<Vec<Option<Record>>> {
         let mut found: Vec<Option<Record>> = vec![None; keys.len()];
+        // Per key, the tokens of the levels that missed it.
+        let mut tokens: Vec<Vec<Option<FillToken>>> = vec![Vec::new(); keys.len()];
         let mut missing: Vec<usize> = (0..keys.len()).collect();
-        for (level, cache) in self.caches.iter().enumerate() {
+        for level in &self.levels {
             if missing.is_empty() {
                 break;
             }
             let ask: Vec<Key> = missing.iter().map(|&i| keys[i].clone()).collect();
-            match cache.get_many(schema, &ask).await {
-                Ok(rows) => {
-                    let mut still = Vec::new();
-                    for (&i, row) in missing.iter().zip(rows) {
-                        match row {
-                            Some(r) => {
-                                self.fill(schema, &self.caches[..level], &r).await;
-                                found[i] = Some(r);
+            match level.cache.lookup_many(schema, &ask).await {
+                Ok(lookups) => {
+                    let mut still = Vec::with_capacity(missing.len());
+                    for (&i, lookup) in missing.iter().zip(lookups) {
+                        match lookup {
+                            Lookup::Hit(record) => {
+                                level.counters.hits.incr();
+                                self.fill(schema, &record, &tokens[i]).await;
+                                found[i] = Some(record);
                             }
-                            None => still.push(i),
+                            Lookup::Miss(token) => {
+                                level.counters.misses.incr();
+                                tokens[i].push(Some(token));
+                                still.push(i);
+                            }
                         }
                     }
                     missing = still;
                 }
                 Err(e) => {
-                    tracing::warn!(store = cache.name(), table = schema.table(), error = %e, "cache read failed; skipping level")
+                    level.counters.skipped.add(missing.len() as u64);
+                    tracing::warn!(target: "octopus::plan", cache = level.cache.name(), table = schema.table(), error = %e, "cache level skipped");
+                    for &i in &missing {
+                        tokens[i].push(None);
+                    }
                 }
             }
         }
         if !missing.is_empty() {
             let ask: Vec<Key> = missing.iter().map(|&i| keys[i].clone()).collect();
-            let rows = self.primary.get_many(schema, &ask).await?;
+            self.counters.primary_reads.incr();
+            let rows = self
+                .breaker
+                .call(self.primary.get_many(schema, &ask))
+                .await?;
             for (&i, row) in missing.iter().zip(rows) {
-                if let Some(r) = &row {
-                    self.fill(schema, &self.caches, r).await;
+                if let Some(record) = &row {
+                    self.fill(schema, record, &tokens[i]).await;
                 }
                 found[i] = row;
             }
@@ -147,20 +360,109 @@ impl Plan {
         Ok(found)
     }
 
-    async fn fill(&self, schema: &'static Schema, caches: &[Arc<dyn Store>], record: &Record) {
-        for cache in caches {
-            if let Err(e) = cache.upsert(schema, record).await {
-                tracing::warn!(store = cache.name(), table = schema.table(), error = %e, "cache fill failed");
+    /// Fills the levels whose tokens are given (a level that failed its
+    /// lookup has none and is left alone).
+    async fn fill(&self, schema: &'static Schema, record: &Record, tokens: &[Option<FillToken>]) {
+        for (level, token) in self.levels.iter().zip(tokens) {
+            let Some(token) = token else { continue };
+            match level.cache.fill(schema, record, *token).await {
+                Ok(true) => level.counters.fills.incr(),
+                Ok(false) => level.counters.fill_races_lost.incr(),
+                Err(e) => {
+                    level.counters.fill_errors.incr();
+                    tracing::warn!(target: "octopus::plan", cache = level.cache.name(), table = schema.table(), error = %e, "cache fill failed");
+                }
             }
         }
     }
 
-    /// Drops `key` from every cache after a primary write.
-    pub(crate) async fn invalidate(&self, schema: &'static Schema, key: &Key) {
-        for cache in &self.caches {
-            if let Err(e) = cache.delete(schema, key).await {
-                tracing::warn!(store = cache.name(), table = schema.table(), error = %e, "cache invalidation failed");
+    /// Runs `write` against the primary, or the fallback when the primary is
+    /// unavailable. On success the caches follow (invalidate or write
+    /// through); `existed` is the primary's answer to a delete.
+    pub async fn write(
+        &self,
+        schema: &'static Schema,
+        write: Write,
+    ) -> Result<(WriteOutcome, bool)> {
+        let key = match &write {
+            Write::Insert(r) | Write::Update { record: r, .. } => key_of(schema, r)?,
+            Write::Delete(k) => k.clone(),
+        };
+        let out = match &write {
+            Write::Insert(r) => self
+                .breaker
+                .call(self.primary.insert(schema, r))
+                .await
+                .map(|()| true),
+            Write::Update {
+                record,
+                expected_version,
+            } => self
+                .breaker
+                .call(self.primary.update(schema, record, *expected_version))
+                .await
+                .map(|()| true),
+            Write::Delete(k) => self.breaker.call(self.primary.delete(schema, k)).await,
+        };
+        match out {
+            Ok(existed) => {
+                self.counters.primary_writes.incr();
+                self.flights.forget(schema, &key);
+                self.follow(schema, &key, write.record(), false).await;
+                Ok((WriteOutcome::Primary, existed))
+            }
+            Err(e) if e.is_unavailable() => {
+                let outcome = self.fallback.write(schema, &write, e).await?;
+                self.counters.fallback_writes.incr();
+                self.flights.forget(schema, &key);
+                self.follow(schema, &key, write.record(), true).await;
+                Ok((outcome, true))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Brings every cache level in line with a write: a put for
+    /// write-through levels (and for every level when the write went to the
+    /// fallback, so reads see it), an invalidation otherwise.
+    async fn follow(
+        &self,
+        schema: &'static Schema,
+        key: &Key,
+        record: Option<&Record>,
+        set_all: bool,
+    ) {
+        for level in &self.levels {
+            let put = match record {
+                Some(r) if set_all || level.policy == CachePolicy::WriteThrough => Some(r),
+                _ => None,
+            };
+            let done = match put {
+                Some(r) => level.cache.put(schema, r).await,
+                None => level.cache.invalidate(schema, key).await,
+            };
+            if let Err(e) = done {
+                level.counters.write_errors.incr();
+                tracing::warn!(target: "octopus::plan", cache = level.cache.name(), table = schema.table(), %key, error = %e, "cache invalidation failed; retrying in the background");
+                self.retry_invalidation(level.cache.clone(), schema, key.clone());
             }
         }
+    }
+
+    fn retry_invalidation(&self, cache: Arc<dyn Cache>, schema: &'static Schema, key: Key) {
+        let counters = self.counters.clone();
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(20);
+            for _ in 0..INVALIDATION_RETRIES {
+                tokio::time::sleep(delay).await;
+                counters.invalidation_retries.incr();
+                if cache.invalidate(schema, &key).await.is_ok() {
+                    return;
+                }
+                delay *= 2;
+            }
+            counters.invalidations_abandoned.incr();
+            tracing::error!(target: "octopus::plan", cache = cache.name(), table = schema.table(), %key, "cache invalidation abandoned; the cached row lives until its TTL");
+        });
     }
 }

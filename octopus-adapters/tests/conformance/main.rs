@@ -21,7 +21,7 @@ macro_rules! conformance {
                 duplicate_create_is_refused_and_writes_nothing,
                 update_of_missing_key_is_not_found,
                 stale_version_is_a_conflict_and_writes_nothing,
-                delete_of_missing_key_is_ok_false,
+                delete_of_missing_key_is_not_found_not_an_error,
                 every_field_type_round_trips,
                 non_finite_floats_follow_the_store_policy,
                 u64_keys_cover_the_whole_range,

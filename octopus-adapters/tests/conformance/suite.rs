@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use octopus::{Dao, Error, Key, Model, Plan, Record, Store, Value};
+use octopus::{Dao, Deletion, Error, Key, Model, Plan, Record, Store, Value};
 use uuid::Uuid;
 
 use super::models::{Book, Counter, Everything, Measurement, Tag};
@@ -59,7 +59,7 @@ pub async fn crud_round_trip(f: &Fixture) {
         "update never changes created_at"
     );
 
-    assert!(books.delete(book.id).await.unwrap());
+    assert_eq!(books.delete(book.id).await.unwrap(), Deletion::Deleted);
     assert_eq!(books.read(book.id).await.unwrap(), None);
 }
 
@@ -154,18 +154,22 @@ pub async fn stale_version_is_a_conflict_and_writes_nothing(f: &Fixture) {
     assert_eq!(books.read(mine.id).await.unwrap().unwrap(), theirs);
 }
 
-pub async fn delete_of_missing_key_is_ok_false(f: &Fixture) {
+pub async fn delete_of_missing_key_is_not_found_not_an_error(f: &Fixture) {
     let tags = dao::<Tag>(f).await;
-    assert!(!tags.delete("never-there").await.unwrap());
+    assert_eq!(
+        tags.delete("never-there").await.unwrap(),
+        Deletion::NotFound
+    );
     tags.create(&mut Tag {
         name: "once".into(),
         uses: 0,
     })
     .await
     .unwrap();
-    assert!(tags.delete("once").await.unwrap());
-    assert!(
-        !tags.delete("once").await.unwrap(),
+    assert_eq!(tags.delete("once").await.unwrap(), Deletion::Deleted);
+    assert_eq!(
+        tags.delete("once").await.unwrap(),
+        Deletion::NotFound,
         "a second delete finds nothing"
     );
 }

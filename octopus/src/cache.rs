@@ -1,0 +1,80 @@
+//! The [`Cache`] trait: what a store in front of the primary offers so fills
+//! can be guarded against racing invalidations.
+
+use crate::Result;
+use crate::schema::Schema;
+use crate::store::BoxFuture;
+use crate::value::{Key, Record};
+
+/// What a cache lookup found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    /// The cached row.
+    Hit(Record),
+    /// Nothing usable; the token lets the reader fill the key later, and only
+    /// if nothing touched it since this lookup.
+    Miss(FillToken),
+}
+
+/// The state of a key at a missed lookup, against which a fill is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FillToken {
+    /// The key held nothing: a fill succeeds only if it still holds nothing
+    /// (memcached `add`).
+    Absent,
+    /// The key held an invalidation marker with this CAS value: a fill
+    /// succeeds only if the marker is unchanged.
+    Cas(u64),
+}
+
+/// A store used as a cache by a [`crate::Plan`].
+///
+/// The guarantee a cache gives: **an invalidation that races a fill always
+/// wins.** A reader looks a key up (miss, with a [`FillToken`]), loads the row
+/// from the primary, and fills with the token; a writer that changed the
+/// primary in between has invalidated the key, which leaves a short-lived
+/// marker (with a new CAS value), so the reader's fill finds the key changed
+/// and is dropped. The next read loads the new row. This is the protocol of
+/// Shopify's identity_cache: markers plus CAS / `add` fills.
+pub trait Cache: Send + Sync + 'static {
+    /// A name for logs, stats and errors.
+    fn name(&self) -> &str;
+
+    /// Looks `key` up.
+    fn lookup<'a>(&'a self, schema: &'static Schema, key: &'a Key)
+    -> BoxFuture<'a, Result<Lookup>>;
+
+    /// Looks several keys up, one result per key in order, batched where the
+    /// backend allows.
+    fn lookup_many<'a>(
+        &'a self,
+        schema: &'static Schema,
+        keys: &'a [Key],
+    ) -> BoxFuture<'a, Result<Vec<Lookup>>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(keys.len());
+            for key in keys {
+                out.push(self.lookup(schema, key).await?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Stores `record` if its key is unchanged since the lookup that gave
+    /// `token`; returns whether it was stored (`false`: a race was lost and
+    /// the newer state kept).
+    fn fill<'a>(
+        &'a self,
+        schema: &'static Schema,
+        record: &'a Record,
+        token: FillToken,
+    ) -> BoxFuture<'a, Result<bool>>;
+
+    /// Stores `record` unconditionally (write-through after a primary write).
+    fn put<'a>(&'a self, schema: &'static Schema, record: &'a Record) -> BoxFuture<'a, Result<()>>;
+
+    /// Drops any cached row for `key` and leaves a marker, so every fill
+    /// based on an earlier lookup fails.
+    fn invalidate<'a>(&'a self, schema: &'static Schema, key: &'a Key)
+    -> BoxFuture<'a, Result<()>>;
+}

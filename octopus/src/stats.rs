@@ -1,0 +1,102 @@
+//! Counters a plan keeps, and the snapshot an application reads.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::breaker::BreakerSnapshot;
+
+#[derive(Default)]
+pub(crate) struct Counter(AtomicU64);
+
+impl Counter {
+    pub(crate) fn incr(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct LevelCounters {
+    pub hits: Counter,
+    pub misses: Counter,
+    pub skipped: Counter,
+    pub fills: Counter,
+    pub fill_races_lost: Counter,
+    pub fill_errors: Counter,
+    pub write_errors: Counter,
+}
+
+impl LevelCounters {
+    pub(crate) fn snapshot(&self, name: &str) -> LevelStats {
+        LevelStats {
+            name: name.to_owned(),
+            hits: self.hits.get(),
+            misses: self.misses.get(),
+            skipped: self.skipped.get(),
+            fills: self.fills.get(),
+            fill_races_lost: self.fill_races_lost.get(),
+            fill_errors: self.fill_errors.get(),
+            write_errors: self.write_errors.get(),
+        }
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct PlanCounters {
+    pub primary_reads: Counter,
+    pub primary_writes: Counter,
+    pub herd_followers: Counter,
+    pub invalidation_retries: Counter,
+    pub invalidations_abandoned: Counter,
+    pub fallback_writes: Counter,
+}
+
+/// One cache level's counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LevelStats {
+    /// The cache's name.
+    pub name: String,
+    /// Lookups answered by this level.
+    pub hits: u64,
+    /// Lookups this level could not answer.
+    pub misses: u64,
+    /// Lookups skipped because the level failed (unavailable, timed out).
+    pub skipped: u64,
+    /// Rows put into this level after a miss.
+    pub fills: u64,
+    /// Fills dropped because an invalidation raced them (the newer state
+    /// was kept).
+    pub fill_races_lost: u64,
+    /// Fills that failed.
+    pub fill_errors: u64,
+    /// Invalidations or write-through puts that failed (each is retried).
+    pub write_errors: u64,
+}
+
+/// A plan's counters at one moment; cheap to take.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanStats {
+    /// Per cache level, in read order.
+    pub levels: Vec<LevelStats>,
+    /// Reads that reached the primary.
+    pub primary_reads: u64,
+    /// Writes the primary accepted.
+    pub primary_writes: u64,
+    /// Reads served by another reader's load of the same key.
+    pub herd_followers: u64,
+    /// Retries of failed cache invalidations.
+    pub invalidation_retries: u64,
+    /// Invalidations given up after their retries; the cached value then
+    /// lives until its TTL.
+    pub invalidations_abandoned: u64,
+    /// Writes handed to the fallback and acknowledged by it.
+    pub fallback_writes: u64,
+    /// The primary's circuit breaker.
+    pub breaker: BreakerSnapshot,
+}
