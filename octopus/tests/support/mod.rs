@@ -1,0 +1,177 @@
+//! A scriptable store for plan and breaker tests: a real `MemoryStore`
+//! underneath, with scripted failures, delays and pauses on the way in. It
+//! stands in for a backend's *behaviour under faults*, at the trait boundary,
+//! where the fault-free stores are real.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use octopus::{BoxFuture, Error, Key, MemoryStore, Record, Result, Schema, Store};
+use tokio::sync::Notify;
+
+/// What the next call does.
+pub enum Step {
+    /// Goes through to the memory store.
+    Pass,
+    /// Fails with `Unavailable`.
+    Down,
+    /// Fails with `Rejected` (bad input: the server answered).
+    Reject,
+    /// Waits (on tokio's clock), then goes through.
+    Slow(Duration),
+    /// Goes through, then waits for the gate before answering (a read that
+    /// loaded its row and is slow to return it).
+    Gate(Arc<Notify>),
+}
+
+#[derive(Default)]
+pub struct Scripted {
+    pub inner: MemoryStore,
+    script: Mutex<VecDeque<Step>>,
+    /// Calls that reached the store, by method.
+    pub gets: AtomicUsize,
+    pub writes: AtomicUsize,
+}
+
+impl Scripted {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Scripted::default())
+    }
+
+    pub fn then(&self, step: Step) -> &Self {
+        self.script.lock().unwrap().push_back(step);
+        self
+    }
+
+    pub fn then_n(&self, n: usize, step: impl Fn() -> Step) -> &Self {
+        for _ in 0..n {
+            self.then(step());
+        }
+        self
+    }
+
+    pub fn calls(&self) -> usize {
+        self.gets.load(Ordering::SeqCst) + self.writes.load(Ordering::SeqCst)
+    }
+
+    fn next(&self) -> Step {
+        self.script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Step::Pass)
+    }
+
+    async fn run<T>(&self, inner: impl Future<Output = Result<T>>) -> Result<T> {
+        match self.next() {
+            Step::Pass => inner.await,
+            Step::Down => Err(Error::unavailable("scripted", "scripted outage")),
+            Step::Reject => Err(Error::Rejected {
+                store: "scripted".into(),
+                message: "scripted bad input".into(),
+            }),
+            Step::Slow(d) => {
+                tokio::time::sleep(d).await;
+                inner.await
+            }
+            Step::Gate(gate) => {
+                let out = inner.await;
+                gate.notified().await;
+                out
+            }
+        }
+    }
+}
+
+impl Store for Scripted {
+    fn name(&self) -> &str {
+        "scripted"
+    }
+
+    fn ensure_schema<'a>(&'a self, schema: &'static Schema) -> BoxFuture<'a, Result<()>> {
+        self.inner.ensure_schema(schema)
+    }
+
+    fn get<'a>(
+        &'a self,
+        schema: &'static Schema,
+        key: &'a Key,
+    ) -> BoxFuture<'a, Result<Option<Record>>> {
+        Box::pin(async move {
+            // Counted when the call runs, not when its future is made.
+            self.gets.fetch_add(1, Ordering::SeqCst);
+            self.run(self.inner.get(schema, key)).await
+        })
+    }
+
+    fn get_many<'a>(
+        &'a self,
+        schema: &'static Schema,
+        keys: &'a [Key],
+    ) -> BoxFuture<'a, Result<Vec<Option<Record>>>> {
+        Box::pin(async move {
+            // Counted when the call runs, not when its future is made.
+            self.gets.fetch_add(1, Ordering::SeqCst);
+            self.run(self.inner.get_many(schema, keys)).await
+        })
+    }
+
+    fn insert<'a>(
+        &'a self,
+        schema: &'static Schema,
+        record: &'a Record,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            // Counted when the call runs, not when its future is made.
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            self.run(self.inner.insert(schema, record)).await
+        })
+    }
+
+    fn upsert<'a>(
+        &'a self,
+        schema: &'static Schema,
+        record: &'a Record,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            // Counted when the call runs, not when its future is made.
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            self.run(self.inner.upsert(schema, record)).await
+        })
+    }
+
+    fn update<'a>(
+        &'a self,
+        schema: &'static Schema,
+        record: &'a Record,
+        expected_version: Option<u64>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            // Counted when the call runs, not when its future is made.
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            self.run(self.inner.update(schema, record, expected_version))
+                .await
+        })
+    }
+
+    fn delete<'a>(&'a self, schema: &'static Schema, key: &'a Key) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            // Counted when the call runs, not when its future is made.
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            self.run(self.inner.delete(schema, key)).await
+        })
+    }
+
+    fn scan<'a>(
+        &'a self,
+        schema: &'static Schema,
+        after: Option<&'a Key>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Record>>> {
+        self.inner.scan(schema, after, limit)
+    }
+}
