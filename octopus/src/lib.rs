@@ -72,6 +72,7 @@ extern crate self as octopus;
 
 mod breaker;
 mod cache;
+pub mod config;
 mod dao;
 mod error;
 mod fallback;
@@ -93,7 +94,7 @@ pub use fallback::{Deletion, FailFast, Fallback, Write, WriteOutcome};
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use model::{Field, KeyField, Model, NotNull, VersionField, now_millis};
 pub use octopus_derive::Model;
-pub use plan::{CachePolicy, Plan, PlanBuilder};
+pub use plan::{CachePolicy, Plan, PlanBuilder, Plans};
 pub use registry::HasDao;
 pub use schema::{Column, ColumnType, Schema, is_valid_identifier};
 pub use stats::{LevelStats, PlanStats};

@@ -59,14 +59,22 @@ macro_rules! models {
         }
 
         impl $name {
-            /// Opens every model's Dao over `plan`, ensuring each model's
-            /// table in every store of the plan.
+            /// Opens every model's Dao over its plan (a [`Plan`] for all,
+            /// or [`Plans`] per table), ensuring each model's table in its
+            /// primary. A per-table plan for a table no listed model uses
+            /// is an error naming it.
+            ///
+            /// [`Plan`]: $crate::Plan
+            /// [`Plans`]: $crate::Plans
             pub async fn open(
-                plan: impl ::core::convert::Into<::std::sync::Arc<$crate::Plan>>,
+                plans: impl ::core::convert::Into<$crate::Plans>,
             ) -> $crate::Result<Self> {
-                let plan: ::std::sync::Arc<$crate::Plan> = plan.into();
+                let plans: $crate::Plans = plans.into();
+                plans.check_tables(&[$( <$model as $crate::Model>::SCHEMA.table() ),*])?;
                 ::core::result::Result::Ok($name {
-                    $( $field: $crate::Dao::<$model>::open(plan.clone()).await?, )*
+                    $( $field: $crate::Dao::<$model>::open(
+                        plans.for_table(<$model as $crate::Model>::SCHEMA.table()).clone(),
+                    ).await?, )*
                 })
             }
 
