@@ -46,7 +46,9 @@ struct Shard {
 /// - TTL: a row older than the TTL is a miss and is dropped on the next write
 ///   to its shard.
 ///
-/// As a cache it holds what the plan puts in it; as a primary it implements
+/// As a cache ([`Cache`]) it holds what the plan puts in it, always with a
+/// TTL (the configured one, or [`CACHE_TTL`]), and keeps invalidation markers
+/// so late fills lose to writes; as a primary it implements
 /// the full [`Store`] contract (used by tests and tools; it is not durable).
 ///
 /// ```
@@ -247,12 +249,23 @@ impl MemoryStore {
         Change::Put(Some(record.clone()), self.ttl)
     }
 
+    /// Rows a plan puts in this store as a cache always expire: with the
+    /// configured TTL, or [`CACHE_TTL`] when none is set.
+    fn cached(&self, record: &Record) -> Change {
+        Change::Put(Some(record.clone()), Some(self.ttl.unwrap_or(CACHE_TTL)))
+    }
+
     /// Markers live long enough to outlast any fill that raced them, and no
     /// longer than rows do.
     fn marker_ttl(&self) -> Duration {
         self.ttl.map_or(MARKER_TTL, |t| t.min(MARKER_TTL))
     }
 }
+
+/// Time to live of rows filled into a memory cache that has no TTL of its
+/// own: a safety net, so a row whose invalidation was lost cannot be served
+/// forever.
+pub const CACHE_TTL: Duration = Duration::from_secs(300);
 
 /// How long an invalidation marker lives.
 const MARKER_TTL: Duration = Duration::from_secs(30);
@@ -508,7 +521,7 @@ impl Cache for MemoryStore {
                     _ => false,
                 };
                 Ok(if unchanged {
-                    (self.put(record), true)
+                    (self.cached(record), true)
                 } else {
                     (Change::Keep, false)
                 })
