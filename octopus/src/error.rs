@@ -109,6 +109,19 @@ pub enum Error {
         reason: String,
     },
 
+    /// The journal could not be opened, read or written: a damaged entry
+    /// (with the segment file and byte offset), a lock held by another
+    /// process, an I/O failure, or an entry that does not fit its model.
+    #[error("journal {path}{}: {reason}", offset.map(|o| format!(" at byte offset {o}")).unwrap_or_default())]
+    Journal {
+        /// The journal directory or segment file.
+        path: String,
+        /// Where in the segment, when it is about one entry.
+        offset: Option<u64>,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A configuration value or store URL is wrong.
     #[error("config `{key}`: {reason}")]
     Config {

@@ -77,6 +77,7 @@ mod dao;
 mod error;
 mod fallback;
 mod flight;
+pub mod journal;
 mod memory;
 mod model;
 mod plan;

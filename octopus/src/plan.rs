@@ -9,6 +9,7 @@ use crate::breaker::{BreakerConfig, CircuitBreaker};
 use crate::cache::{Cache, FillToken, Lookup};
 use crate::fallback::{FailFast, Fallback, Write, WriteOutcome};
 use crate::flight::{self, Flights, Role};
+use crate::journal::{Journal, Pending};
 use crate::schema::Schema;
 use crate::stats::{LevelCounters, PlanCounters, PlanStats};
 use crate::store::{Store, key_of};
@@ -66,6 +67,8 @@ pub struct Plan {
     breaker: Arc<CircuitBreaker>,
     levels: Vec<Level>,
     fallback: Arc<dyn Fallback>,
+    journal: Option<Journal>,
+    replayer_stop: Option<Arc<std::sync::atomic::AtomicBool>>,
     herd_wait: Duration,
     flights: Flights,
     counters: Arc<PlanCounters>,
@@ -95,6 +98,7 @@ pub struct PlanBuilder {
     breaker_config: BreakerConfig,
     levels: Vec<(Arc<dyn Cache>, CachePolicy)>,
     fallback: Arc<dyn Fallback>,
+    journal: Option<Journal>,
     herd_wait: Duration,
 }
 
@@ -124,6 +128,20 @@ impl PlanBuilder {
         self
     }
 
+    /// Makes `journal` the fallback: writes the primary cannot take are
+    /// journaled (and acknowledged as [`WriteOutcome::Journaled`]), reads
+    /// see pending writes, and a background task replays the journal into
+    /// the primary when it answers again. While entries are pending, every
+    /// write goes to the journal, so no older entry overtakes a newer write;
+    /// when it is empty, writes go to the primary again. The plan must be
+    /// built inside a tokio runtime (the replayer runs on it). One journal
+    /// serves one primary.
+    pub fn journal(mut self, journal: Journal) -> Self {
+        self.fallback = Arc::new(journal.clone());
+        self.journal = Some(journal);
+        self
+    }
+
     /// How long readers of a key wait for another reader's load of it before
     /// loading it themselves (default 2 s).
     pub fn herd_wait(mut self, wait: Duration) -> Self {
@@ -137,7 +155,26 @@ impl PlanBuilder {
             Some(b) => b,
             None => CircuitBreaker::new(self.primary.name(), self.breaker_config)?,
         };
+        let mut replayer_stop = None;
+        if let Some(journal) = &self.journal
+            && journal.claim(self.primary.name())?
+        {
+            let runtime = tokio::runtime::Handle::try_current().map_err(|_| crate::Error::Config {
+                key: journal.dir().display().to_string(),
+                reason: "a plan with a journal must be built inside a tokio runtime (its replayer runs there)".into(),
+            })?;
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            runtime.spawn(crate::journal::replay::drain(
+                journal.clone(),
+                self.primary.clone(),
+                breaker.clone(),
+                stop.clone(),
+            ));
+            replayer_stop = Some(stop);
+        }
         Ok(Plan {
+            journal: self.journal,
+            replayer_stop,
             primary: self.primary,
             breaker,
             levels: self
@@ -170,6 +207,7 @@ impl Plan {
             breaker_config: BreakerConfig::default(),
             levels: Vec::new(),
             fallback: Arc::new(FailFast),
+            journal: None,
             herd_wait: Duration::from_secs(2),
         }
     }
@@ -236,15 +274,47 @@ impl Plan {
             invalidations_abandoned: c.invalidations_abandoned.get(),
             fallback_writes: c.fallback_writes.get(),
             breaker: self.breaker.snapshot(),
+            journal: self.journal.as_ref().map(Journal::stats),
         }
     }
 
+    /// The journal, if the plan has one.
+    pub fn journal(&self) -> Option<&Journal> {
+        self.journal.as_ref()
+    }
+
+    /// Ensures the model's table in the primary. With a journal, a primary
+    /// that is down does not stop the application from starting: the table
+    /// is ensured by the replayer before it applies entries to it.
     pub(crate) async fn ensure_schema(&self, schema: &'static Schema) -> Result<()> {
-        self.breaker.call(self.primary.ensure_schema(schema)).await
+        if let Some(journal) = &self.journal {
+            journal.register(schema);
+        }
+        match self.breaker.call(self.primary.ensure_schema(schema)).await {
+            Err(e) if e.is_unavailable() && self.journal.is_some() => {
+                tracing::warn!(target: "octopus::plan", table = schema.table(), error = %e, "primary unavailable at open; its table will be ensured before replay");
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// The pending journal write of `key`, if the journal has one.
+    fn pending(&self, schema: &'static Schema, key: &Key) -> Result<Option<Option<Record>>> {
+        match &self.journal {
+            Some(j) if j.pending() > 0 => Ok(j.lookup(schema, key)?.map(|p| match p {
+                Pending::Put(r) => Some(r),
+                Pending::Deleted => None,
+            })),
+            _ => Ok(None),
+        }
     }
 
     /// Reads `key` through the cache levels, then the primary.
     pub async fn read(&self, schema: &'static Schema, key: &Key) -> Result<Option<Record>> {
+        if let Some(pending) = self.pending(schema, key)? {
+            return Ok(pending);
+        }
         let mut tokens: Vec<Option<FillToken>> = Vec::with_capacity(self.levels.len());
         for level in &self.levels {
             match level.cache.lookup(schema, key).await {
@@ -309,7 +379,13 @@ impl Plan {
         let mut found: Vec<Option<Record>> = vec![None; keys.len()];
         // Per key, the tokens of the levels that missed it.
         let mut tokens: Vec<Vec<Option<FillToken>>> = vec![Vec::new(); keys.len()];
-        let mut missing: Vec<usize> = (0..keys.len()).collect();
+        let mut missing: Vec<usize> = Vec::with_capacity(keys.len());
+        for (i, key) in keys.iter().enumerate() {
+            match self.pending(schema, key)? {
+                Some(pending) => found[i] = pending,
+                None => missing.push(i),
+            }
+        }
         for level in &self.levels {
             if missing.is_empty() {
                 break;
@@ -526,5 +602,16 @@ impl From<Plan> for Plans {
 impl From<Arc<Plan>> for Plans {
     fn from(plan: Arc<Plan>) -> Self {
         Plans::new(plan)
+    }
+}
+
+impl Drop for Plan {
+    fn drop(&mut self) {
+        if let Some(stop) = &self.replayer_stop {
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            if let Some(j) = &self.journal {
+                j.wake();
+            }
+        }
     }
 }

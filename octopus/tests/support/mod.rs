@@ -35,6 +35,8 @@ pub struct Scripted {
     /// Calls that reached the store, by method.
     pub gets: AtomicUsize,
     pub writes: AtomicUsize,
+    /// While set, every call fails with `Unavailable` (an outage).
+    down: std::sync::atomic::AtomicBool,
 }
 
 impl Scripted {
@@ -58,7 +60,15 @@ impl Scripted {
         self.gets.load(Ordering::SeqCst) + self.writes.load(Ordering::SeqCst)
     }
 
+    /// Starts or ends an outage.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
     fn next(&self) -> Step {
+        if self.down.load(Ordering::SeqCst) {
+            return Step::Down;
+        }
         self.script
             .lock()
             .unwrap()

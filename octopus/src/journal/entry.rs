@@ -1,0 +1,341 @@
+//! One journal line: the JSON encoding of an entry, its checksum, and the
+//! conversion of records to and from JSON objects keyed by column name.
+//!
+//! A line is a JSON object, written as
+//!
+//! ```text
+//! {"seq":7,"time":1795297488052,"table":"books","op":"put","key":"b-1","fingerprint":"4c66ee2b4da6ce3f","record":{...},"crc":"1a2b3c4d"}
+//! ```
+//!
+//! where `crc` is the CRC-32 (IEEE) of the line's bytes up to the `,"crc"`
+//! that precedes it, with a closing `}` appended: the object as it would be
+//! without its checksum. Values: integers as JSON numbers (the whole `u64`
+//! range is kept), non-finite floats as the strings `"NaN"`, `"Infinity"`,
+//! `"-Infinity"`, bytes as lowercase hex, `json` fields as their JSON text.
+
+use serde_json::{Map, Value as Json};
+
+use crate::schema::{ColumnType, Schema};
+use crate::value::{Key, Record, Value};
+
+/// What an entry does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Insert or replace the row (a JSON object keyed by column name).
+    Put(Map<String, Json>),
+    /// Delete the row.
+    Delete,
+}
+
+/// One decoded entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// Position in the journal, from 1, without gaps.
+    pub seq: u64,
+    /// When it was written, unix milliseconds.
+    pub time: i64,
+    /// The model's table.
+    pub table: String,
+    /// The model's schema fingerprint when it was written.
+    pub fingerprint: u64,
+    /// The row's key.
+    pub key: Key,
+    /// Put or delete.
+    pub op: Op,
+}
+
+const CRC_SUFFIX_LEN: usize = r#","crc":"00000000"}"#.len();
+
+fn crc_table() -> &'static [u32; 256] {
+    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = [0u32; 256];
+        for (i, slot) in t.iter_mut().enumerate() {
+            let mut c = i as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+            *slot = c;
+        }
+        t
+    })
+}
+
+/// CRC-32 (IEEE 802.3), as zlib computes it.
+pub fn crc32(parts: &[&[u8]]) -> u32 {
+    let table = crc_table();
+    let mut c = !0u32;
+    for part in parts {
+        for b in *part {
+            c = table[((c ^ u32::from(*b)) & 0xff) as usize] ^ (c >> 8);
+        }
+    }
+    !c
+}
+
+/// The JSON form of a key (number or string).
+pub fn key_json(key: &Key) -> Json {
+    match key {
+        Key::Int(i) => Json::from(*i),
+        Key::UInt(u) => Json::from(*u),
+        Key::Text(s) => Json::from(s.as_str()),
+    }
+}
+
+/// The key of an entry as the schema's key column types it.
+pub fn key_from_json(schema: &'static Schema, json: &Json) -> Result<Key, String> {
+    let ty = schema.key_column().ty();
+    match json {
+        Json::String(s) if matches!(ty, ColumnType::Text | ColumnType::Uuid) => {
+            Ok(Key::Text(s.clone()))
+        }
+        Json::Number(n) if ty.is_unsigned_int() => n
+            .as_u64()
+            .map(Key::UInt)
+            .ok_or_else(|| format!("key {n} is not unsigned")),
+        Json::Number(n) if ty.is_signed_int() => n
+            .as_i64()
+            .map(Key::Int)
+            .ok_or_else(|| format!("key {n} is not a signed integer")),
+        other => Err(format!(
+            "key {other} does not fit key column `{}` ({})",
+            schema.key_column().name(),
+            ty.name()
+        )),
+    }
+}
+
+/// The part of a line after `{"seq":N,` and before the checksum: everything
+/// the caller can encode before a sequence number is assigned.
+pub fn body(schema: &'static Schema, time: i64, key: &Key, record: Option<&Record>) -> String {
+    let mut m = Map::new();
+    m.insert("time".into(), Json::from(time));
+    m.insert("table".into(), Json::from(schema.table()));
+    m.insert(
+        "op".into(),
+        Json::from(if record.is_some() { "put" } else { "delete" }),
+    );
+    m.insert("key".into(), key_json(key));
+    m.insert(
+        "fingerprint".into(),
+        Json::from(format!("{:016x}", schema.fingerprint())),
+    );
+    if let Some(record) = record {
+        m.insert("record".into(), Json::Object(record_json(schema, record)));
+    }
+    let text = Json::Object(m).to_string();
+    // Drop the braces: the writer wraps the body with the sequence number.
+    text[1..text.len() - 1].to_owned()
+}
+
+/// The full line (with newline) for `body` at `seq`.
+pub fn line(seq: u64, body: &str) -> Vec<u8> {
+    let head = format!("{{\"seq\":{seq},");
+    let crc = crc32(&[head.as_bytes(), body.as_bytes(), b"}"]);
+    let mut out = Vec::with_capacity(head.len() + body.len() + CRC_SUFFIX_LEN + 1);
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(body.as_bytes());
+    out.extend_from_slice(format!(",\"crc\":\"{crc:08x}\"}}\n").as_bytes());
+    out
+}
+
+/// Parses one line (without its newline), checking the checksum.
+pub fn parse(line: &[u8]) -> Result<Entry, String> {
+    if line.len() < CRC_SUFFIX_LEN + 2 {
+        return Err("line too short".into());
+    }
+    let (object, suffix) = line.split_at(line.len() - CRC_SUFFIX_LEN);
+    let suffix = std::str::from_utf8(suffix).map_err(|_| "checksum is not text")?;
+    let hex = suffix
+        .strip_prefix(",\"crc\":\"")
+        .and_then(|s| s.strip_suffix("\"}"))
+        .ok_or("no checksum at the end of the line")?;
+    let want = u32::from_str_radix(hex, 16).map_err(|_| "checksum is not hex")?;
+    let got = crc32(&[object, b"}"]);
+    if got != want {
+        return Err(format!(
+            "checksum mismatch (stored {want:08x}, computed {got:08x})"
+        ));
+    }
+    let json: Map<String, Json> =
+        serde_json::from_slice(line).map_err(|e| format!("not JSON: {e}"))?;
+    let field = |name: &str| json.get(name).ok_or_else(|| format!("missing `{name}`"));
+    let seq = field("seq")?.as_u64().ok_or("`seq` is not a number")?;
+    let time = field("time")?.as_i64().ok_or("`time` is not a number")?;
+    let table = field("table")?
+        .as_str()
+        .ok_or("`table` is not text")?
+        .to_owned();
+    let fingerprint = u64::from_str_radix(
+        field("fingerprint")?
+            .as_str()
+            .ok_or("`fingerprint` is not text")?,
+        16,
+    )
+    .map_err(|_| "`fingerprint` is not hex")?;
+    let key = match field("key")? {
+        Json::String(s) => Key::Text(s.clone()),
+        Json::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Key::Int(i),
+            (None, Some(u)) => Key::UInt(u),
+            _ => return Err("`key` is not an integer".into()),
+        },
+        _ => return Err("`key` is neither text nor a number".into()),
+    };
+    let op = match field("op")?.as_str() {
+        Some("put") => Op::Put(
+            field("record")?
+                .as_object()
+                .ok_or("`record` is not an object")?
+                .clone(),
+        ),
+        Some("delete") => Op::Delete,
+        _ => return Err("`op` is neither put nor delete".into()),
+    };
+    Ok(Entry {
+        seq,
+        time,
+        table,
+        fingerprint,
+        key,
+        op,
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
+        s.push(char::from_digit(u32::from(b & 0xf), 16).unwrap_or('0'));
+    }
+    s
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// A record as a JSON object keyed by column name.
+pub fn record_json(schema: &'static Schema, record: &Record) -> Map<String, Json> {
+    schema
+        .columns()
+        .iter()
+        .zip(record.values())
+        .map(|(c, v)| {
+            let j = match v {
+                Value::Null => Json::Null,
+                Value::Bool(b) => Json::Bool(*b),
+                Value::Int(i) => Json::from(*i),
+                Value::UInt(u) => Json::from(*u),
+                Value::Float(f) if f.is_nan() => Json::from("NaN"),
+                Value::Float(f) if f.is_infinite() => {
+                    Json::from(if *f > 0.0 { "Infinity" } else { "-Infinity" })
+                }
+                Value::Float(f) => Json::from(*f),
+                Value::Text(s) => Json::from(s.as_str()),
+                Value::Bytes(b) => Json::from(hex(b)),
+            };
+            (c.name().to_owned(), j)
+        })
+        .collect()
+}
+
+/// A record of `schema` from a JSON object keyed by column name: columns are
+/// matched by name, so an entry written under an older shape of the model
+/// applies if every column the model needs is there (a missing nullable
+/// column is NULL). Otherwise the error names the column.
+pub fn record_from_json(
+    schema: &'static Schema,
+    object: &Map<String, Json>,
+) -> Result<Record, (String, String)> {
+    let mut values = Vec::with_capacity(schema.columns().len());
+    for c in schema.columns() {
+        let fail = |why: String| (c.name().to_owned(), why);
+        let Some(j) = object.get(c.name()) else {
+            if c.nullable() {
+                values.push(Value::Null);
+                continue;
+            }
+            return Err(fail(
+                "the entry has no value for this non-nullable column".into(),
+            ));
+        };
+        let v = match (c.ty(), j) {
+            (_, Json::Null) if c.nullable() => Value::Null,
+            (_, Json::Null) => return Err(fail("NULL in a non-nullable column".into())),
+            (ColumnType::Bool, Json::Bool(b)) => Value::Bool(*b),
+            (t, Json::Number(n)) if t.is_signed_int() => Value::Int(
+                n.as_i64()
+                    .ok_or_else(|| fail(format!("{n} is not a signed integer")))?,
+            ),
+            (t, Json::Number(n)) if t.is_unsigned_int() => Value::UInt(
+                n.as_u64()
+                    .ok_or_else(|| fail(format!("{n} is not an unsigned integer")))?,
+            ),
+            (ColumnType::F32 | ColumnType::F64, Json::Number(n)) => Value::Float(
+                n.as_f64()
+                    .ok_or_else(|| fail(format!("{n} is not a float")))?,
+            ),
+            (ColumnType::F32 | ColumnType::F64, Json::String(s)) => {
+                Value::Float(match s.as_str() {
+                    "NaN" => f64::NAN,
+                    "Infinity" => f64::INFINITY,
+                    "-Infinity" => f64::NEG_INFINITY,
+                    _ => return Err(fail(format!("{s:?} is not a float"))),
+                })
+            }
+            (ColumnType::Text | ColumnType::Uuid | ColumnType::Json, Json::String(s)) => {
+                Value::Text(s.clone())
+            }
+            (ColumnType::Bytes, Json::String(s)) => {
+                Value::Bytes(unhex(s).ok_or_else(|| fail("bytes are not hex".into()))?)
+            }
+            (t, other) => return Err(fail(format!("{other} does not fit a {} column", t.name()))),
+        };
+        values.push(v);
+    }
+    Ok(Record::new(values))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc_matches_zlib() {
+        // zlib.crc32(b"123456789") == 0xcbf43926
+        assert_eq!(crc32(&[b"123456789"]), 0xcbf4_3926);
+        assert_eq!(crc32(&[b"1234", b"56789"]), 0xcbf4_3926);
+    }
+
+    #[test]
+    fn a_damaged_line_is_refused() {
+        let good = line(
+            3,
+            r#""time":1,"table":"t","op":"delete","key":"k","fingerprint":"00000000000000ff""#,
+        );
+        let text = std::str::from_utf8(&good).unwrap().trim_end();
+        let entry = parse(text.as_bytes()).unwrap();
+        assert_eq!(
+            (entry.seq, entry.key, entry.op),
+            (3, Key::Text("k".into()), Op::Delete)
+        );
+        let flipped = text.replace("\"k\"", "\"j\"");
+        assert!(
+            parse(flipped.as_bytes())
+                .unwrap_err()
+                .contains("checksum mismatch")
+        );
+        assert!(parse(&text.as_bytes()[..text.len() - 5]).is_err());
+    }
+}
