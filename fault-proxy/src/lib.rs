@@ -75,7 +75,12 @@ impl FaultProxy {
         let addr = listener.local_addr()?;
         let (mode, _) = watch::channel(Mode::Pass);
         let connections = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(accept_loop(listener, upstream, mode.subscribe(), connections.clone()));
+        let task = tokio::spawn(accept_loop(
+            listener,
+            upstream,
+            mode.subscribe(),
+            connections.clone(),
+        ));
         Ok(FaultProxy {
             addr,
             mode,
@@ -146,9 +151,16 @@ fn rebind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-async fn accept_loop(listener: TcpListener, upstream: SocketAddr, mode: watch::Receiver<Mode>, count: Arc<AtomicU64>) {
+async fn accept_loop(
+    listener: TcpListener,
+    upstream: SocketAddr,
+    mode: watch::Receiver<Mode>,
+    count: Arc<AtomicU64>,
+) {
     loop {
-        let Ok((client, _)) = listener.accept().await else { continue };
+        let Ok((client, _)) = listener.accept().await else {
+            continue;
+        };
         count.fetch_add(1, Ordering::SeqCst);
         let _ = client.set_nodelay(true);
         tokio::spawn(serve(client, upstream, mode.clone()));

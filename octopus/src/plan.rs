@@ -464,7 +464,14 @@ impl Plan {
             Write::Insert(r) | Write::Update { record: r, .. } => key_of(schema, r)?,
             Write::Delete(k) => k.clone(),
         };
+        let draining = self.journal.as_ref().is_some_and(|j| j.pending() > 0);
         let out = match &write {
+            // While the journal holds entries, writes queue behind them, so
+            // no older entry can overtake a newer write.
+            _ if draining => Err(crate::Error::unavailable(
+                self.primary.name(),
+                "the journal is draining into the primary",
+            )),
             Write::Insert(r) => self
                 .breaker
                 .call(self.primary.insert(schema, r))

@@ -28,7 +28,11 @@ const BASE: &str = "OCTOPUS_CRASH_BASE";
 const KILLS: usize = 20;
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     match std::env::var(CHILD) {
         Ok(dir) => runtime.block_on(child(dir)),
         Err(_) => runtime.block_on(parent()),
@@ -41,20 +45,31 @@ async fn child(dir: String) {
     let base: u64 = std::env::var(BASE).unwrap().parse().unwrap();
     let journal = Journal::open(&dir, JournalOptions::default().segment_bytes(64 * 1024)).unwrap();
     let next = Arc::new(AtomicU64::new(base));
-    let tasks: Vec<_> = (0..8)
+    let mut tasks: Vec<_> = (0..8)
         .map(|_| {
             let (journal, next) = (journal.clone(), next.clone());
             tokio::spawn(async move {
                 loop {
                     let id = next.fetch_add(1, Ordering::SeqCst);
-                    let item = Item { id, payload: "x".repeat((id % 300) as usize) };
-                    journal.append(Item::SCHEMA, &Key::UInt(id), Some(&item.to_record().unwrap())).await.unwrap();
+                    let item = Item {
+                        id,
+                        payload: "x".repeat((id % 300) as usize),
+                    };
+                    journal
+                        .append(
+                            Item::SCHEMA,
+                            &Key::UInt(id),
+                            Some(&item.to_record().unwrap()),
+                        )
+                        .await
+                        .unwrap();
                     println!("ack {id}");
                 }
             })
         })
         .collect();
-    for t in tasks {
+    // The tasks never end: the parent kills this process.
+    if let Some(t) = tasks.pop() {
         t.await.unwrap();
     }
 }
@@ -73,7 +88,11 @@ impl Rng {
 
 async fn parent() {
     let dir = tempfile::tempdir().unwrap();
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
     let mut rng = Rng(seed);
     let exe = std::env::current_exe().unwrap();
     let mut acked_total = 0usize;
@@ -102,7 +121,9 @@ async fn parent() {
             acked
         });
         // Let it get going, then kill it at a random moment.
-        first_rx.recv_timeout(Duration::from_secs(30)).expect("the child acknowledged nothing");
+        first_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the child acknowledged nothing");
         std::thread::sleep(Duration::from_millis(1 + rng.below(40)));
         child.kill().unwrap(); // SIGKILL: no chance to flush or clean up
         child.wait().unwrap();
@@ -114,14 +135,21 @@ async fn parent() {
         for id in &acked {
             match journal.lookup(Item::SCHEMA, &Key::UInt(*id)).unwrap() {
                 Some(Pending::Put(r)) => assert_eq!(Item::from_record(r).unwrap().id, *id),
-                other => panic!("round {round}: acknowledged write {id} lost after SIGKILL: {other:?}"),
+                other => {
+                    panic!("round {round}: acknowledged write {id} lost after SIGKILL: {other:?}")
+                }
             }
         }
         drop(journal);
         let again = Journal::open(dir.path(), JournalOptions::default()).unwrap();
-        assert!(again.torn_tail().is_none(), "round {round}: the torn tail was not removed");
+        assert!(
+            again.torn_tail().is_none(),
+            "round {round}: the torn tail was not removed"
+        );
         drop(again);
         acked_total += acked.len();
     }
-    println!("journal crash test: {KILLS} SIGKILLs, {acked_total} acknowledged appends, all recovered; {torn} torn tails truncated");
+    println!(
+        "journal crash test: {KILLS} SIGKILLs, {acked_total} acknowledged appends, all recovered; {torn} torn tails truncated"
+    );
 }

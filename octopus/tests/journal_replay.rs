@@ -313,3 +313,61 @@ async fn an_entry_that_does_not_fit_the_model_stops_replay_with_a_clear_error() 
         .unwrap();
     assert!(r.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_during_draining_queue_behind_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Scripted::new();
+    let plan = plan(&primary, dir.path()).await;
+    let accounts: Dao<Account> = Dao::open(plan.clone()).await.unwrap();
+    primary.set_down(true);
+    let mut a = Account {
+        id: 1,
+        balance: 1,
+        version: 0,
+    };
+    assert_eq!(
+        accounts.create(&mut a).await.unwrap(),
+        WriteOutcome::Journaled
+    );
+
+    // The primary is back, but the replayer's first call is held up: the
+    // journal is still draining.
+    let gate = Arc::new(tokio::sync::Notify::new());
+    primary.then(support::Step::Gate(gate.clone()));
+    primary.set_down(false);
+    let calls = primary.calls();
+    support_wait(|| primary.calls() > calls).await;
+    for balance in 2..6 {
+        a.balance = balance;
+        assert_eq!(
+            accounts.update(&mut a).await.unwrap(),
+            WriteOutcome::Journaled,
+            "queued behind the journal"
+        );
+    }
+    assert_eq!(stored(&primary, 1).await, None);
+    gate.notify_one();
+    drained(&plan).await;
+    assert_eq!(
+        stored(&primary, 1).await.unwrap(),
+        a,
+        "applied in order: the last write wins"
+    );
+    a.balance = 9;
+    assert_eq!(
+        accounts.update(&mut a).await.unwrap(),
+        WriteOutcome::Primary,
+        "back to the primary once empty"
+    );
+}
+
+async fn support_wait(mut done: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("condition never held");
+}

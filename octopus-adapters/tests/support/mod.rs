@@ -188,3 +188,15 @@ mod mysql {
         MysqlStore::new(&fresh_database(name).await).unwrap()
     }
 }
+
+/// Polls `done` every 10 ms for up to `secs` seconds; panics with `what`
+/// if it never holds.
+pub async fn eventually(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..secs * 100 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}

@@ -73,6 +73,7 @@ pub enum Durability {
 pub struct JournalOptions {
     durability: Durability,
     segment_bytes: u64,
+    replay_batch: usize,
 }
 
 impl Default for JournalOptions {
@@ -80,6 +81,7 @@ impl Default for JournalOptions {
         JournalOptions {
             durability: Durability::Fsync,
             segment_bytes: 64 * 1024 * 1024,
+            replay_batch: 1000,
         }
     }
 }
@@ -88,6 +90,13 @@ impl JournalOptions {
     /// Sync policy (default [`Durability::Fsync`]).
     pub fn durability(mut self, d: Durability) -> Self {
         self.durability = d;
+        self
+    }
+
+    /// Entries replayed per batch, each batch followed by a checkpoint
+    /// (default 1000: one statement per batch on MySQL).
+    pub fn replay_batch(mut self, n: usize) -> Self {
+        self.replay_batch = n.max(1);
         self
     }
 
@@ -479,7 +488,8 @@ impl Journal {
 
     /// Up to `limit` pending entries after the last replayed one, in order
     /// (only acknowledged entries).
-    pub(crate) fn next_batch(&self, limit: usize) -> Result<Vec<Entry>> {
+    pub(crate) fn next_batch(&self) -> Result<Vec<Entry>> {
+        let limit = self.shared.options.replay_batch;
         let up_to = self.shared.durable_seq.load(Ordering::SeqCst);
         let mut cursor = self.cursor.lock().unwrap_or_else(|e| e.into_inner());
         let from = self.shared.checkpoint.load(Ordering::SeqCst) + 1;

@@ -14,9 +14,6 @@ use crate::store::{Store, key_of, normalize_key, version_of};
 use crate::value::{Key, Record};
 use crate::{Error, Result};
 
-/// Entries applied per batch (one statement per batch on MySQL).
-const BATCH: usize = 1000;
-
 /// Runs until `stop` is set: whenever entries are pending, applies them to
 /// `primary` through its breaker (so while the breaker is open the replayer
 /// waits, and its calls are the probes that find the primary back).
@@ -39,7 +36,7 @@ pub(crate) async fn drain(
             journal.wait_for_appends(Duration::from_millis(500)).await;
             continue;
         }
-        let batch = match journal.next_batch(BATCH) {
+        let batch = match journal.next_batch() {
             Ok(b) => b,
             Err(e) => {
                 fail(&journal, &e);
