@@ -24,6 +24,8 @@ struct Item {
 }
 
 const CHILD: &str = "OCTOPUS_CRASH_CHILD";
+/// Set in a child that only tries to open the journal and reports how it went.
+const OPEN_ONLY: &str = "OCTOPUS_CRASH_OPEN_ONLY";
 const BASE: &str = "OCTOPUS_CRASH_BASE";
 const KILLS: usize = 20;
 
@@ -33,10 +35,37 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    if let Ok(dir) = std::env::var(OPEN_ONLY) {
+        match Journal::open(&dir, JournalOptions::default()) {
+            Ok(_) => println!("opened"),
+            Err(e) => println!("refused: {e}"),
+        }
+        return;
+    }
     match std::env::var(CHILD) {
         Ok(dir) => runtime.block_on(child(dir)),
-        Err(_) => runtime.block_on(parent()),
+        Err(_) => {
+            runtime.block_on(parent());
+            runtime.block_on(second_process_is_refused());
+        }
     }
+}
+
+/// While this process has the journal open, another process gets a clear
+/// error; once it is closed, the other process can open it.
+async fn second_process_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let try_open = || {
+        let out = Command::new(&exe).env(OPEN_ONLY, dir.path()).output().unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
+    let answer = try_open();
+    assert!(answer.starts_with("refused: journal") && answer.contains("open in another process"), "{answer}");
+    drop(journal);
+    assert_eq!(try_open().trim(), "opened");
+    println!("journal lock: a second process was refused while the journal was open");
 }
 
 /// Appends forever from 8 tasks, printing `ack <id>` once each append is

@@ -371,3 +371,54 @@ async fn support_wait(mut done: impl FnMut() -> bool) {
     }
     panic!("condition never held");
 }
+
+#[derive(Debug, Clone, PartialEq, Model)]
+#[octopus(table = "accounts")]
+struct AccountWithNote {
+    #[octopus(key)]
+    id: u64,
+    balance: i64,
+    #[octopus(version)]
+    version: u64,
+    note: Option<String>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_from_an_older_compatible_model_is_applied_by_column_name() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
+        let old = Account { id: 4, balance: 44, version: 1 };
+        journal.append(Account::SCHEMA, &Key::UInt(4), Some(&old.to_record().unwrap())).await.unwrap();
+    }
+    // The model gained a nullable column: the old entry still fits.
+    let primary = Scripted::new();
+    let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
+    let plan = Arc::new(Plan::builder(primary.clone()).journal(journal).build().unwrap());
+    let accounts: Dao<AccountWithNote> = Dao::open(plan.clone()).await.unwrap();
+    assert_eq!(accounts.read(4u64).await.unwrap().unwrap().balance, 44, "readable while pending");
+    drained(&plan).await;
+    let row = primary.inner.get(AccountWithNote::SCHEMA, &Key::UInt(4)).await.unwrap().unwrap();
+    assert_eq!(
+        AccountWithNote::from_record(row).unwrap(),
+        AccountWithNote { id: 4, balance: 44, version: 1, note: None }
+    );
+}
+
+#[tokio::test]
+async fn weaker_durability_modes_still_keep_writes_across_a_clean_reopen() {
+    use octopus::journal::Durability;
+    for durability in [Durability::Interval(Duration::from_millis(5)), Durability::None] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let j = Journal::open(dir.path(), JournalOptions::default().durability(durability)).unwrap();
+            for id in 0..50 {
+                let a = Account { id, balance: 1, version: 1 };
+                j.append(Account::SCHEMA, &Key::UInt(id), Some(&a.to_record().unwrap())).await.unwrap();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let j = Journal::open(dir.path(), JournalOptions::default()).unwrap();
+        assert_eq!(j.pending(), 50, "{durability:?}");
+    }
+}
