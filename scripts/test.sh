@@ -19,7 +19,10 @@ step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps
 
 step "cargo test"
-cargo test --workspace --all-features
+cargo test --workspace --all-features -- --skip chaos
+
+step "chaos test (OCTOPUS_CHAOS_SECS=${OCTOPUS_CHAOS_SECS:-15})"
+cargo test -p octopus-adapters --all-features --test chaos -- --nocapture chaos
 
 step "quickstart"
 tmp=$(mktemp -d)

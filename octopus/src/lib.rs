@@ -82,6 +82,7 @@ mod memory;
 mod model;
 mod plan;
 mod registry;
+mod retry;
 mod schema;
 mod stats;
 mod store;

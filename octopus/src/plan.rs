@@ -10,6 +10,7 @@ use crate::cache::{Cache, FillToken, Lookup};
 use crate::fallback::{FailFast, Fallback, Write, WriteOutcome};
 use crate::flight::{self, Flights, Role};
 use crate::journal::{Journal, Pending};
+use crate::retry::Retries;
 use crate::schema::Schema;
 use crate::stats::{LevelCounters, PlanCounters, PlanStats};
 use crate::store::{Store, key_of};
@@ -72,6 +73,7 @@ pub struct Plan {
     herd_wait: Duration,
     flights: Flights,
     counters: Arc<PlanCounters>,
+    retries: Retries,
 }
 
 impl std::fmt::Debug for Plan {
@@ -155,6 +157,7 @@ impl PlanBuilder {
             Some(b) => b,
             None => CircuitBreaker::new(self.primary.name(), self.breaker_config)?,
         };
+        let counters = Arc::new(PlanCounters::default());
         let mut replayer_stop = None;
         if let Some(journal) = &self.journal
             && journal.claim(self.primary.name())?
@@ -189,14 +192,11 @@ impl PlanBuilder {
             fallback: self.fallback,
             herd_wait: self.herd_wait,
             flights: Flights::default(),
-            counters: Arc::new(PlanCounters::default()),
+            retries: Retries::new(counters.clone()),
+            counters,
         })
     }
 }
-
-/// Attempts (after the first) at a failed invalidation before it is left to
-/// the TTL.
-const INVALIDATION_RETRIES: u32 = 6;
 
 impl Plan {
     /// A builder over `primary`, with the default breaker and no caches.
@@ -527,26 +527,9 @@ impl Plan {
             if let Err(e) = done {
                 level.counters.write_errors.incr();
                 tracing::warn!(target: "octopus::plan", cache = level.cache.name(), table = schema.table(), %key, error = %e, "cache invalidation failed; retrying in the background");
-                self.retry_invalidation(level.cache.clone(), schema, key.clone());
+                self.retries.push(level.cache.clone(), schema, key.clone());
             }
         }
-    }
-
-    fn retry_invalidation(&self, cache: Arc<dyn Cache>, schema: &'static Schema, key: Key) {
-        let counters = self.counters.clone();
-        tokio::spawn(async move {
-            let mut delay = Duration::from_millis(20);
-            for _ in 0..INVALIDATION_RETRIES {
-                tokio::time::sleep(delay).await;
-                counters.invalidation_retries.incr();
-                if cache.invalidate(schema, &key).await.is_ok() {
-                    return;
-                }
-                delay *= 2;
-            }
-            counters.invalidations_abandoned.incr();
-            tracing::error!(target: "octopus::plan", cache = cache.name(), table = schema.table(), %key, "cache invalidation abandoned; the cached row lives until its TTL");
-        });
     }
 }
 

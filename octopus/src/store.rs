@@ -85,6 +85,21 @@ pub trait Store: Send + Sync + 'static {
         })
     }
 
+    /// Deletes the rows with `keys`. Stores that can do it in one round trip
+    /// override this (MySQL: one statement); the default deletes one by one.
+    fn delete_many<'a>(
+        &'a self,
+        schema: &'static Schema,
+        keys: &'a [Key],
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            for key in keys {
+                self.delete(schema, key).await?;
+            }
+            Ok(())
+        })
+    }
+
     /// Replaces an existing row (all columns but the key and `created_at`),
     /// optionally only if its stored version equals `expected_version`.
     fn update<'a>(

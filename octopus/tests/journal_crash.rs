@@ -57,12 +57,18 @@ async fn second_process_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
     let try_open = || {
-        let out = Command::new(&exe).env(OPEN_ONLY, dir.path()).output().unwrap();
+        let out = Command::new(&exe)
+            .env(OPEN_ONLY, dir.path())
+            .output()
+            .unwrap();
         String::from_utf8(out.stdout).unwrap()
     };
     let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
     let answer = try_open();
-    assert!(answer.starts_with("refused: journal") && answer.contains("open in another process"), "{answer}");
+    assert!(
+        answer.starts_with("refused: journal") && answer.contains("open in another process"),
+        "{answer}"
+    );
     drop(journal);
     assert_eq!(try_open().trim(), "opened");
     println!("journal lock: a second process was refused while the journal was open");

@@ -388,37 +388,120 @@ async fn an_entry_from_an_older_compatible_model_is_applied_by_column_name() {
     let dir = tempfile::tempdir().unwrap();
     {
         let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
-        let old = Account { id: 4, balance: 44, version: 1 };
-        journal.append(Account::SCHEMA, &Key::UInt(4), Some(&old.to_record().unwrap())).await.unwrap();
+        let old = Account {
+            id: 4,
+            balance: 44,
+            version: 1,
+        };
+        journal
+            .append(
+                Account::SCHEMA,
+                &Key::UInt(4),
+                Some(&old.to_record().unwrap()),
+            )
+            .await
+            .unwrap();
     }
     // The model gained a nullable column: the old entry still fits.
     let primary = Scripted::new();
     let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
-    let plan = Arc::new(Plan::builder(primary.clone()).journal(journal).build().unwrap());
+    let plan = Arc::new(
+        Plan::builder(primary.clone())
+            .journal(journal)
+            .build()
+            .unwrap(),
+    );
     let accounts: Dao<AccountWithNote> = Dao::open(plan.clone()).await.unwrap();
-    assert_eq!(accounts.read(4u64).await.unwrap().unwrap().balance, 44, "readable while pending");
+    assert_eq!(
+        accounts.read(4u64).await.unwrap().unwrap().balance,
+        44,
+        "readable while pending"
+    );
     drained(&plan).await;
-    let row = primary.inner.get(AccountWithNote::SCHEMA, &Key::UInt(4)).await.unwrap().unwrap();
+    let row = primary
+        .inner
+        .get(AccountWithNote::SCHEMA, &Key::UInt(4))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         AccountWithNote::from_record(row).unwrap(),
-        AccountWithNote { id: 4, balance: 44, version: 1, note: None }
+        AccountWithNote {
+            id: 4,
+            balance: 44,
+            version: 1,
+            note: None
+        }
     );
 }
 
 #[tokio::test]
 async fn weaker_durability_modes_still_keep_writes_across_a_clean_reopen() {
     use octopus::journal::Durability;
-    for durability in [Durability::Interval(Duration::from_millis(5)), Durability::None] {
+    for durability in [
+        Durability::Interval(Duration::from_millis(5)),
+        Durability::None,
+    ] {
         let dir = tempfile::tempdir().unwrap();
         {
-            let j = Journal::open(dir.path(), JournalOptions::default().durability(durability)).unwrap();
+            let j = Journal::open(dir.path(), JournalOptions::default().durability(durability))
+                .unwrap();
             for id in 0..50 {
-                let a = Account { id, balance: 1, version: 1 };
-                j.append(Account::SCHEMA, &Key::UInt(id), Some(&a.to_record().unwrap())).await.unwrap();
+                let a = Account {
+                    id,
+                    balance: 1,
+                    version: 1,
+                };
+                j.append(
+                    Account::SCHEMA,
+                    &Key::UInt(id),
+                    Some(&a.to_record().unwrap()),
+                )
+                .await
+                .unwrap();
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
         let j = Journal::open(dir.path(), JournalOptions::default()).unwrap();
         assert_eq!(j.pending(), 50, "{durability:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_deleted_and_created_again_during_an_outage_ends_as_the_new_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Scripted::new();
+    let plan = plan(&primary, dir.path()).await;
+    let accounts: Dao<Account> = Dao::open(plan.clone()).await.unwrap();
+    let mut a = Account {
+        id: 8,
+        balance: 1,
+        version: 0,
+    };
+    accounts.create(&mut a).await.unwrap();
+    for balance in 2..5 {
+        a.balance = balance;
+        accounts.update(&mut a).await.unwrap();
+    }
+    assert_eq!(stored(&primary, 8).await.unwrap().version, 4);
+    primary.set_down(true);
+    assert_eq!(accounts.delete(8u64).await.unwrap(), Deletion::Journaled);
+    let mut again = Account {
+        id: 8,
+        balance: 100,
+        version: 0,
+    };
+    assert_eq!(
+        accounts.create(&mut again).await.unwrap(),
+        WriteOutcome::Journaled
+    );
+    assert_eq!(again.version, 1, "a new row starts at version 1");
+    primary.set_down(false);
+    drained(&plan).await;
+    assert_eq!(
+        stored(&primary, 8).await.unwrap(),
+        again,
+        "the older version 4 in the primary is not newer than the delete"
+    );
+    assert_eq!(plan.stats().journal.unwrap().conflicts, 0);
 }

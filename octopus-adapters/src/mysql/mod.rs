@@ -436,6 +436,29 @@ impl Store for MysqlStore {
         })
     }
 
+    fn delete_many<'a>(
+        &'a self,
+        schema: &'static Schema,
+        keys: &'a [Key],
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            for k in keys {
+                check_text_key(schema, k)?;
+            }
+            let st = self.statements(schema);
+            for chunk in keys.chunks(UPSERT_BATCH) {
+                let marks = vec!["?"; chunk.len()].join(", ");
+                let text = format!("{} WHERE {} IN ({marks})", st.delete_head, st.key);
+                let params: Vec<_> = chunk.iter().map(key_param).collect();
+                self.call(|mut conn| async move {
+                    conn.exec_drop(text, Params::Positional(params)).await
+                })
+                .await?;
+            }
+            Ok(())
+        })
+    }
+
     fn update<'a>(
         &'a self,
         schema: &'static Schema,

@@ -84,6 +84,7 @@ pub(crate) struct Statements {
     pub update_params: Vec<usize>,
     pub version_of: String,
     pub delete: String,
+    pub delete_head: String,
     pub scan_first: String,
     pub scan_after: String,
     pub create: String,
@@ -163,6 +164,7 @@ impl Statements {
             update_params,
             version_of,
             delete: format!("DELETE FROM {table} WHERE {key} = ?"),
+            delete_head: format!("DELETE FROM {table}"),
             scan_first: format!("SELECT {list} FROM {table} ORDER BY {key} LIMIT ?"),
             scan_after: format!(
                 "SELECT {list} FROM {table} WHERE {key} > ? ORDER BY {key} LIMIT ?"

@@ -107,7 +107,11 @@ enum Applied {
     WaitingForModel(String),
 }
 
-/// Applies a batch in order.
+/// Applies a batch. Within a batch only the last write of each key
+/// matters (a put replaces the whole row, a delete removes it, and writes of
+/// different keys commute), so each table's batch becomes one versions read,
+/// one multi-row upsert and one multi-row delete, whatever the mix of
+/// entries. Batches themselves are applied in order.
 async fn apply(
     journal: &Journal,
     primary: &Arc<dyn Store>,
@@ -115,72 +119,108 @@ async fn apply(
     batch: &[Entry],
     ensured: &mut HashSet<&'static str>,
 ) -> Result<Applied> {
-    // Every table must be known before anything is applied, so a batch is
-    // applied whole or not at all (entries are replayed only in order).
+    // Every table must be known before anything is applied.
     for e in batch {
         if journal.schema_of(&e.table).is_none() {
             return Ok(Applied::WaitingForModel(e.table.clone()));
         }
     }
-    let mut conflicts = 0;
-    let mut i = 0;
-    while i < batch.len() {
-        let first = &batch[i];
+    let mut tables: Vec<TableBatch<'_>> = Vec::new();
+    for e in batch {
         let schema = journal
-            .schema_of(&first.table)
-            .ok_or_else(|| entry_error(journal, first, "no model for this table is open".into()))?;
-        if !ensured.contains(schema.table()) {
-            breaker.call(primary.ensure_schema(schema)).await?;
-            ensured.insert(schema.table());
-        }
-        let is_put = matches!(first.op, Op::Put(_));
-        let mut j = i;
-        while j < batch.len()
-            && batch[j].table == first.table
-            && matches!(batch[j].op, Op::Put(_)) == is_put
-        {
-            j += 1;
-        }
-        let run = &batch[i..j];
-        if is_put {
-            conflicts += put_run(journal, primary, breaker, schema, run).await?;
-        } else {
-            for e in run {
-                let key = key_from_json(schema, &super::entry::key_json(&e.key))
-                    .and_then(|k| normalize_key(schema, k).map_err(|e| e.to_string()))
-                    .map_err(|reason| entry_error(journal, e, reason))?;
-                breaker.call(primary.delete(schema, &key)).await?;
+            .schema_of(&e.table)
+            .ok_or_else(|| entry_error(journal, e, "no model for this table is open".into()))?;
+        let key = key_from_json(schema, &super::entry::key_json(&e.key))
+            .and_then(|k| normalize_key(schema, k).map_err(|e| e.to_string()))
+            .map_err(|reason| entry_error(journal, e, reason))?;
+        let at = match tables.iter().position(|t| std::ptr::eq(t.schema, schema)) {
+            Some(at) => at,
+            None => {
+                tables.push(TableBatch {
+                    schema,
+                    last: Vec::new(),
+                    by_key: HashMap::new(),
+                    deleted: HashSet::new(),
+                });
+                tables.len() - 1
             }
+        };
+        tables[at].add(key, e);
+    }
+    let mut conflicts = 0;
+    for t in tables {
+        if !ensured.contains(t.schema.table()) {
+            breaker.call(primary.ensure_schema(t.schema)).await?;
+            ensured.insert(t.schema.table());
         }
-        i = j;
+        let puts: Vec<&Entry> = t
+            .last
+            .iter()
+            .copied()
+            .filter(|e| matches!(e.op, Op::Put(_)))
+            .collect();
+        let deletes: Vec<Key> = t
+            .by_key
+            .iter()
+            .filter(|(_, i)| matches!(t.last[**i].op, Op::Delete))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if !puts.is_empty() {
+            conflicts += put_rows(journal, primary, breaker, t.schema, &puts, &t.deleted).await?;
+        }
+        if !deletes.is_empty() {
+            breaker
+                .call(primary.delete_many(t.schema, &deletes))
+                .await?;
+        }
     }
     Ok(Applied::Done(conflicts))
 }
 
-async fn put_run(
+/// One table's part of a batch: the last entry of each key, in order of
+/// first appearance.
+struct TableBatch<'a> {
+    schema: &'static Schema,
+    last: Vec<&'a Entry>,
+    by_key: HashMap<Key, usize>,
+    /// Keys with a delete in the batch. A later put of such a key follows
+    /// the delete, so a row the primary holds is older than it, whatever its
+    /// version (a re-created row starts again at version 1).
+    deleted: HashSet<Key>,
+}
+
+impl<'a> TableBatch<'a> {
+    fn add(&mut self, key: Key, e: &'a Entry) {
+        if matches!(e.op, Op::Delete) {
+            self.deleted.insert(key.clone());
+        }
+        match self.by_key.get(&key) {
+            Some(&i) => self.last[i] = e,
+            None => {
+                self.by_key.insert(key, self.last.len());
+                self.last.push(e);
+            }
+        }
+    }
+}
+
+/// Upserts the rows of `puts` (one entry per key), skipping rows the
+/// primary holds in a newer version; returns how many were skipped.
+async fn put_rows(
     journal: &Journal,
     primary: &Arc<dyn Store>,
     breaker: &Arc<CircuitBreaker>,
     schema: &'static Schema,
-    run: &[Entry],
+    puts: &[&Entry],
+    after_delete: &HashSet<Key>,
 ) -> Result<u64> {
-    // The last entry per key wins; order of first appearance is kept.
-    let mut latest: HashMap<Key, usize> = HashMap::new();
-    let mut rows: Vec<Record> = Vec::with_capacity(run.len());
-    for e in run {
+    let mut rows: Vec<Record> = Vec::with_capacity(puts.len());
+    for e in puts {
         let Op::Put(map) = &e.op else { continue };
         let record = record_from_json(schema, map).map_err(|(column, reason)| {
             entry_error(journal, e, format!("column `{column}`: {reason}"))
         })?;
-        let key =
-            key_of(schema, &record).map_err(|err| entry_error(journal, e, err.to_string()))?;
-        match latest.get(&key) {
-            Some(&at) => rows[at] = record,
-            None => {
-                latest.insert(key, rows.len());
-                rows.push(record);
-            }
-        }
+        rows.push(record);
     }
     let mut conflicts = 0;
     if schema.version_index().is_some() {
@@ -190,8 +230,9 @@ async fn put_run(
             .collect::<Result<_>>()?;
         let current = breaker.call(primary.get_many(schema, &keys)).await?;
         let mut keep = Vec::with_capacity(rows.len());
-        for (row, stored) in rows.into_iter().zip(current) {
+        for ((row, stored), key) in rows.into_iter().zip(current).zip(&keys) {
             match stored {
+                Some(_) if after_delete.contains(key) => keep.push(row),
                 Some(stored) => {
                     let (mine, theirs) = (version_of(schema, &row), version_of(schema, &stored));
                     if theirs > mine || (theirs == mine && stored != row) {

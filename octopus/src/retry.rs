@@ -1,0 +1,140 @@
+//! Retries of failed cache invalidations: coalesced per key, one background
+//! worker per plan, bounded in size, given up after a few attempts (the
+//! cached row then lives until its TTL).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::cache::Cache;
+use crate::schema::Schema;
+use crate::stats::PlanCounters;
+use crate::value::Key;
+
+/// Attempts at one invalidation before it is left to the TTL.
+pub(crate) const ATTEMPTS: u32 = 6;
+/// Keys waiting for a retry at most; beyond this, new failures are left to
+/// the TTL at once (a cache that is down for long cannot grow memory
+/// without bound).
+const MAX_PENDING: usize = 100_000;
+const FIRST_DELAY: Duration = Duration::from_millis(20);
+const MAX_DELAY: Duration = Duration::from_millis(640);
+
+type RetryKey = (usize, &'static str, u64, Key);
+
+struct Retry {
+    cache: Arc<dyn Cache>,
+    schema: &'static Schema,
+    key: Key,
+    attempts: u32,
+}
+
+struct Inner {
+    pending: Mutex<HashMap<RetryKey, Retry>>,
+    running: AtomicBool,
+    counters: Arc<PlanCounters>,
+}
+
+#[derive(Clone)]
+pub(crate) struct Retries {
+    inner: Arc<Inner>,
+}
+
+impl Retries {
+    pub(crate) fn new(counters: Arc<PlanCounters>) -> Self {
+        Retries {
+            inner: Arc::new(Inner {
+                pending: Mutex::new(HashMap::new()),
+                running: AtomicBool::new(false),
+                counters,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RetryKey, Retry>> {
+        self.inner.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues an invalidation of `key` in `cache` (once per key, however
+    /// many writes failed to invalidate it).
+    pub(crate) fn push(&self, cache: Arc<dyn Cache>, schema: &'static Schema, key: Key) {
+        let id = (
+            Arc::as_ptr(&cache) as *const () as usize,
+            schema.table(),
+            schema.fingerprint(),
+            key.clone(),
+        );
+        {
+            let mut pending = self.lock();
+            if pending.len() >= MAX_PENDING && !pending.contains_key(&id) {
+                drop(pending);
+                self.inner.counters.invalidations_abandoned.incr();
+                return;
+            }
+            pending.entry(id).or_insert(Retry {
+                cache,
+                schema,
+                key,
+                attempts: 0,
+            });
+        }
+        if !self.inner.running.swap(true, Ordering::SeqCst)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(self.clone().work());
+        }
+    }
+
+    async fn work(self) {
+        let mut delay = FIRST_DELAY;
+        loop {
+            tokio::time::sleep(delay).await;
+            let round: Vec<(RetryKey, Arc<dyn Cache>, &'static Schema, Key)> = self
+                .lock()
+                .iter()
+                .map(|(id, r)| (id.clone(), r.cache.clone(), r.schema, r.key.clone()))
+                .collect();
+            if round.is_empty() {
+                self.inner.running.store(false, Ordering::SeqCst);
+                // A push may have come in between the check and the store.
+                if self.lock().is_empty() || self.inner.running.swap(true, Ordering::SeqCst) {
+                    return;
+                }
+                continue;
+            }
+            let mut failed_caches: Vec<usize> = Vec::new();
+            let mut succeeded = false;
+            for (id, cache, schema, key) in round {
+                // One failure per cache and round is enough to know it is
+                // still down; the others wait for the next round.
+                let ok = !failed_caches.contains(&id.0) && {
+                    self.inner.counters.invalidation_retries.incr();
+                    cache.invalidate(schema, &key).await.is_ok()
+                };
+                let mut pending = self.lock();
+                if ok {
+                    pending.remove(&id);
+                    succeeded = true;
+                    continue;
+                }
+                if !failed_caches.contains(&id.0) {
+                    failed_caches.push(id.0);
+                }
+                if let Some(r) = pending.get_mut(&id) {
+                    r.attempts += 1;
+                    if r.attempts >= ATTEMPTS {
+                        pending.remove(&id);
+                        self.inner.counters.invalidations_abandoned.incr();
+                        tracing::error!(target: "octopus::plan", cache = cache.name(), table = schema.table(), %key, "cache invalidation abandoned; the cached row lives until its TTL");
+                    }
+                }
+            }
+            delay = if succeeded {
+                FIRST_DELAY
+            } else {
+                (delay * 2).min(MAX_DELAY)
+            };
+        }
+    }
+}
