@@ -29,4 +29,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 OCTOPUS_QUICKSTART_DB="$tmp/quickstart.db" cargo run --quiet --example quickstart
 
+step "resilient example (MySQL outage through a fault proxy)"
+cargo run --quiet --example resilient --features resilient
+
 printf '\nall checks passed\n'
