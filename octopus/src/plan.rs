@@ -334,6 +334,11 @@ impl Plan {
                 }
             }
         }
+        if self.levels.is_empty() {
+            // Nothing to fill: single flight would only add a lock and a map
+            // entry to every read.
+            return self.primary_get(schema, key).await;
+        }
         match self.flights.join(schema, key) {
             Role::Leader(leader) => {
                 let out = self.primary_get(schema, key).await;

@@ -339,8 +339,14 @@ impl Store for SqliteStore {
             if let Some(out) = self.read_inline(|conn| get_one(conn, schema, &st, key)) {
                 return out;
             }
+            // Busy, or an in-memory database: the writer thread answers.
             let key = key.clone();
-            self.read(move |conn| get_one(conn, schema, &st, &key))
+            let name = self.inner.name.clone();
+            self.inner
+                .writer
+                .call(move |conn| {
+                    get_one(conn, schema, &st, &key).map_err(|e| sql::classify(&name, e))
+                })
                 .await
         })
     }

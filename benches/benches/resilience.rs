@@ -1,0 +1,358 @@
+//! The cost of resilience: write latency while the breaker is open and the
+//! journal takes writes, the time an outage takes to open the breaker,
+//! journal append and replay throughput, and Dao throughput as concurrency
+//! grows (no global lock serialises it).
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{BenchRow, ROWS};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use fault_proxy::{FaultProxy, Mode};
+use octopus::journal::{Journal, JournalOptions};
+use octopus::{
+    BreakerConfig, BreakerState, CachePolicy, Dao, Key, Model, Plan, Store, WriteOutcome,
+};
+use octopus_adapters::memcache::MemcacheStore;
+use octopus_adapters::mysql::MysqlStore;
+use octopus_adapters::sqlite::SqliteStore;
+
+fn server() -> std::net::SocketAddr {
+    let opts = mysql_async::Opts::from_url(&common::mysql_url()).unwrap();
+    format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port())
+        .parse()
+        .unwrap()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn report(name: &str, samples: &Mutex<Vec<Duration>>) {
+    let mut s = samples.lock().unwrap().clone();
+    s.sort();
+    if s.is_empty() {
+        return;
+    }
+    println!(
+        "{name}: p50 {:.1} us, p99 {:.1} us over {} calls",
+        percentile(&s, 0.5).as_secs_f64() * 1e6,
+        percentile(&s, 0.99).as_secs_f64() * 1e6,
+        s.len()
+    );
+}
+
+/// Healthy MySQL writes against writes while MySQL is down (breaker open,
+/// journal with fsync taking them).
+fn outage(c: &mut Criterion) {
+    let rt = common::current_thread();
+    let url = rt.block_on(common::fresh_database("outage"));
+    let db = url.rsplit_once('/').unwrap().1.to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, dao) = rt.block_on(async {
+        let proxy = FaultProxy::start(server()).await.unwrap();
+        let store = MysqlStore::new(&format!(
+            "mysql://root@{}/{db}?deadline_ms=500",
+            proxy.addr()
+        ))
+        .unwrap();
+        let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
+        let plan = Plan::builder(Arc::new(store))
+            .journal(journal)
+            .build()
+            .unwrap();
+        let dao: Dao<BenchRow> = Dao::open(Arc::new(plan)).await.unwrap();
+        for id in 0..1000 {
+            dao.create(&mut BenchRow::new(id)).await.unwrap();
+        }
+        (proxy, dao)
+    });
+    let k = AtomicU64::new(0);
+    let healthy = Mutex::new(Vec::new());
+    let journaled = Mutex::new(Vec::new());
+    let mut g = c.benchmark_group("outage/update");
+    g.bench_function("mysql_healthy", |b| {
+        b.to_async(&rt).iter(|| async {
+            let mut row = BenchRow::new(k.fetch_add(1, Ordering::Relaxed) % 1000);
+            let t = Instant::now();
+            assert_eq!(dao.update(&mut row).await.unwrap(), WriteOutcome::Primary);
+            healthy.lock().unwrap().push(t.elapsed());
+        })
+    });
+    rt.block_on(async {
+        proxy.set(Mode::Reset).await;
+        proxy.set(Mode::Refuse).await;
+        // Let the breaker open (the replayer's failing calls open it).
+        let mut row = BenchRow::new(0);
+        dao.update(&mut row).await.unwrap();
+        while dao.plan().breaker().state() != BreakerState::Open {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    g.bench_function("journaled_breaker_open", |b| {
+        b.to_async(&rt).iter(|| async {
+            let mut row = BenchRow::new(k.fetch_add(1, Ordering::Relaxed) % 1000);
+            let t = Instant::now();
+            assert_eq!(dao.update(&mut row).await.unwrap(), WriteOutcome::Journaled);
+            journaled.lock().unwrap().push(t.elapsed());
+        })
+    });
+    g.finish();
+    report("outage/update/mysql_healthy", &healthy);
+    report("outage/update/journaled_breaker_open", &journaled);
+    rt.block_on(proxy.set(Mode::Pass));
+    drop(dao);
+
+    // Time from the outage's start to the breaker opening, under a steady
+    // read load on uncached keys (default breaker settings).
+    let mut to_open = Vec::new();
+    let mut to_journal = Vec::new();
+    for round in 0..5 {
+        let (open, first_journaled) = rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let store = MysqlStore::new(&format!(
+                "mysql://root@{}/{db}?deadline_ms=500",
+                proxy.addr()
+            ))
+            .unwrap();
+            let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
+            let plan = Arc::new(
+                Plan::builder(Arc::new(store))
+                    .breaker(BreakerConfig::default())
+                    .journal(journal)
+                    .build()
+                    .unwrap(),
+            );
+            let dao: Dao<BenchRow> = Dao::open(plan.clone()).await.unwrap();
+            dao.read(1u64).await.unwrap();
+            proxy.set(Mode::Reset).await;
+            proxy.set(Mode::Refuse).await;
+            let start = Instant::now();
+            let mut row = BenchRow::new(10_000 + round);
+            assert_eq!(dao.create(&mut row).await.unwrap(), WriteOutcome::Journaled);
+            let first = start.elapsed();
+            let mut i = 0u64;
+            while plan.breaker().state() != BreakerState::Open {
+                let _ = dao.read(i % 1000).await;
+                i += 1;
+            }
+            let open = start.elapsed();
+            proxy.set(Mode::Pass).await;
+            while plan.journal().unwrap().pending() > 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (open, first)
+        });
+        to_open.push(open);
+        to_journal.push(first_journaled);
+    }
+    to_open.sort();
+    to_journal.sort();
+    println!(
+        "outage/time_to_first_journaled_write: median {:.2} ms; outage/time_to_breaker_open: median {:.2} ms (5 outages)",
+        to_journal[2].as_secs_f64() * 1e3,
+        to_open[2].as_secs_f64() * 1e3
+    );
+}
+
+/// Durable (fsync) appends per second with 1, 8 and 64 concurrent writers.
+fn journal_appends(c: &mut Criterion) {
+    let rt = common::multi_thread();
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
+    let record = BenchRow::new(1).to_record().unwrap();
+    let mut g = c.benchmark_group("journal/append_fsync");
+    g.throughput(Throughput::Elements(1));
+    for writers in [1u64, 8, 64] {
+        g.bench_with_input(
+            BenchmarkId::from_parameter(writers),
+            &writers,
+            |b, &writers| {
+                b.to_async(&rt).iter_custom(|iters| {
+                    let journal = journal.clone();
+                    let record = record.clone();
+                    async move {
+                        let per = iters.div_ceil(writers);
+                        let start = Instant::now();
+                        let tasks: Vec<_> = (0..writers)
+                            .map(|w| {
+                                let (journal, record) = (journal.clone(), record.clone());
+                                tokio::spawn(async move {
+                                    for i in 0..per {
+                                        journal
+                                            .append(
+                                                BenchRow::SCHEMA,
+                                                &Key::UInt(w * 1_000_000 + i),
+                                                Some(&record),
+                                            )
+                                            .await
+                                            .unwrap();
+                                    }
+                                })
+                            })
+                            .collect();
+                        for t in tasks {
+                            t.await.unwrap();
+                        }
+                        // Scale to exactly `iters` appends.
+                        start
+                            .elapsed()
+                            .mul_f64(iters as f64 / (per * writers) as f64)
+                    }
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+/// Rows per second the replayer drains into SQLite and MySQL.
+fn journal_replay(c: &mut Criterion) {
+    const N: u64 = 20_000;
+    let rt = common::multi_thread();
+    let url = rt.block_on(common::fresh_database("replay"));
+    let sqlite_dir = tempfile::tempdir().unwrap();
+    let next_key = AtomicU64::new(0);
+    let mut g = c.benchmark_group("journal/replay");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(N));
+    for target in ["sqlite", "mysql"] {
+        g.bench_function(target, |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let url = url.clone();
+                let sqlite_path = sqlite_dir.path().join("replay.db");
+                let next_key = &next_key;
+                async move {
+                    let primary: Arc<dyn Store> = match target {
+                        "sqlite" => Arc::new(SqliteStore::open(&sqlite_path).await.unwrap()),
+                        _ => Arc::new(MysqlStore::new(&url).unwrap()),
+                    };
+                    primary.ensure_schema(BenchRow::SCHEMA).await.unwrap();
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let dir = tempfile::tempdir().unwrap();
+                        {
+                            // Fill a journal (not timed): N new rows.
+                            let journal =
+                                Journal::open(dir.path(), JournalOptions::default()).unwrap();
+                            let base = next_key.fetch_add(N, Ordering::SeqCst);
+                            let tasks: Vec<_> = (0..16u64)
+                                .map(|t| {
+                                    let journal = journal.clone();
+                                    tokio::spawn(async move {
+                                        for i in (t..N).step_by(16) {
+                                            let row = BenchRow::new(base + i).to_record().unwrap();
+                                            journal
+                                                .append(
+                                                    BenchRow::SCHEMA,
+                                                    &Key::UInt(base + i),
+                                                    Some(&row),
+                                                )
+                                                .await
+                                                .unwrap();
+                                        }
+                                    })
+                                })
+                                .collect();
+                            for t in tasks {
+                                t.await.unwrap();
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
+                        let start = Instant::now();
+                        let plan = Arc::new(
+                            Plan::builder(primary.clone())
+                                .journal(journal)
+                                .build()
+                                .unwrap(),
+                        );
+                        let _dao: Dao<BenchRow> = Dao::open(plan.clone()).await.unwrap();
+                        while plan.journal().unwrap().pending() > 0 {
+                            tokio::time::sleep(Duration::from_micros(200)).await;
+                        }
+                        total += start.elapsed();
+                    }
+                    total
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+/// Reads and writes per second through MySQL + memcached with 1, 8 and 64
+/// concurrent tasks.
+fn scaling(c: &mut Criterion) {
+    let rt = common::multi_thread();
+    let url = rt.block_on(common::fresh_database("scaling"));
+    let dao: Dao<BenchRow> = rt.block_on(async {
+        let primary = Arc::new(MysqlStore::new(&format!("{url}?pool_size=32")).unwrap());
+        let cache = Arc::new(
+            MemcacheStore::connect(&format!(
+                "memcache://{}?namespace=bench-scaling",
+                common::memcache_addr()
+            ))
+            .await
+            .unwrap(),
+        );
+        let plan = Plan::builder(primary.clone())
+            .cache(cache, CachePolicy::Invalidate)
+            .build()
+            .unwrap();
+        let dao: Dao<BenchRow> = Dao::open(Arc::new(plan)).await.unwrap();
+        let rows: Vec<_> = (0..ROWS)
+            .map(|id| BenchRow::new(id).to_record().unwrap())
+            .collect();
+        primary.upsert_many(BenchRow::SCHEMA, &rows).await.unwrap();
+        for id in 0..ROWS {
+            dao.read(id).await.unwrap();
+        }
+        dao
+    });
+    for op in ["read", "update"] {
+        let mut g = c.benchmark_group(format!("scaling/{op}"));
+        g.throughput(Throughput::Elements(1));
+        for tasks in [1u64, 8, 64] {
+            g.bench_with_input(BenchmarkId::from_parameter(tasks), &tasks, |b, &tasks| {
+                b.to_async(&rt).iter_custom(|iters| {
+                    let dao = dao.clone();
+                    async move {
+                        let per = iters.div_ceil(tasks);
+                        let start = Instant::now();
+                        let handles: Vec<_> = (0..tasks)
+                            .map(|t| {
+                                let dao = dao.clone();
+                                tokio::spawn(async move {
+                                    for i in 0..per {
+                                        let id = (t * 7919 + i * 104_729) % ROWS;
+                                        if op == "read" {
+                                            dao.read(id).await.unwrap();
+                                        } else {
+                                            dao.update(&mut BenchRow::new(id)).await.unwrap();
+                                        }
+                                    }
+                                })
+                            })
+                            .collect();
+                        for h in handles {
+                            h.await.unwrap();
+                        }
+                        start.elapsed().mul_f64(iters as f64 / (per * tasks) as f64)
+                    }
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = common::criterion();
+    targets = outage, journal_appends, journal_replay, scaling
+}
+criterion_main!(benches);
