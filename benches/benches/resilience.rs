@@ -206,7 +206,76 @@ fn journal_appends(c: &mut Criterion) {
             },
         );
     }
+    // The floor, measured in the same run: a minimal group commit (one
+    // thread appending 200-byte lines and syncing once per batch, tasks
+    // waiting on a oneshot), with none of the journal's encoding, checksums
+    // or index.
+    let raw_dir = tempfile::tempdir().unwrap();
+    let raw = raw_group_commit(raw_dir.path().join("raw.log"));
+    for writers in [1u64, 8, 64] {
+        g.bench_with_input(
+            BenchmarkId::new("raw_group_commit", writers),
+            &writers,
+            |b, &writers| {
+                b.to_async(&rt).iter_custom(|iters| {
+                    let raw = raw.clone();
+                    async move {
+                        let per = iters.div_ceil(writers);
+                        let start = Instant::now();
+                        let tasks: Vec<_> = (0..writers)
+                            .map(|_| {
+                                let raw = raw.clone();
+                                tokio::spawn(async move {
+                                    for _ in 0..per {
+                                        let (tx, rx) = tokio::sync::oneshot::channel();
+                                        raw.send((vec![b'x'; 200], tx)).unwrap();
+                                        rx.await.unwrap();
+                                    }
+                                })
+                            })
+                            .collect();
+                        for t in tasks {
+                            t.await.unwrap();
+                        }
+                        start
+                            .elapsed()
+                            .mul_f64(iters as f64 / (per * writers) as f64)
+                    }
+                })
+            },
+        );
+    }
     g.finish();
+}
+
+type RawAppend = (Vec<u8>, tokio::sync::oneshot::Sender<()>);
+
+fn raw_group_commit(path: std::path::PathBuf) -> std::sync::mpsc::Sender<RawAppend> {
+    use std::io::Write;
+    let (tx, rx) = std::sync::mpsc::channel::<RawAppend>();
+    std::thread::spawn(move || {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while let Ok(more) = rx.try_recv() {
+                batch.push(more);
+            }
+            let mut bytes = Vec::new();
+            for (line, _) in &batch {
+                bytes.extend_from_slice(line);
+            }
+            file.write_all(&bytes).unwrap();
+            file.sync_data().unwrap();
+            for (_, reply) in batch {
+                let _ = reply.send(());
+            }
+        }
+    });
+    tx
 }
 
 /// Rows per second the replayer drains into SQLite and MySQL.

@@ -422,6 +422,64 @@ impl Store for SqliteStore {
         })
     }
 
+    fn upsert_many<'a>(
+        &'a self,
+        schema: &'static Schema,
+        records: &'a [Record],
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            for record in records {
+                check_record(schema, record)?;
+                sql::check_storable(schema, record)?;
+            }
+            let st = self.statements(schema);
+            let records = records.to_vec();
+            let name = self.inner.name.clone();
+            // One job, so one transaction and one sync for the whole batch.
+            self.inner
+                .writer
+                .call(move |conn| {
+                    let mut stmt = conn
+                        .prepare_cached(&st.upsert)
+                        .map_err(|e| sql::classify(&name, e))?;
+                    for record in &records {
+                        stmt.execute(params_from_iter(record.values().iter().map(Param)))
+                            .map_err(|e| sql::classify(&name, e))?;
+                    }
+                    Ok(())
+                })
+                .await
+        })
+    }
+
+    fn delete_many<'a>(
+        &'a self,
+        schema: &'static Schema,
+        keys: &'a [Key],
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            for key in keys {
+                check_key(schema, key)?;
+            }
+            let st = self.statements(schema);
+            let keys = keys.to_vec();
+            let name = self.inner.name.clone();
+            self.inner
+                .writer
+                .call(move |conn| {
+                    let mut stmt = conn
+                        .prepare_cached(&st.delete)
+                        .map_err(|e| sql::classify(&name, e))?;
+                    for key in &keys {
+                        stmt.execute([KeyParam(key)])
+                            .map_err(|e| sql::classify(&name, e))?;
+                    }
+                    Ok(())
+                })
+                .await
+        })
+    }
+
     fn update<'a>(
         &'a self,
         schema: &'static Schema,

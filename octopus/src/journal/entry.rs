@@ -109,27 +109,81 @@ pub fn key_from_json(schema: &'static Schema, json: &Json) -> Result<Key, String
     }
 }
 
-/// The part of a line after `{"seq":N,` and before the checksum: everything
-/// the caller can encode before a sequence number is assigned.
-pub fn body(schema: &'static Schema, time: i64, key: &Key, record: Option<&Record>) -> String {
-    let mut m = Map::new();
-    m.insert("time".into(), Json::from(time));
-    m.insert("table".into(), Json::from(schema.table()));
-    m.insert(
-        "op".into(),
-        Json::from(if record.is_some() { "put" } else { "delete" }),
-    );
-    m.insert("key".into(), key_json(key));
-    m.insert(
-        "fingerprint".into(),
-        Json::from(format!("{:016x}", schema.fingerprint())),
-    );
-    if let Some(record) = record {
-        m.insert("record".into(), Json::Object(record_json(schema, record)));
+/// Appends `text` as a JSON string.
+fn push_str(out: &mut Vec<u8>, text: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, text);
+}
+
+fn push_display(out: &mut Vec<u8>, v: impl std::fmt::Display) {
+    use std::io::Write as _;
+    let _ = write!(out, "{v}");
+}
+
+/// Appends a value in the journal's JSON form (see the module docs).
+fn push_value(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Int(i) => push_display(out, i),
+        Value::UInt(u) => push_display(out, u),
+        Value::Float(f) if f.is_nan() => out.extend_from_slice(b"\"NaN\""),
+        Value::Float(f) if f.is_infinite() => out.extend_from_slice(if *f > 0.0 {
+            b"\"Infinity\""
+        } else {
+            b"\"-Infinity\""
+        }),
+        Value::Float(f) => {
+            let _ = serde_json::to_writer(&mut *out, f);
+        }
+        Value::Text(s) => push_str(out, s),
+        Value::Bytes(b) => {
+            out.push(b'"');
+            for byte in b {
+                out.push(HEX[usize::from(byte >> 4)]);
+                out.push(HEX[usize::from(byte & 0xf)]);
+            }
+            out.push(b'"');
+        }
     }
-    let text = Json::Object(m).to_string();
-    // Drop the braces: the writer wraps the body with the sequence number.
-    text[1..text.len() - 1].to_owned()
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// The part of a line after `{"seq":N,` and before the checksum: everything
+/// the caller can encode before a sequence number is assigned. Written
+/// directly (no intermediate JSON tree): appends are the journal's hot path.
+pub fn body(schema: &'static Schema, time: i64, key: &Key, record: Option<&Record>) -> String {
+    let mut out: Vec<u8> = Vec::with_capacity(160);
+    out.extend_from_slice(b"\"time\":");
+    push_display(&mut out, time);
+    out.extend_from_slice(b",\"table\":");
+    push_str(&mut out, schema.table());
+    out.extend_from_slice(if record.is_some() {
+        b",\"op\":\"put\""
+    } else {
+        b",\"op\":\"delete\""
+    });
+    out.extend_from_slice(b",\"key\":");
+    push_value(&mut out, &key.to_value());
+    out.extend_from_slice(b",\"fingerprint\":\"");
+    push_display(&mut out, format_args!("{:016x}", schema.fingerprint()));
+    out.push(b'"');
+    if let Some(record) = record {
+        out.extend_from_slice(b",\"record\":{");
+        for (i, (c, v)) in schema.columns().iter().zip(record.values()).enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            push_str(&mut out, c.name());
+            out.push(b':');
+            push_value(&mut out, v);
+        }
+        out.push(b'}');
+    }
+    // Only valid UTF-8 went in: JSON text from serde_json, ASCII, and
+    // `str`s; the fallback keeps this total.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// The full line (with newline) for `body` at `seq`.
