@@ -36,7 +36,7 @@
 mod sql;
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
@@ -45,6 +45,7 @@ use octopus::{
     BoxFuture, Error, Key, Record, Result, Schema, Store, check_key, check_record, key_of,
 };
 
+use crate::per_schema::PerSchema;
 use sql::{Statements, key_param, param};
 
 /// A [`Store`] on a MySQL or MariaDB database. Cheap to clone (one `Arc`).
@@ -64,7 +65,7 @@ struct Inner {
     name: String,
     pool: Pool,
     deadline: Duration,
-    statements: RwLock<HashMap<usize, Arc<Statements>>>,
+    statements: PerSchema<Statements>,
 }
 
 impl std::fmt::Debug for MysqlStore {
@@ -151,7 +152,7 @@ impl MysqlStore {
                 name,
                 pool: Pool::new(opts),
                 deadline,
-                statements: RwLock::new(HashMap::new()),
+                statements: PerSchema::default(),
             }),
         })
     }
@@ -178,24 +179,7 @@ impl MysqlStore {
     }
 
     fn statements(&self, schema: &'static Schema) -> Arc<Statements> {
-        let id = schema as *const Schema as usize;
-        if let Some(s) = self
-            .inner
-            .statements
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-        {
-            return s.clone();
-        }
-        let s = Arc::new(Statements::new(schema));
-        self.inner
-            .statements
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(id)
-            .or_insert(s)
-            .clone()
+        self.inner.statements.get(schema, Statements::new)
     }
 
     /// Runs `f` on a pooled connection, the checkout included, within the

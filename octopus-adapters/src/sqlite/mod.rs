@@ -35,7 +35,7 @@ mod writer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use octopus::{
@@ -43,6 +43,7 @@ use octopus::{
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params_from_iter};
 
+use crate::per_schema::PerSchema;
 use sql::{KeyParam, Param, Statements};
 use writer::Writer;
 
@@ -122,7 +123,7 @@ struct Inner {
     options: SqliteOptions,
     writer: Writer,
     readers: Mutex<Vec<Connection>>,
-    statements: RwLock<HashMap<usize, Arc<Statements>>>,
+    statements: PerSchema<Statements>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -179,30 +180,13 @@ impl SqliteStore {
                 options,
                 writer,
                 readers: Mutex::new(Vec::new()),
-                statements: RwLock::new(HashMap::new()),
+                statements: PerSchema::default(),
             }),
         })
     }
 
     fn statements(&self, schema: &'static Schema) -> Arc<Statements> {
-        let id = schema as *const Schema as usize;
-        if let Some(s) = self
-            .inner
-            .statements
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-        {
-            return s.clone();
-        }
-        let s = Arc::new(Statements::new(schema));
-        self.inner
-            .statements
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(id)
-            .or_insert(s)
-            .clone()
+        self.inner.statements.get(schema, Statements::new)
     }
 
     /// Runs a read inline on a pooled read connection; `None` when the read
