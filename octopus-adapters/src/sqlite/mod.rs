@@ -386,24 +386,7 @@ impl Store for SqliteStore {
         schema: &'static Schema,
         record: &'a Record,
     ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            check_record(schema, record)?;
-            sql::check_storable(schema, record)?;
-            let st = self.statements(schema);
-            let record = record.clone();
-            let name = self.inner.name.clone();
-            self.inner
-                .writer
-                .call(move |conn| {
-                    conn.prepare_cached(&st.upsert)
-                        .and_then(|mut s| {
-                            s.execute(params_from_iter(record.values().iter().map(Param)))
-                        })
-                        .map(|_| ())
-                        .map_err(|e| sql::classify(&name, e))
-                })
-                .await
-        })
+        self.upsert_many(schema, std::slice::from_ref(record))
     }
 
     fn upsert_many<'a>(
