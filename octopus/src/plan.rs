@@ -495,18 +495,26 @@ impl Plan {
         match out {
             Ok(existed) => {
                 self.counters.primary_writes.incr();
-                self.flights.forget(schema, &key);
+                self.forget_flight(schema, &key);
                 self.follow(schema, &key, write.record(), false).await;
                 Ok((WriteOutcome::Primary, existed))
             }
             Err(e) if e.is_unavailable() => {
                 let outcome = self.fallback.write(schema, &write, e).await?;
                 self.counters.fallback_writes.incr();
-                self.flights.forget(schema, &key);
+                self.forget_flight(schema, &key);
                 self.follow(schema, &key, write.record(), true).await;
                 Ok((outcome, true))
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// Detaches the key's in-flight load (reads use single flight only when
+    /// there are caches to fill).
+    fn forget_flight(&self, schema: &'static Schema, key: &Key) {
+        if !self.levels.is_empty() {
+            self.flights.forget(schema, key);
         }
     }
 

@@ -144,7 +144,8 @@ pub fn recover(segments: &[(u64, PathBuf)], checkpoint: u64) -> Result<Recovered
 pub struct Cursor {
     /// The next sequence number wanted.
     pub next_seq: u64,
-    file: Option<(u64, BufReader<File>, PathBuf, u64)>,
+    /// The segment being read, its path, and the offset of the next line.
+    file: Option<(BufReader<File>, PathBuf, u64)>,
 }
 
 impl Cursor {
@@ -164,7 +165,7 @@ impl Cursor {
                 let segments = list(dir)?;
                 // The segment holding next_seq: the last one starting at or
                 // before it.
-                let Some((first, path)) = segments
+                let Some((_, path)) = segments
                     .iter()
                     .rev()
                     .find(|(f, _)| *f <= self.next_seq)
@@ -177,9 +178,9 @@ impl Cursor {
                     });
                 };
                 let file = File::open(&path).map_err(|e| io_error(&path, None, e))?;
-                self.file = Some((first, BufReader::new(file), path, 0));
+                self.file = Some((BufReader::new(file), path, 0));
             }
-            let Some((_, reader, path, offset)) = self.file.as_mut() else {
+            let Some((reader, path, offset)) = self.file.as_mut() else {
                 break;
             };
             let mut line = Vec::new();
@@ -199,18 +200,14 @@ impl Cursor {
                     let mut file = File::open(&path).map_err(|e| io_error(&path, None, e))?;
                     file.seek(SeekFrom::Start(at))
                         .map_err(|e| io_error(&path, Some(at), e))?;
-                    let first = segments
-                        .iter()
-                        .rev()
-                        .find(|(f, _)| *f <= self.next_seq)
-                        .map_or(0, |(f, _)| *f);
-                    self.file = Some((first, BufReader::new(file), path, at));
+                    self.file = Some((BufReader::new(file), path, at));
                     break;
                 }
                 continue;
             }
+            let at = *offset;
             let e = entry::parse(&line[..line.len() - 1])
-                .map_err(|r| corrupt(path, *offset, format!("corrupt entry: {r}")))?;
+                .map_err(|r| corrupt(path, at, format!("corrupt entry: {r}")))?;
             *offset += read as u64;
             if e.seq < self.next_seq {
                 continue;
@@ -218,7 +215,7 @@ impl Cursor {
             if e.seq != self.next_seq {
                 return Err(corrupt(
                     path,
-                    *offset,
+                    at,
                     format!(
                         "sequence number {} where {} was expected",
                         e.seq, self.next_seq
