@@ -72,6 +72,7 @@ extern crate self as octopus;
 
 mod breaker;
 mod cache;
+mod change;
 pub mod config;
 mod dao;
 mod error;
@@ -90,6 +91,7 @@ mod value;
 
 pub use breaker::{BreakerConfig, BreakerSnapshot, BreakerState, CircuitBreaker, Permit};
 pub use cache::{Cache, FillToken, Lookup};
+pub use change::{Change, Precondition};
 pub use dao::Dao;
 pub use error::{BoxError, Error, Result};
 pub use fallback::{Deletion, FailFast, Fallback, Write, WriteOutcome};

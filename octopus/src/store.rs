@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::change::Change;
 use crate::schema::{ColumnType, Schema};
 use crate::value::{Key, Record, Value};
 use crate::{Error, Result};
@@ -111,6 +112,39 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes the row with `key`; returns whether it existed.
     fn delete<'a>(&'a self, schema: &'static Schema, key: &'a Key) -> BoxFuture<'a, Result<bool>>;
+
+    /// Checks `record` as this store would check it on a write, without
+    /// writing: what a fallback calls before it acknowledges a write the
+    /// store could not take, so a value the store would refuse (NaN where
+    /// it has no NaN, a key longer than its key column) is refused at once
+    /// with the store's own error instead of being queued. The default is
+    /// [`check_record`]; stores with stricter rules override it.
+    fn validate(&self, schema: &'static Schema, record: &Record) -> Result<()> {
+        check_record(schema, record)
+    }
+
+    /// Applies `changes` (one per key) with the store's own semantics, each
+    /// checked against the stored row and written atomically against every
+    /// other writer: journal replay.
+    ///
+    /// `Ok` holds one result per change, in order: `Ok(())` if it was
+    /// written, or the refusal a live write would have met
+    /// ([`Error::AlreadyExists`], [`Error::NotFound`], [`Error::Conflict`])
+    /// or a per-row [`Error::Rejected`] / [`Error::Invalid`]. `Err` means
+    /// nothing was written: [`Error::Unavailable`] (retry later) or a
+    /// rejection of the batch as a whole (a constraint, a statement too
+    /// large), which the caller narrows down by splitting the batch.
+    ///
+    /// The default reads, checks and writes each change in turn (atomic
+    /// only within this process); SQL stores override it with one
+    /// transaction that locks the rows it checks.
+    fn apply<'a>(
+        &'a self,
+        schema: &'static Schema,
+        changes: &'a [Change],
+    ) -> BoxFuture<'a, Result<Vec<Result<()>>>> {
+        Box::pin(crate::change::apply_one_by_one(self, schema, changes))
+    }
 
     /// Up to `limit` rows with keys after `after`, in key order (for
     /// migration and journal replay, not as a query language).

@@ -1,0 +1,101 @@
+//! Conditional changes: what journal replay asks of a primary, with the
+//! primary's own semantics (create = insert, update and delete = only at the
+//! expected version), checked and written atomically.
+
+use crate::schema::Schema;
+use crate::store::{Store, version_of};
+use crate::value::{Key, Record};
+use crate::{Error, Result};
+
+/// What a change requires of the stored row before it applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precondition {
+    /// No row has the key (a create).
+    Absent,
+    /// A row has the key, whatever its version (an update of a model
+    /// without a version field).
+    Exists,
+    /// A row has the key at exactly this version.
+    Version(u64),
+    /// Nothing: the change applies whatever is stored (a delete whose
+    /// writer knew no version; an entry of the journal's first format).
+    Always,
+}
+
+/// One key's change: check [`Precondition`] against the stored row, then
+/// write `row` (`None`: delete the key).
+///
+/// A chain of journal entries of one key becomes one change: the first
+/// entry's precondition and the last entry's row (each later entry was
+/// checked against the one before it when it was written).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// The row's key.
+    pub key: Key,
+    /// What the stored row must be for the change to apply.
+    pub precondition: Precondition,
+    /// The row to store, or `None` to delete it.
+    pub row: Option<Record>,
+}
+
+impl Change {
+    /// Checks the precondition against `stored` (the row the primary holds,
+    /// read under the same lock as the write that follows): `Ok` if the
+    /// change applies, otherwise the error the primary would have given a
+    /// live write ([`Error::AlreadyExists`], [`Error::NotFound`],
+    /// [`Error::Conflict`]).
+    pub fn check(&self, schema: &'static Schema, stored: Option<&Record>) -> Result<()> {
+        let key = || self.key.to_string();
+        match (self.precondition, stored) {
+            (Precondition::Always, _) => Ok(()),
+            (Precondition::Absent, None) => Ok(()),
+            (Precondition::Absent, Some(_)) => Err(Error::AlreadyExists {
+                table: schema.table(),
+                key: key(),
+            }),
+            (Precondition::Exists | Precondition::Version(_), None) => Err(Error::NotFound {
+                table: schema.table(),
+                key: key(),
+            }),
+            (Precondition::Exists, Some(_)) => Ok(()),
+            (Precondition::Version(expected), Some(row)) => match version_of(schema, row) {
+                Some(actual) if actual == expected => Ok(()),
+                // A model without a version column has nothing to compare.
+                None => Ok(()),
+                Some(actual) => Err(Error::Conflict {
+                    table: schema.table(),
+                    key: key(),
+                    expected,
+                    actual,
+                }),
+            },
+        }
+    }
+}
+
+/// The default [`Store::apply`]: each change read, checked and written in
+/// turn. Atomic only against writers that go through this process's
+/// store one at a time; stores with transactions override it.
+pub(crate) async fn apply_one_by_one<S: Store + ?Sized>(
+    store: &S,
+    schema: &'static Schema,
+    changes: &[Change],
+) -> Result<Vec<Result<()>>> {
+    let mut out = Vec::with_capacity(changes.len());
+    for change in changes {
+        let stored = store.get(schema, &change.key).await?;
+        if let Err(refused) = change.check(schema, stored.as_ref()) {
+            out.push(Err(refused));
+            continue;
+        }
+        let written = match &change.row {
+            Some(row) => store.upsert(schema, row).await.map(drop),
+            None => store.delete(schema, &change.key).await.map(drop),
+        };
+        match written {
+            Err(e) if e.is_unavailable() => return Err(e),
+            other => out.push(other),
+        }
+    }
+    Ok(out)
+}
