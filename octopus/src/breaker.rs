@@ -307,6 +307,21 @@ impl CircuitBreaker {
         out
     }
 
+    /// Closes an open or half-open breaker because the store was seen to
+    /// answer outside it (journal replay probes the primary on a short
+    /// backoff of its own, and a replayed batch proves the store is back):
+    /// reads need not wait out the rest of `open_wait`.
+    pub fn store_answered(&self) {
+        let change = {
+            let mut g = self.lock();
+            if g.state == BreakerState::Closed {
+                return;
+            }
+            self.transition(&mut g, BreakerState::Closed, Instant::now())
+        };
+        self.notify(vec![change]);
+    }
+
     fn record(&self, generation: u64, outcome: Outcome) {
         let mut changes = Vec::new();
         {

@@ -44,8 +44,16 @@ impl Change {
     /// change applies, otherwise the error the primary would have given a
     /// live write ([`Error::AlreadyExists`], [`Error::NotFound`],
     /// [`Error::Conflict`]).
+    ///
+    /// A change whose effect is already there (the stored row is exactly
+    /// its row, or it deletes a key that holds nothing) passes whatever its
+    /// precondition: replaying a batch again after a crash between applying
+    /// it and checkpointing it is then harmless.
     pub fn check(&self, schema: &'static Schema, stored: Option<&Record>) -> Result<()> {
         let key = || self.key.to_string();
+        if stored == self.row.as_ref() {
+            return Ok(());
+        }
         match (self.precondition, stored) {
             (Precondition::Always, _) => Ok(()),
             (Precondition::Absent, None) => Ok(()),

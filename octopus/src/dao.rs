@@ -46,8 +46,10 @@ impl<T> std::fmt::Debug for Dao<T> {
 
 impl<T: Model> Dao<T> {
     /// A Dao over `plan`. The table must exist: use [`Dao::open`] or a
-    /// registry (see [`crate::models!`]) to create it.
+    /// registry (see [`crate::models!`]) to create it. The model is made
+    /// known to the plan's fallback, so its journaled writes replay.
     pub fn new(plan: Arc<Plan>) -> Self {
+        plan.register(T::SCHEMA);
         Dao {
             plan,
             _model: PhantomData,
@@ -160,7 +162,11 @@ impl<T: Model> Dao<T> {
     /// safely.
     pub async fn delete(&self, key: impl Into<Key>) -> Result<Deletion> {
         let key = normalize_key(T::SCHEMA, key.into())?;
-        let (outcome, existed) = self.plan.write(T::SCHEMA, Write::Delete(key)).await?;
+        let write = Write::Delete {
+            key,
+            expected_version: None,
+        };
+        let (outcome, existed) = self.plan.write(T::SCHEMA, write).await?;
         Ok(match (outcome, existed) {
             (WriteOutcome::Primary, true) => Deletion::Deleted,
             (WriteOutcome::Primary, false) => Deletion::NotFound,

@@ -1,7 +1,12 @@
 //! What happens to a write when the primary cannot take it.
 
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::breaker::CircuitBreaker;
 use crate::schema::Schema;
-use crate::store::BoxFuture;
+use crate::store::{BoxFuture, Store};
 use crate::value::{Key, Record};
 use crate::{Error, Result};
 
@@ -18,8 +23,13 @@ pub enum Write {
         /// The version the stored row must have.
         expected_version: Option<u64>,
     },
-    /// A delete.
-    Delete(Key),
+    /// A delete, conditional on the stored version if given.
+    Delete {
+        /// The key.
+        key: Key,
+        /// The version the stored row must have.
+        expected_version: Option<u64>,
+    },
 }
 
 impl Write {
@@ -27,7 +37,7 @@ impl Write {
     pub fn record(&self) -> Option<&Record> {
         match self {
             Write::Insert(r) | Write::Update { record: r, .. } => Some(r),
-            Write::Delete(_) => None,
+            Write::Delete { .. } => None,
         }
     }
 }
@@ -69,19 +79,128 @@ impl Deletion {
     }
 }
 
-/// Takes a write the primary could not (its breaker is open, or it was
-/// unavailable). The default, [`FailFast`], returns the error; the journal
-/// records the write for replay.
+/// Where a plan stands with its fallback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Nothing is pending: writes go to the primary.
+    #[default]
+    Healthy,
+    /// Writes are being queued in the fallback; the primary is not (yet)
+    /// taking them back.
+    Journaling,
+    /// The primary answers again and the fallback is replaying into it.
+    Draining,
+}
+
+/// Counters of a durable fallback.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FallbackStats {
+    /// Entries queued and not yet applied or dead-lettered.
+    pub pending: u64,
+    /// Entries queued since the fallback was opened.
+    pub appended: u64,
+    /// Entries applied to the primary since it was opened.
+    pub replayed: u64,
+    /// Entries the primary refused at replay (their precondition no longer
+    /// held, or a constraint refused them), kept as dead letters.
+    pub dead_letters: u64,
+    /// Why replay is held up, if it is (a model not opened in this process,
+    /// a table that does not match its model, an I/O error).
+    pub replay_error: Option<String>,
+    /// Where the plan stands.
+    pub mode: Mode,
+}
+
+/// Takes the writes the primary cannot (its breaker is open, or it was
+/// unavailable), and, for a durable fallback, gives them back to the primary
+/// later. The default, [`FailFast`], returns the error; the journal
+/// ([`crate::journal::Journal`]) queues writes durably and replays them.
+///
+/// A plan knows its fallback only through this trait: it asks whether a
+/// key's writes must queue behind pending ones, what is pending for a key
+/// (reads see pending writes), and hands over writes. Background work
+/// (replay) belongs to the fallback: [`Fallback::attach`] starts it and
+/// [`Fallback::close`] stops it.
 pub trait Fallback: Send + Sync + 'static {
     /// Handles `write`, refused by the primary with `error` (always
-    /// [`Error::Unavailable`]). Returns how the write was acknowledged, or an
-    /// error for the caller.
+    /// [`Error::Unavailable`]). `cached` is the row a cache level holds for
+    /// the key, if one does: a durable fallback checks the write against it
+    /// when nothing is pending for the key. Returns how the write was
+    /// acknowledged, or an error for the caller.
     fn write<'a>(
         &'a self,
         schema: &'static Schema,
         write: &'a Write,
+        cached: Option<&'a Record>,
         error: Error,
     ) -> BoxFuture<'a, Result<WriteOutcome>>;
+
+    /// Starts serving the plan over `primary` (a durable fallback starts
+    /// replaying into it). Fails if the fallback already serves another
+    /// primary. The plan calls it once when it is built.
+    fn attach(&self, primary: Arc<dyn Store>, breaker: Arc<CircuitBreaker>) -> Result<()> {
+        let _ = (primary, breaker);
+        Ok(())
+    }
+
+    /// Makes a model known, so pending writes of its table can be replayed.
+    fn register(&self, schema: &'static Schema) {
+        let _ = schema;
+    }
+
+    /// Whether anything is pending at all: a cheap check before
+    /// [`Fallback::pending`].
+    fn has_pending(&self) -> bool {
+        false
+    }
+
+    /// Whether a write of `key` must go to the fallback even though the
+    /// primary may answer: a pending write of the key must not be overtaken.
+    fn must_queue(&self, schema: &'static Schema, key: &Key) -> bool {
+        let _ = (schema, key);
+        false
+    }
+
+    /// The latest pending write of `key`: `Some(Some(row))` for a row,
+    /// `Some(None)` for a delete, `None` when nothing is pending.
+    fn pending<'a>(
+        &'a self,
+        schema: &'static Schema,
+        key: &'a Key,
+    ) -> BoxFuture<'a, Result<Option<Option<Record>>>> {
+        let _ = (schema, key);
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Where the plan stands.
+    fn mode(&self) -> Mode {
+        Mode::Healthy
+    }
+
+    /// Changes of [`Fallback::mode`], as they happen.
+    fn watch_mode(&self) -> watch::Receiver<Mode> {
+        watch::channel(Mode::Healthy).1
+    }
+
+    /// Completes once nothing is pending.
+    fn drained(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+
+    /// Counters, for a fallback that keeps any.
+    fn stats(&self) -> Option<FallbackStats> {
+        None
+    }
+
+    /// Asks background work to stop without waiting for it (a plan being
+    /// dropped).
+    fn detach(&self) {}
+
+    /// Stops background work and releases what the fallback holds (a
+    /// journal's directory lock) before it returns.
+    fn close(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// The default fallback: the write fails with the primary's
@@ -94,6 +213,7 @@ impl Fallback for FailFast {
         &'a self,
         _schema: &'static Schema,
         _write: &'a Write,
+        _cached: Option<&'a Record>,
         error: Error,
     ) -> BoxFuture<'a, Result<WriteOutcome>> {
         Box::pin(async move { Err(error) })

@@ -99,6 +99,6 @@ pub struct PlanStats {
     pub fallback_writes: u64,
     /// The primary's circuit breaker.
     pub breaker: BreakerSnapshot,
-    /// The journal, if the plan has one.
-    pub journal: Option<crate::journal::JournalStats>,
+    /// The fallback's counters, if it keeps any (the journal does).
+    pub fallback: Option<crate::fallback::FallbackStats>,
 }

@@ -29,6 +29,7 @@ impl Fallback for Recorder {
         &'a self,
         _: &'static Schema,
         write: &'a Write,
+        _cached: Option<&'a octopus::Record>,
         error: Error,
     ) -> BoxFuture<'a, Result<WriteOutcome>> {
         assert!(error.is_unavailable());
@@ -66,7 +67,7 @@ async fn unavailable_writes_go_to_the_fallback_and_are_readable() {
     assert_eq!(recorder.writes.lock().unwrap().len(), 2);
     assert!(matches!(
         recorder.writes.lock().unwrap()[1],
-        Write::Delete(_)
+        Write::Delete { .. }
     ));
 }
 

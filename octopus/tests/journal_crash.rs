@@ -93,8 +93,7 @@ async fn child(dir: String) {
                     journal
                         .append(
                             Item::SCHEMA,
-                            &Key::UInt(id),
-                            Some(&item.to_record().unwrap()),
+                            &octopus::Write::Insert(item.to_record().unwrap()),
                         )
                         .await
                         .unwrap();

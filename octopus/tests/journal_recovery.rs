@@ -43,13 +43,20 @@ async fn write_three(dir: &Path) {
     for (id, what) in [(1, "a"), (2, "b"), (3, "c")] {
         j.append(
             Event::SCHEMA,
-            &Key::UInt(id),
-            Some(&event(id, what).to_record().unwrap()),
+            &octopus::Write::Insert(event(id, what).to_record().unwrap()),
         )
         .await
         .unwrap();
     }
-    j.append(Event::SCHEMA, &Key::UInt(2), None).await.unwrap();
+    j.append(
+        Event::SCHEMA,
+        &octopus::Write::Delete {
+            key: Key::UInt(2),
+            expected_version: None,
+        },
+    )
+    .await
+    .unwrap();
 }
 
 fn pending(j: &Journal, id: u64) -> Option<Pending> {
@@ -84,7 +91,7 @@ async fn entries_survive_reopening_as_readable_json_lines() {
     let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
     assert_eq!(first["seq"], 1);
     assert_eq!(first["table"], "events");
-    assert_eq!(first["op"], "put");
+    assert_eq!(first["op"], "create");
     assert_eq!(first["key"], 1);
     assert_eq!(first["record"]["what"], "a");
     assert_eq!(first["record"]["blob"], "0001feff");
@@ -126,8 +133,7 @@ async fn a_torn_final_entry_is_cut_off() {
     let seq = j
         .append(
             Event::SCHEMA,
-            &Key::UInt(5),
-            Some(&event(5, "e").to_record().unwrap()),
+            &octopus::Write::Insert(event(5, "e").to_record().unwrap()),
         )
         .await
         .unwrap();
@@ -203,8 +209,7 @@ async fn segments_rotate_by_size() {
     for id in 0..30 {
         j.append(
             Event::SCHEMA,
-            &Key::UInt(id),
-            Some(&event(id, "x").to_record().unwrap()),
+            &octopus::Write::Insert(event(id, "x").to_record().unwrap()),
         )
         .await
         .unwrap();

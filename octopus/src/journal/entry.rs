@@ -4,8 +4,15 @@
 //! A line is a JSON object, written as
 //!
 //! ```text
-//! {"seq":7,"time":1795297488052,"table":"books","op":"put","key":"b-1","fingerprint":"4c66ee2b4da6ce3f","record":{...},"crc":"1a2b3c4d"}
+//! {"seq":7,"time":1795297488052,"table":"books","op":"update","expect":3,"key":"b-1","fingerprint":"4c66ee2b4da6ce3f","record":{...},"crc":"1a2b3c4d"}
 //! ```
+//!
+//! `op` is `create` (the key must be absent), `update` (the row must exist;
+//! with `expect`, at that version) or `delete` (with `expect`, only at that
+//! version): the operation and the precondition the write was acknowledged
+//! under, so replay applies it with the primary's own semantics. Journals of
+//! the first format hold `put` (replayed as an unconditional upsert) and
+//! `delete` without `expect`; they still open and replay.
 //!
 //! where `crc` is the CRC-32 (IEEE) of the line's bytes up to the `,"crc"`
 //! that precedes it, with a closing `}` appended: the object as it would be
@@ -15,16 +22,74 @@
 
 use serde_json::{Map, Value as Json};
 
+use crate::change::Precondition;
 use crate::schema::{ColumnType, Schema};
 use crate::value::{Key, Record, Value};
 
-/// What an entry does.
+/// What an entry does, with the precondition it was acknowledged under.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
-    /// Insert or replace the row (a JSON object keyed by column name).
+    /// Insert a new row (the key must be absent).
+    Create(Map<String, Json>),
+    /// Replace an existing row; with `expect`, only if its version is that.
+    Update {
+        /// The new row.
+        record: Map<String, Json>,
+        /// The version the stored row must have.
+        expect: Option<u64>,
+    },
+    /// Delete the row; with `expect`, only if its version is that.
+    Delete {
+        /// The version the stored row must have.
+        expect: Option<u64>,
+    },
+    /// Insert or replace the row, unconditionally: entries of the journal's
+    /// first format, which kept no operation.
     Put(Map<String, Json>),
-    /// Delete the row.
-    Delete,
+}
+
+impl Op {
+    /// What the stored row must be for the entry to apply.
+    pub fn precondition(&self) -> Precondition {
+        match self {
+            Op::Create(_) => Precondition::Absent,
+            Op::Update {
+                expect: Some(v), ..
+            }
+            | Op::Delete { expect: Some(v) } => Precondition::Version(*v),
+            Op::Update { expect: None, .. } => Precondition::Exists,
+            Op::Delete { expect: None } | Op::Put(_) => Precondition::Always,
+        }
+    }
+
+    /// The row the entry stores, if it stores one.
+    pub fn record(&self) -> Option<&Map<String, Json>> {
+        match self {
+            Op::Create(r) | Op::Put(r) | Op::Update { record: r, .. } => Some(r),
+            Op::Delete { .. } => None,
+        }
+    }
+}
+
+/// A write as the journal encodes it, before it has a sequence number.
+#[derive(Debug, Clone, Copy)]
+pub enum Intent<'a> {
+    /// A create of this row.
+    Create(&'a Record),
+    /// An update to this row, at an expected version if known.
+    Update(&'a Record, Option<u64>),
+    /// A delete, at an expected version if known.
+    Delete(Option<u64>),
+}
+
+impl Intent<'_> {
+    /// The row written, if any.
+    pub fn record(&self) -> Option<&Record> {
+        match self {
+            Intent::Create(r) | Intent::Update(r, _) => Some(r),
+            Intent::Delete(_) => None,
+        }
+    }
 }
 
 /// One decoded entry.
@@ -40,7 +105,7 @@ pub struct Entry {
     pub fingerprint: u64,
     /// The row's key.
     pub key: Key,
-    /// Put or delete.
+    /// The operation and its precondition.
     pub op: Op,
 }
 
@@ -153,23 +218,28 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// The part of a line after `{"seq":N,` and before the checksum: everything
 /// the caller can encode before a sequence number is assigned. Written
 /// directly (no intermediate JSON tree): appends are the journal's hot path.
-pub fn body(schema: &'static Schema, time: i64, key: &Key, record: Option<&Record>) -> String {
+pub fn body(schema: &'static Schema, time: i64, key: &Key, intent: Intent<'_>) -> String {
     let mut out: Vec<u8> = Vec::with_capacity(160);
     out.extend_from_slice(b"\"time\":");
     push_display(&mut out, time);
     out.extend_from_slice(b",\"table\":");
     push_str(&mut out, schema.table());
-    out.extend_from_slice(if record.is_some() {
-        b",\"op\":\"put\""
-    } else {
-        b",\"op\":\"delete\""
-    });
+    let (op, expect): (&[u8], Option<u64>) = match intent {
+        Intent::Create(_) => (b",\"op\":\"create\"", None),
+        Intent::Update(_, expect) => (b",\"op\":\"update\"", expect),
+        Intent::Delete(expect) => (b",\"op\":\"delete\"", expect),
+    };
+    out.extend_from_slice(op);
+    if let Some(v) = expect {
+        out.extend_from_slice(b",\"expect\":");
+        push_display(&mut out, v);
+    }
     out.extend_from_slice(b",\"key\":");
     push_value(&mut out, &key.to_value());
     out.extend_from_slice(b",\"fingerprint\":\"");
     push_display(&mut out, format_args!("{:016x}", schema.fingerprint()));
     out.push(b'"');
-    if let Some(record) = record {
+    if let Some(record) = intent.record() {
         out.extend_from_slice(b",\"record\":{");
         for (i, (c, v)) in schema.columns().iter().zip(record.values()).enumerate() {
             if i > 0 {
@@ -184,6 +254,17 @@ pub fn body(schema: &'static Schema, time: i64, key: &Key, record: Option<&Recor
     // Only valid UTF-8 went in: JSON text from serde_json, ASCII, and
     // `str`s; the fallback keeps this total.
     String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// The body of an entry decoded earlier (a requeued dead letter): the same
+/// operation, precondition, key and row, at a new time.
+pub fn body_of(e: &Entry) -> String {
+    let mut m = entry_json(e);
+    m.remove("seq");
+    m.insert("time".into(), Json::from(crate::model::now_millis()));
+    let text = Json::Object(m).to_string();
+    // `{...}` without its braces: what follows `{"seq":N,`.
+    text[1..text.len() - 1].to_owned()
 }
 
 /// The full line (with newline) for `body` at `seq`.
@@ -240,15 +321,25 @@ pub fn parse(line: &[u8]) -> Result<Entry, String> {
         },
         _ => return Err("`key` is neither text nor a number".into()),
     };
+    let record = || -> Result<Map<String, Json>, String> {
+        Ok(field("record")?
+            .as_object()
+            .ok_or("`record` is not an object")?
+            .clone())
+    };
+    let expect = match json.get("expect") {
+        None => None,
+        Some(v) => Some(v.as_u64().ok_or("`expect` is not a version number")?),
+    };
     let op = match field("op")?.as_str() {
-        Some("put") => Op::Put(
-            field("record")?
-                .as_object()
-                .ok_or("`record` is not an object")?
-                .clone(),
-        ),
-        Some("delete") => Op::Delete,
-        _ => return Err("`op` is neither put nor delete".into()),
+        Some("create") => Op::Create(record()?),
+        Some("update") => Op::Update {
+            record: record()?,
+            expect,
+        },
+        Some("delete") => Op::Delete { expect },
+        Some("put") => Op::Put(record()?),
+        _ => return Err("`op` is not create, update, delete or put".into()),
     };
     Ok(Entry {
         seq,
@@ -258,6 +349,44 @@ pub fn parse(line: &[u8]) -> Result<Entry, String> {
         key,
         op,
     })
+}
+
+/// An entry as a JSON object, in the shape of its journal line without the
+/// checksum (what dead letters and exports hold).
+pub fn entry_json(e: &Entry) -> Map<String, Json> {
+    let mut m = Map::new();
+    m.insert("seq".into(), Json::from(e.seq));
+    m.insert("time".into(), Json::from(e.time));
+    m.insert("table".into(), Json::from(e.table.as_str()));
+    let (op, expect) = match &e.op {
+        Op::Create(_) => ("create", None),
+        Op::Update { expect, .. } => ("update", *expect),
+        Op::Delete { expect } => ("delete", *expect),
+        Op::Put(_) => ("put", None),
+    };
+    m.insert("op".into(), Json::from(op));
+    if let Some(v) = expect {
+        m.insert("expect".into(), Json::from(v));
+    }
+    m.insert("key".into(), key_json(&e.key));
+    m.insert(
+        "fingerprint".into(),
+        Json::from(format!("{:016x}", e.fingerprint)),
+    );
+    if let Some(r) = e.op.record() {
+        m.insert("record".into(), Json::Object(r.clone()));
+    }
+    m
+}
+
+/// The entry of [`entry_json`]'s object (its `seq` and `time` included).
+pub fn entry_from_json(m: &Map<String, Json>) -> Result<Entry, String> {
+    let mut line = serde_json::to_vec(m).map_err(|e| e.to_string())?;
+    // Reuse the one parser: give the object a checksum.
+    line.pop();
+    let crc = crc32(&[&line, b"}"]);
+    line.extend_from_slice(format!(",\"crc\":\"{crc:08x}\"}}").as_bytes());
+    parse(&line)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -382,7 +511,7 @@ mod tests {
         let entry = parse(text.as_bytes()).unwrap();
         assert_eq!(
             (entry.seq, entry.key, entry.op),
-            (3, Key::Text("k".into()), Op::Delete)
+            (3, Key::Text("k".into()), Op::Delete { expect: None })
         );
         let flipped = text.replace("\"k\"", "\"j\"");
         assert!(

@@ -4,54 +4,78 @@
 //! # Format
 //!
 //! A directory of append-only segments, `journal-<first seq>.jsonl`, one JSON
-//! object per line (see the `entry` module for the exact shape): sequence
-//! number, time, table, op (`put`/`delete`), key, the record as an object
-//! keyed by column name, the schema fingerprint, and a CRC-32 per entry. A
-//! `checkpoint` file holds the sequence number of the last entry replayed
-//! into the primary; segments wholly before it are removed. A `LOCK` file is
-//! held with an exclusive lock while the journal is open, so a second process
-//! gets a clear error instead of interleaving entries.
+//! object per line (see [`Entry`] and the `entry` module for the exact
+//! shape): sequence number, time, table, the operation with its precondition
+//! (`create`; `update` or `delete` with the expected version), key, the
+//! record as an object keyed by column name, the schema fingerprint, and a
+//! CRC-32 per entry. A `checkpoint` file says how far replay has got;
+//! segments wholly before it are removed. `dead-letters.jsonl` keeps the
+//! entries the primary refused at replay, with its error. A `LOCK` file is
+//! held with an exclusive lock while the journal is open (by its writer
+//! thread, so [`Journal::close`] releases it), so a second process gets a
+//! clear error instead of interleaving entries.
+//!
+//! # What `Journaled` means
+//!
+//! A write acknowledged as [`crate::WriteOutcome::Journaled`] is durably
+//! queued (per [`Durability`]). It was checked when it was written, under a
+//! per-key lock, against the key's pending entries (or, with none, the row a
+//! cache held): of concurrent creates of one key one is acknowledged, of
+//! concurrent updates from one version one is. It is applied when the
+//! primary returns **if its precondition still holds there** (create: the
+//! key is absent; update and delete: the stored version is the expected
+//! one), atomically against every other writer of the primary; otherwise it
+//! becomes a dead letter ([`DeadLetter`]): kept in `dead-letters.jsonl`,
+//! counted, logged, and sent to [`Journal::subscribe_dead_letters`]. Entries
+//! of one key apply in journal order; entries of different keys commute.
 //!
 //! # Durability
 //!
 //! [`Durability::Fsync`] (the default) syncs an entry to disk before its
 //! write is acknowledged; appends queued at the same moment share one sync
-//! (group commit), so concurrency raises throughput instead of queueing on
-//! the disk. [`Durability::Interval`] and [`Durability::None`] acknowledge
-//! before the sync and are weaker: a power loss (interval) or an OS crash
-//! (none) can lose acknowledged writes.
+//! (group commit). [`Durability::Interval`] and [`Durability::None`]
+//! acknowledge before the sync and are weaker: a power loss (interval) or an
+//! OS crash (none) can lose acknowledged writes.
 //!
 //! # Recovery
 //!
 //! Opening reads every segment: a torn final entry (a crash mid-append) is
 //! truncated; a damaged entry anywhere else is an error naming the segment
-//! and byte offset, never skipped. Entries after the checkpoint are pending:
-//! indexed in memory (the latest per key), so reads see them, and replayed
-//! by the plan that owns the journal once the primary answers.
+//! and byte offset, never skipped. Entries the checkpoint does not cover are
+//! pending: indexed in memory (the latest per key), so reads see them, and
+//! replayed by the plan that owns the journal once the primary answers.
 
+mod checkpoint;
+mod dead;
 mod entry;
-pub(crate) mod replay;
+mod index;
+mod replay;
+mod rules;
 mod segment;
 mod writer;
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write as _;
+use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, mpsc};
 use std::time::Duration;
 
-use serde_json::{Map, Value as Json};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, OwnedMutexGuard, broadcast, oneshot, watch};
 
+pub use dead::DeadLetter;
 pub use entry::{Entry, Op, crc32};
+pub use index::Pending;
 
-use crate::fallback::{Fallback, Write, WriteOutcome};
+use checkpoint::Checkpoint;
+use entry::Intent;
+use index::{Index, IndexKey, IndexUpdate, KeyLocks, Row, index_key};
+
+use crate::fallback::{FallbackStats, Mode, Write};
 use crate::model::now_millis;
 use crate::schema::Schema;
-use crate::store::{BoxFuture, key_of, version_of};
-use crate::value::{Key, Record};
+use crate::store::key_of;
+use crate::value::Key;
 use crate::{Error, Result};
 
 /// When an entry reaches the disk relative to its acknowledgement.
@@ -93,8 +117,9 @@ impl JournalOptions {
         self
     }
 
-    /// Entries replayed per batch, each batch followed by a checkpoint
-    /// (default 1000: one statement per batch on MySQL).
+    /// Entries replayed per batch at most, each batch followed by a
+    /// checkpoint (default 1000). Replay halves it while batches time out
+    /// and grows it back as they succeed.
     pub fn replay_batch(mut self, n: usize) -> Self {
         self.replay_batch = n.max(1);
         self
@@ -107,131 +132,71 @@ impl JournalOptions {
     }
 }
 
-/// A pending write, as reads see it during an outage.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Pending {
-    /// The latest pending write of the key stores this row.
-    Put(Record),
-    /// The latest pending write of the key deletes it.
-    Deleted,
-}
-
-/// The latest pending entry of one key.
-#[derive(Debug, Clone)]
-enum Indexed {
-    Put {
-        seq: u64,
-        fingerprint: u64,
-        row: Row,
-    },
-    Delete {
-        seq: u64,
-    },
-}
-
-#[derive(Debug, Clone)]
-enum Row {
-    Record(Record),
-    Json(Map<String, Json>),
-}
-
-impl Indexed {
-    fn seq(&self) -> u64 {
-        match self {
-            Indexed::Put { seq, .. } | Indexed::Delete { seq } => *seq,
-        }
-    }
-}
-
-type IndexKey = (String, String);
-
-/// What an append does to the index once it is durable.
-pub(crate) struct IndexUpdate {
-    key: IndexKey,
-    value: Option<(u64, Record)>,
-}
-
-fn index_key(table: &str, key: &Key) -> IndexKey {
-    let k = match key {
-        Key::Int(i) => format!("n{i}"),
-        Key::UInt(u) => format!("n{u}"),
-        Key::Text(s) => format!("s{s}"),
-    };
-    (table.to_owned(), k)
-}
-
-fn apply_index(index: &mut HashMap<IndexKey, Indexed>, seq: u64, update: &IndexUpdate) {
-    let value = match &update.value {
-        Some((fingerprint, record)) => Indexed::Put {
-            seq,
-            fingerprint: *fingerprint,
-            row: Row::Record(record.clone()),
-        },
-        None => Indexed::Delete { seq },
-    };
-    index.insert(update.key.clone(), value);
-}
-
-/// Counters of a journal.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct JournalStats {
-    /// Entries written and not yet replayed.
-    pub pending: u64,
-    /// Entries appended since the journal was opened.
-    pub appended: u64,
-    /// Entries replayed into the primary since the journal was opened.
-    pub replayed: u64,
-    /// Replayed entries skipped because the primary held a newer version.
-    pub conflicts: u64,
-    /// Why replay is stopped, if it is (an entry that does not fit its
-    /// model, say); replay retries until it fits.
-    pub replay_error: Option<String>,
-}
-
 pub(crate) struct Shared {
     dir: PathBuf,
     options: JournalOptions,
     last_seq: AtomicU64,
     durable_seq: AtomicU64,
-    checkpoint: AtomicU64,
-    /// Entries requested or written and not yet replayed: while above zero,
-    /// every write goes to the journal, so no older entry can overtake it.
+    checkpoint: Mutex<Checkpoint>,
+    /// Entries requested or written and not yet applied or dead-lettered.
     outstanding: AtomicI64,
-    index: Mutex<HashMap<IndexKey, Indexed>>,
+    index: Index,
+    locks: KeyLocks,
+    /// Appends and registrations wake the replayer.
     wake: Notify,
     appended: AtomicU64,
     replayed: AtomicU64,
-    conflicts: AtomicU64,
+    dead_lettered: AtomicU64,
     replay_error: Mutex<Option<String>>,
-    /// The primary this journal replays into, once a plan claimed it.
-    owner: Mutex<Option<String>>,
-    /// The torn final entry cut off when the journal was opened.
+    mode: watch::Sender<Mode>,
+    dead_tx: broadcast::Sender<DeadLetter>,
+    /// Serializes writers of the dead-letter file.
+    dead_file: Mutex<()>,
+    schemas: RwLock<HashMap<String, &'static Schema>>,
+    registrations: AtomicU64,
     torn_tail: Option<(PathBuf, u64)>,
+    replayer: Mutex<Option<replay::Attached>>,
 }
 
-impl Shared {
-    fn lock_index(&self) -> std::sync::MutexGuard<'_, HashMap<IndexKey, Indexed>> {
-        self.index.lock().unwrap_or_else(|e| e.into_inner())
+/// The writer thread's handle, shared by every clone of a journal: the
+/// last one dropped stops the thread and waits for it (an fsync at most),
+/// so the directory lock is free once the journal is gone.
+struct WriterHandle {
+    tx: mpsc::Sender<writer::Msg>,
+    exited: Mutex<Option<oneshot::Receiver<()>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for WriterHandle {
+    fn drop(&mut self) {
+        let _ = self.tx.send(writer::Msg::Close);
+        if let Some(thread) = lock(&self.thread).take() {
+            let _ = thread.join();
+        }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section in this module leaves its data consistent.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The journal. Cheap to clone; one per primary.
 ///
 /// ```
 /// use octopus::journal::{Journal, JournalOptions};
-/// let dir = std::env::temp_dir().join(format!("octopus-doc-{}", std::process::id()));
-/// let journal = Journal::open(&dir, JournalOptions::default())?;
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let dir = tempfile::tempdir().unwrap();
+/// let journal = Journal::open(dir.path(), JournalOptions::default())?;
 /// assert_eq!(journal.pending(), 0);
-/// # drop(journal); std::fs::remove_dir_all(&dir).unwrap();
+/// journal.close().await?; // releases the directory lock
 /// # Ok::<(), octopus::Error>(())
+/// # }).unwrap();
 /// ```
 #[derive(Clone)]
 pub struct Journal {
     shared: Arc<Shared>,
-    tx: mpsc::Sender<writer::Append>,
-    schemas: Arc<RwLock<HashMap<String, &'static Schema>>>,
-    cursor: Arc<Mutex<segment::Cursor>>,
-    _lock: Arc<File>,
+    writer: Arc<WriterHandle>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -243,26 +208,31 @@ impl std::fmt::Debug for Journal {
     }
 }
 
-fn read_checkpoint(dir: &Path) -> Result<u64> {
-    let path = dir.join("checkpoint");
-    match fs::read_to_string(&path) {
-        Ok(text) => text.trim().parse().map_err(|_| Error::Journal {
-            path: path.display().to_string(),
-            offset: None,
-            reason: format!("not a sequence number: {:?}", text.trim()),
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-        Err(e) => Err(segment::io_error(&path, None, e)),
+fn journal_error(dir: &Path, reason: impl Into<String>) -> Error {
+    Error::Journal {
+        path: dir.display().to_string(),
+        offset: None,
+        reason: reason.into(),
     }
 }
 
-fn write_checkpoint(dir: &Path, seq: u64) -> std::io::Result<()> {
-    let tmp = dir.join("checkpoint.tmp");
-    let mut f = File::create(&tmp)?;
-    writeln!(f, "{seq}")?;
-    f.sync_all()?;
-    fs::rename(&tmp, dir.join("checkpoint"))?;
-    File::open(dir)?.sync_all()
+fn take_lock(dir: &Path) -> Result<fs::File> {
+    let lock_path = dir.join("LOCK");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| segment::io_error(&lock_path, None, e))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(fs::TryLockError::WouldBlock) => Err(journal_error(
+            dir,
+            "the journal is open in another process (or another Journal in this one); \
+             only one may append to it",
+        )),
+        Err(fs::TryLockError::Error(e)) => Err(segment::io_error(&lock_path, None, e)),
+    }
 }
 
 impl Journal {
@@ -271,87 +241,57 @@ impl Journal {
     pub fn open(dir: impl AsRef<Path>, options: JournalOptions) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir).map_err(|e| segment::io_error(&dir, None, e))?;
-        let lock_path = dir.join("LOCK");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| segment::io_error(&lock_path, None, e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::Journal {
-                    path: dir.display().to_string(),
-                    offset: None,
-                    reason:
-                        "the journal is open in another process (or another Journal in this one); \
-                             only one may append to it"
-                            .into(),
-                });
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(segment::io_error(&lock_path, None, e));
-            }
-        }
-        let checkpoint = read_checkpoint(&dir)?;
+        let lock = take_lock(&dir)?;
+        let checkpoint = Checkpoint::read(&dir)?;
         let segments = segment::list(&dir)?;
-        let recovered = segment::recover(&segments, checkpoint)?;
-        let mut index = HashMap::new();
-        for e in &recovered.pending {
-            let value = match &e.op {
-                Op::Put(map) => Indexed::Put {
-                    seq: e.seq,
-                    fingerprint: e.fingerprint,
-                    row: Row::Json(map.clone()),
-                },
-                Op::Delete => Indexed::Delete { seq: e.seq },
-            };
-            index.insert(index_key(&e.table, &e.key), value);
-        }
-        let pending = recovered.last_seq - checkpoint;
+        let mut recovered = segment::recover(&segments, checkpoint.seq)?;
+        recovered.pending.retain(|e| !checkpoint.done(e));
+        let pending = recovered.pending.len() as u64;
         if pending > 0 {
             tracing::info!(target: "octopus::journal", dir = %dir.display(), pending, "journal opened with pending entries");
         }
-        let current = match segments.last() {
-            Some((_, path)) => {
-                let file = OpenOptions::new()
-                    .append(true)
-                    .open(path)
-                    .map_err(|e| segment::io_error(path, None, e))?;
-                let size = file
-                    .metadata()
-                    .map_err(|e| segment::io_error(path, None, e))?
-                    .len();
-                Some(writer::Segment { file, size })
-            }
-            None => None,
+        let current = writer::reopen_last(&segments)?;
+        let initial_mode = if pending > 0 {
+            Mode::Journaling
+        } else {
+            Mode::Healthy
         };
+        let (exited_tx, exited_rx) = oneshot::channel();
         let shared = Arc::new(Shared {
             dir: dir.clone(),
             options,
             last_seq: AtomicU64::new(recovered.last_seq),
             durable_seq: AtomicU64::new(recovered.last_seq),
-            checkpoint: AtomicU64::new(checkpoint),
+            index: Index::from_entries(&recovered.pending),
+            checkpoint: Mutex::new(checkpoint),
             outstanding: AtomicI64::new(pending as i64),
-            index: Mutex::new(index),
+            locks: KeyLocks::default(),
             wake: Notify::new(),
             appended: AtomicU64::new(0),
             replayed: AtomicU64::new(0),
-            conflicts: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
             replay_error: Mutex::new(None),
-            owner: Mutex::new(None),
+            mode: watch::channel(initial_mode).0,
+            dead_tx: broadcast::channel(1024).0,
+            dead_file: Mutex::new(()),
+            schemas: RwLock::default(),
+            registrations: AtomicU64::new(0),
             torn_tail: recovered.truncated.clone(),
+            replayer: Mutex::new(None),
         });
         let (tx, rx) = mpsc::channel();
-        writer::spawn(shared.clone(), rx, current).map_err(|e| segment::io_error(&dir, None, e))?;
-        Ok(Journal {
-            shared,
+        let owned = writer::Owned {
+            lock,
+            exited: exited_tx,
+        };
+        let thread = writer::spawn(shared.clone(), rx, current, owned)
+            .map_err(|e| segment::io_error(&dir, None, e))?;
+        let writer = Arc::new(WriterHandle {
             tx,
-            schemas: Arc::default(),
-            cursor: Arc::new(Mutex::new(segment::Cursor::new(checkpoint + 1))),
-            _lock: Arc::new(lock),
-        })
+            exited: Mutex::new(Some(exited_rx)),
+            thread: Mutex::new(Some(thread)),
+        });
+        Ok(Journal { shared, writer })
     }
 
     /// The journal's directory.
@@ -368,81 +308,163 @@ impl Journal {
             .map(|(p, o)| (p.as_path(), *o))
     }
 
-    /// Entries written (or being written) and not yet replayed. While this
-    /// is above zero, a plan sends every write to the journal.
+    /// Entries written (or being written) and not yet applied or
+    /// dead-lettered.
     pub fn pending(&self) -> u64 {
         self.shared.outstanding.load(Ordering::SeqCst).max(0) as u64
     }
 
     /// Counters.
-    pub fn stats(&self) -> JournalStats {
-        JournalStats {
+    pub fn stats(&self) -> FallbackStats {
+        FallbackStats {
             pending: self.pending(),
             appended: self.shared.appended.load(Ordering::Relaxed),
             replayed: self.shared.replayed.load(Ordering::Relaxed),
-            conflicts: self.shared.conflicts.load(Ordering::Relaxed),
-            replay_error: self
-                .shared
-                .replay_error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+            dead_letters: self.shared.dead_lettered.load(Ordering::Relaxed),
+            replay_error: lock(&self.shared.replay_error).clone(),
+            mode: self.mode(),
+        }
+    }
+
+    /// Where the journal stands: nothing pending, queueing, or draining.
+    pub fn mode(&self) -> Mode {
+        *self.shared.mode.borrow()
+    }
+
+    /// Changes of [`Journal::mode`], as they happen (each is also a
+    /// `tracing` event, target `octopus::journal`).
+    pub fn watch_mode(&self) -> watch::Receiver<Mode> {
+        self.shared.mode.subscribe()
+    }
+
+    /// Completes once every entry is applied or dead-lettered.
+    pub async fn drained(&self) {
+        let mut rx = self.shared.mode.subscribe();
+        loop {
+            if self.pending() == 0 {
+                return;
+            }
+            // Woken by every mode change; a closed journal has no sender
+            // left to wait for.
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    pub(crate) fn set_mode(&self, to: Mode) {
+        let from = *self.shared.mode.borrow();
+        if from == to {
+            return;
+        }
+        self.shared.mode.send_replace(to);
+        match to {
+            Mode::Healthy => {
+                tracing::info!(target: "octopus::journal", replayed = self.shared.replayed.load(Ordering::Relaxed), "journal drained: writes go to the primary again")
+            }
+            Mode::Journaling => {
+                tracing::warn!(target: "octopus::journal", pending = self.pending(), ?from, "journaling writes: the primary is not taking them")
+            }
+            Mode::Draining => {
+                tracing::info!(target: "octopus::journal", pending = self.pending(), "draining the journal into the primary")
+            }
         }
     }
 
     /// Makes `schema` known, so entries of its table can be replayed.
     pub fn register(&self, schema: &'static Schema) {
-        self.schemas
+        let mut schemas = self
+            .shared
+            .schemas
             .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(schema.table().to_owned(), schema);
+            .unwrap_or_else(|e| e.into_inner());
+        if schemas.insert(schema.table().to_owned(), schema).is_none() {
+            self.shared.registrations.fetch_add(1, Ordering::SeqCst);
+            self.shared.wake.notify_one();
+        }
     }
 
     pub(crate) fn schema_of(&self, table: &str) -> Option<&'static Schema> {
-        self.schemas
+        self.shared
+            .schemas
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(table)
             .copied()
     }
 
-    /// Appends a put (`Some(record)`) or a delete of `key`, durably (per the
-    /// durability setting); returns its sequence number once acknowledged.
-    pub async fn append(
+    /// Appends `write` as it is, without the checks a plan's writes get
+    /// (for tools and tests; applications write through a plan). Returns
+    /// the entry's sequence number once it is durable.
+    pub async fn append(&self, schema: &'static Schema, write: &Write) -> Result<u64> {
+        let (key, intent) = match write {
+            Write::Insert(r) => (key_of(schema, r)?, Intent::Create(r)),
+            Write::Update {
+                record,
+                expected_version,
+            } => (
+                key_of(schema, record)?,
+                Intent::Update(record, *expected_version),
+            ),
+            Write::Delete {
+                key,
+                expected_version,
+            } => (key.clone(), Intent::Delete(*expected_version)),
+        };
+        self.append_intent(schema, &key, intent, None).await
+    }
+
+    /// Appends one entry, holding the key's lock `guard` (if any) until it
+    /// is in the index.
+    async fn append_intent(
         &self,
         schema: &'static Schema,
         key: &Key,
-        record: Option<&Record>,
+        intent: Intent<'_>,
+        guard: Option<OwnedMutexGuard<()>>,
     ) -> Result<u64> {
-        let body = entry::body(schema, now_millis(), key, record);
+        let body = entry::body(schema, now_millis(), key, intent);
+        let update = IndexUpdate {
+            key: index_key(schema.table(), key),
+            value: intent
+                .record()
+                .map(|r| (schema.fingerprint(), Row::Record(r.clone()))),
+        };
+        self.send(body, update, guard).await
+    }
+
+    async fn send(
+        &self,
+        body: String,
+        index: IndexUpdate,
+        guard: Option<OwnedMutexGuard<()>>,
+    ) -> Result<u64> {
         let (reply, rx) = oneshot::channel();
         let append = writer::Append {
             body,
-            index: IndexUpdate {
-                key: index_key(schema.table(), key),
-                value: record.map(|r| (schema.fingerprint(), r.clone())),
-            },
+            index,
             reply,
+            _key_lock: guard,
         };
         self.shared.outstanding.fetch_add(1, Ordering::SeqCst);
         let failed = |reason: String| {
             self.shared.outstanding.fetch_sub(1, Ordering::SeqCst);
-            Error::Journal {
-                path: self.shared.dir.display().to_string(),
-                offset: None,
-                reason,
-            }
+            journal_error(&self.shared.dir, reason)
         };
-        if self.tx.send(append).is_err() {
-            return Err(failed("the journal writer has stopped".into()));
+        if self.writer.tx.send(writer::Msg::Append(append)).is_err() {
+            return Err(failed("the journal is closed".into()));
         }
         match rx.await {
             Ok(Ok(seq)) => {
                 self.shared.appended.fetch_add(1, Ordering::Relaxed);
+                if self.mode() == Mode::Healthy {
+                    self.set_mode(Mode::Journaling);
+                }
+                self.shared.wake.notify_one();
                 Ok(seq)
             }
             Ok(Err(reason)) => Err(failed(format!("append failed: {reason}"))),
-            Err(_) => Err(failed("the journal writer has stopped".into())),
+            Err(_) => Err(failed("the journal is closed".into())),
         }
     }
 
@@ -452,192 +474,96 @@ impl Journal {
         if self.pending() == 0 {
             return Ok(None);
         }
-        let found = self
-            .shared
-            .lock_index()
-            .get(&index_key(schema.table(), key))
-            .cloned();
-        Ok(match found {
-            None => None,
-            Some(Indexed::Delete { .. }) => Some(Pending::Deleted),
-            Some(Indexed::Put {
-                row: Row::Record(r),
-                fingerprint,
-                ..
-            }) if fingerprint == schema.fingerprint() => Some(Pending::Put(r)),
-            Some(Indexed::Put { row, seq, .. }) => {
-                let map = match row {
-                    Row::Json(m) => m,
-                    Row::Record(r) => entry::record_json(schema, &r),
-                };
-                let record =
-                    entry::record_from_json(schema, &map).map_err(|(column, reason)| {
-                        Error::Journal {
-                            path: self.shared.dir.display().to_string(),
-                            offset: None,
-                            reason: format!(
+        self.lookup_indexed(schema, &index_key(schema.table(), key))
+    }
+
+    fn lookup_indexed(&self, schema: &'static Schema, key: &IndexKey) -> Result<Option<Pending>> {
+        match self.shared.index.get(key) {
+            None => Ok(None),
+            Some(indexed) => {
+                index::decode(schema, indexed)
+                    .map(Some)
+                    .map_err(|(seq, column, reason)| {
+                        journal_error(
+                            &self.shared.dir,
+                            format!(
                                 "entry {seq} (table `{}`), column `{column}`: {reason}",
                                 schema.table()
                             ),
-                        }
-                    })?;
-                Some(Pending::Put(record))
-            }
-        })
-    }
-
-    /// Up to `limit` pending entries after the last replayed one, in order
-    /// (only acknowledged entries).
-    pub(crate) fn next_batch(&self) -> Result<Vec<Entry>> {
-        let limit = self.shared.options.replay_batch;
-        let up_to = self.shared.durable_seq.load(Ordering::SeqCst);
-        let mut cursor = self.cursor.lock().unwrap_or_else(|e| e.into_inner());
-        let from = self.shared.checkpoint.load(Ordering::SeqCst) + 1;
-        if cursor.next_seq != from {
-            *cursor = segment::Cursor::new(from);
-        }
-        let batch = cursor.read(&self.shared.dir, up_to, limit);
-        if batch.is_err() {
-            *cursor = segment::Cursor::new(from);
-        }
-        batch
-    }
-
-    /// Records that every entry up to `seq` is in the primary: durably (a
-    /// crash after this never replays them again), then drops them from the
-    /// index and removes segments that hold nothing newer.
-    pub(crate) fn checkpoint(&self, seq: u64, entries: u64, conflicts: u64) -> Result<()> {
-        write_checkpoint(&self.shared.dir, seq)
-            .map_err(|e| segment::io_error(&self.shared.dir, None, e))?;
-        self.shared.checkpoint.store(seq, Ordering::SeqCst);
-        self.shared.lock_index().retain(|_, v| v.seq() > seq);
-        self.shared
-            .outstanding
-            .fetch_sub(entries as i64, Ordering::SeqCst);
-        self.shared.replayed.fetch_add(entries, Ordering::Relaxed);
-        self.shared
-            .conflicts
-            .fetch_add(conflicts, Ordering::Relaxed);
-        self.set_replay_error(None);
-        // A segment can go once the next one starts at or before seq + 1.
-        let segments = segment::list(&self.shared.dir)?;
-        for pair in segments.windows(2) {
-            if pair[1].0 <= seq + 1 {
-                fs::remove_file(&pair[0].1).map_err(|e| segment::io_error(&pair[0].1, None, e))?;
+                        )
+                    })
             }
         }
-        Ok(())
     }
 
-    /// Claims the journal for the plan over `primary`: `Ok(true)` for the
-    /// first claim (that plan runs the replayer), `Ok(false)` for another
-    /// plan over the same primary, an error for a different primary.
-    pub(crate) fn claim(&self, primary: &str) -> Result<bool> {
-        let mut owner = self.shared.owner.lock().unwrap_or_else(|e| e.into_inner());
-        match owner.as_deref() {
-            None => {
-                *owner = Some(primary.to_owned());
-                Ok(true)
-            }
-            Some(p) if p == primary => Ok(false),
-            Some(p) => Err(Error::Config {
-                key: self.shared.dir.display().to_string(),
-                reason: format!(
-                    "this journal replays into `{p}`; a plan over `{primary}` needs its own journal"
-                ),
-            }),
+    /// Whether `key` has a pending entry (written or being written).
+    pub(crate) fn has_pending_key(&self, schema: &'static Schema, key: &Key) -> bool {
+        self.pending() > 0 && self.shared.index.contains(&index_key(schema.table(), key))
+    }
+
+    /// Every dead letter, oldest first.
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        let _file = lock(&self.shared.dead_file);
+        dead::read(&self.shared.dir)
+    }
+
+    /// Writes every dead letter to `out`, one JSON object per line (the
+    /// file's own format); returns how many.
+    pub fn export_dead_letters(&self, out: &mut dyn std::io::Write) -> Result<usize> {
+        let letters = self.dead_letters()?;
+        for letter in &letters {
+            std::io::Write::write_fmt(out, format_args!("{}\n", letter.to_json()))
+                .map_err(|e| segment::io_error(&self.shared.dir, None, e))?;
         }
+        Ok(letters.len())
     }
 
-    pub(crate) fn wake(&self) {
-        self.shared.wake.notify_one();
+    /// Appends the dead letters `pick` selects to the journal again, as
+    /// they were (same operation, precondition and row: fix what refused
+    /// them first, a constraint say), and removes them from the dead-letter
+    /// file. Returns how many were requeued.
+    pub async fn requeue_dead_letters(&self, pick: impl Fn(&DeadLetter) -> bool) -> Result<usize> {
+        let letters = self.dead_letters()?;
+        let (chosen, keep): (Vec<_>, Vec<_>) = letters.into_iter().partition(|l| pick(l));
+        for letter in &chosen {
+            let e = &letter.entry;
+            let body = entry::body_of(e);
+            let update = IndexUpdate {
+                key: index_key(&e.table, &e.key),
+                value: e.op.record().map(|m| (e.fingerprint, Row::Json(m.clone()))),
+            };
+            self.send(body, update, None).await?;
+        }
+        if !chosen.is_empty() {
+            let _file = lock(&self.shared.dead_file);
+            // Letters added while we appended stay.
+            let now = dead::read(&self.shared.dir)?;
+            let keep: Vec<DeadLetter> = now
+                .into_iter()
+                .filter(|l| keep.contains(l) || !chosen.contains(l))
+                .collect();
+            dead::rewrite(&self.shared.dir, &keep)?;
+        }
+        Ok(chosen.len())
     }
 
-    pub(crate) fn set_replay_error(&self, error: Option<String>) {
-        *self
-            .shared
-            .replay_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = error;
+    /// Dead letters as they happen (a receiver that lags loses the oldest;
+    /// the file keeps them all).
+    pub fn subscribe_dead_letters(&self) -> broadcast::Receiver<DeadLetter> {
+        self.shared.dead_tx.subscribe()
     }
 
-    /// Waits until something is appended (or `timeout` passes).
-    pub(crate) async fn wait_for_appends(&self, timeout: Duration) {
-        let _ = tokio::time::timeout(timeout, self.shared.wake.notified()).await;
-    }
-
-    /// The write a fallback receives, appended.
-    async fn append_write(&self, schema: &'static Schema, write: &Write) -> Result<()> {
-        match write {
-            Write::Insert(record) => {
-                let key = key_of(schema, record)?;
-                if let Some(Pending::Put(_)) = self.lookup(schema, &key)? {
-                    return Err(Error::AlreadyExists {
-                        table: schema.table(),
-                        key: key.to_string(),
-                    });
-                }
-                self.append(schema, &key, Some(record)).await?;
-            }
-            Write::Update {
-                record,
-                expected_version,
-            } => {
-                let key = key_of(schema, record)?;
-                match self.lookup(schema, &key)? {
-                    Some(Pending::Deleted) => {
-                        return Err(Error::NotFound {
-                            table: schema.table(),
-                            key: key.to_string(),
-                        });
-                    }
-                    Some(Pending::Put(current)) => {
-                        if let (Some(expected), Some(actual)) =
-                            (expected_version, version_of(schema, &current))
-                            && *expected != actual
-                        {
-                            return Err(Error::Conflict {
-                                table: schema.table(),
-                                key: key.to_string(),
-                                expected: *expected,
-                                actual,
-                            });
-                        }
-                    }
-                    None => {}
-                }
-                self.append(schema, &key, Some(record)).await?;
-            }
-            Write::Delete(key) => {
-                self.append(schema, key, None).await?;
-            }
+    /// Stops the replayer (waiting for its current batch), then the writer
+    /// thread, which syncs and releases the directory lock before this
+    /// returns. Appends fail afterwards; the journal can be opened again at
+    /// once. Every clone is closed.
+    pub async fn close(&self) -> Result<()> {
+        self.stop_replayer().await;
+        let exited = lock(&self.writer.exited).take();
+        if let Some(exited) = exited {
+            let _ = self.writer.tx.send(writer::Msg::Close);
+            let _ = exited.await;
         }
         Ok(())
     }
 }
-
-/// The journal as a plan's fallback: writes the primary cannot take are
-/// appended, and acknowledged as [`WriteOutcome::Journaled`].
-///
-/// What a journaled write can and cannot check: a create of a key with a
-/// pending put is [`Error::AlreadyExists`], an update of a key whose pending
-/// write deleted it is [`Error::NotFound`], and an update whose version does
-/// not match the pending row is [`Error::Conflict`]. Against rows only the
-/// primary holds nothing can be checked during an outage: such a create is
-/// replayed as an upsert, and a versioned update is replayed only if the
-/// primary's row is not newer (a skipped entry is counted as a conflict).
-impl Fallback for Journal {
-    fn write<'a>(
-        &'a self,
-        schema: &'static Schema,
-        write: &'a Write,
-        _error: Error,
-    ) -> BoxFuture<'a, Result<WriteOutcome>> {
-        Box::pin(async move {
-            self.append_write(schema, write).await?;
-            Ok(WriteOutcome::Journaled)
-        })
-    }
-}
-
-pub(crate) use entry::{key_from_json, record_from_json};

@@ -1,254 +1,494 @@
-//! The replayer: drains pending journal entries into the primary, in order,
-//! in batches, checkpointing after each.
+//! The replayer: drains pending entries into the primary, in order, in
+//! batches, each entry applied with the primary's own semantics (see
+//! [`Store::apply`]); refused entries become dead letters and the drain goes
+//! on. It belongs to the journal: [`Journal::close`] stops it.
+//!
+//! - **Probing.** The replayer calls the primary directly, not through its
+//!   breaker, on a short backoff (10 ms doubling to 100 ms), so replay starts
+//!   within about 100 ms of the primary answering again whatever the
+//!   breaker's `open_wait`; a batch that applies closes the breaker.
+//! - **Chains.** Within a batch, the entries of one key become one change:
+//!   the first entry's precondition and the last entry's row (each later
+//!   entry was checked against the one before it when it was written). A
+//!   refused chain dead-letters every entry in it.
+//! - **Narrowing.** A batch the primary refuses as a whole (a constraint, a
+//!   foreign key, a statement too large) is split in halves until the
+//!   culprit is alone; it is dead-lettered, the rest applied.
+//! - **Tables are independent.** Entries of a table whose model is not open
+//!   in this process (or whose table does not match its model) wait; the
+//!   checkpoint records per table how far the others got, so they go on.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::entry::Op;
-use super::{Entry, Journal, key_from_json, record_from_json};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::dead::{self, DeadLetter};
+use super::entry::{self, Entry};
+use super::segment::{self, Cursor};
+use super::{Journal, journal_error, lock};
 use crate::breaker::CircuitBreaker;
+use crate::change::Change;
+use crate::fallback::Mode;
+use crate::model::now_millis;
 use crate::schema::Schema;
-use crate::store::{Store, key_of, normalize_key, version_of};
-use crate::value::{Key, Record};
+use crate::store::{BoxFuture, Store, normalize_key};
 use crate::{Error, Result};
 
-/// Runs until `stop` is set: whenever entries are pending, applies them to
-/// `primary` through its breaker (so while the breaker is open the replayer
-/// waits, and its calls are the probes that find the primary back).
-pub(crate) async fn drain(
+const MIN_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_BACKOFF: Duration = Duration::from_millis(100);
+/// A failed batch that took at least this long is taken as too big for the
+/// call deadline: the next one is half the size.
+const SLOW_FAILURE: Duration = Duration::from_millis(500);
+
+/// The running replayer of a journal.
+pub(super) struct Attached {
+    primary: String,
+    plans: usize,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Journal {
+    /// Starts replaying into `primary` (once per journal: a second plan over
+    /// the same primary shares the replayer; another primary is an error).
+    pub(super) fn start_replayer(
+        &self,
+        primary: Arc<dyn Store>,
+        breaker: Arc<CircuitBreaker>,
+    ) -> Result<()> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            journal_error(
+                &self.shared.dir,
+                "a plan with a journal must be built inside a tokio runtime (its replayer runs there)",
+            )
+        })?;
+        let mut slot = lock(&self.shared.replayer);
+        let previous = match slot.take() {
+            Some(mut a) if !*a.stop.borrow() => {
+                let same = a.primary == primary.name();
+                let owner = a.primary.clone();
+                if same {
+                    a.plans += 1;
+                }
+                *slot = Some(a);
+                return if same {
+                    Ok(())
+                } else {
+                    Err(Error::Config {
+                        key: self.shared.dir.display().to_string(),
+                        reason: format!(
+                            "this journal replays into `{owner}`; a plan over `{}` needs its own journal",
+                            primary.name()
+                        ),
+                    })
+                };
+            }
+            // A replayer that was told to stop may still finish a batch:
+            // the new one starts after it.
+            Some(a) => Some(a.task),
+            None => None,
+        };
+        let (stop, stop_rx) = watch::channel(false);
+        let name = primary.name().to_owned();
+        let replayer = Replayer {
+            limit: self.shared.options.replay_batch,
+            journal: self.clone(),
+            name: name.clone(),
+            primary,
+            breaker,
+            stop: stop_rx,
+            cursor: Cursor::new(1),
+            deferred: None,
+            deferred_tables: BTreeSet::new(),
+            registrations: 0,
+            ensured: HashSet::new(),
+            backoff: MIN_BACKOFF,
+        };
+        let task = runtime.spawn(replayer.run(previous));
+        *slot = Some(Attached {
+            primary: name,
+            plans: 1,
+            stop,
+            task,
+        });
+        Ok(())
+    }
+
+    /// Asks the replayer to stop once the last plan using it is gone.
+    pub(super) fn signal_replayer_stop(&self) {
+        let mut slot = lock(&self.shared.replayer);
+        if let Some(a) = slot.as_mut() {
+            a.plans = a.plans.saturating_sub(1);
+            if a.plans == 0 {
+                a.stop.send_replace(true);
+            }
+        }
+    }
+
+    /// Stops the replayer and waits for it.
+    pub(super) async fn stop_replayer(&self) {
+        let attached = lock(&self.shared.replayer).take();
+        if let Some(a) = attached {
+            a.stop.send_replace(true);
+            let _ = a.task.await;
+        }
+    }
+}
+
+struct Replayer {
     journal: Journal,
+    name: String,
     primary: Arc<dyn Store>,
     breaker: Arc<CircuitBreaker>,
-    stop: Arc<AtomicBool>,
-) {
-    let mut ensured: HashSet<&'static str> = HashSet::new();
-    let mut backoff = Duration::from_millis(20);
-    let mut announced = false;
-    let mut waited = 0u32;
-    while !stop.load(Ordering::SeqCst) {
-        if journal.pending() == 0 {
-            if announced {
-                tracing::info!(target: "octopus::journal", replayed = journal.stats().replayed, "journal drained: writes go to the primary again");
-                announced = false;
-            }
-            journal.wait_for_appends(Duration::from_millis(500)).await;
-            continue;
+    stop: watch::Receiver<bool>,
+    cursor: Cursor,
+    /// The first entry since the cursor last started over that had to wait
+    /// (its table's model is not open, or its table does not match).
+    deferred: Option<u64>,
+    deferred_tables: BTreeSet<String>,
+    registrations: u64,
+    ensured: HashSet<&'static str>,
+    limit: usize,
+    backoff: Duration,
+}
+
+/// What one step of the replayer leads to.
+enum Next {
+    /// Go on at once.
+    Continue,
+    /// Wait this long, or until something is appended or registered.
+    Idle(Duration),
+    /// Wait this long whatever happens (backing off a primary that is down).
+    Backoff(Duration),
+}
+
+/// What applying a batch did.
+#[derive(Default)]
+struct Outcome<'a> {
+    applied: Vec<&'a Entry>,
+    dead: Vec<DeadLetter>,
+    waiting: Vec<&'a Entry>,
+}
+
+impl Replayer {
+    async fn run(mut self, previous: Option<JoinHandle<()>>) {
+        if let Some(previous) = previous {
+            let _ = previous.await;
         }
-        let batch = match journal.next_batch() {
+        self.start_over();
+        tracing::debug!(target: "octopus::journal", primary = %self.name, "replayer started");
+        while !*self.stop.borrow() {
+            let next = self.step().await;
+            let wait = match next {
+                Next::Continue => continue,
+                Next::Idle(d) => Some(d),
+                Next::Backoff(d) => {
+                    tokio::select! {
+                        _ = self.stop.changed() => {}
+                        _ = tokio::time::sleep(d) => {}
+                    }
+                    None
+                }
+            };
+            if let Some(d) = wait {
+                tokio::select! {
+                    _ = self.stop.changed() => {}
+                    _ = self.journal.shared.wake.notified() => {}
+                    _ = tokio::time::sleep(d) => {}
+                }
+            }
+        }
+    }
+
+    /// Reads again from the first entry the checkpoint does not cover.
+    fn start_over(&mut self) {
+        let from = lock(&self.journal.shared.checkpoint).seq + 1;
+        self.cursor = Cursor::new(from);
+        self.deferred = None;
+        self.deferred_tables.clear();
+        self.registrations = self.journal.shared.registrations.load(Ordering::SeqCst);
+    }
+
+    async fn step(&mut self) -> Next {
+        let registrations = self.journal.shared.registrations.load(Ordering::SeqCst);
+        if self.deferred.is_some() && registrations != self.registrations {
+            self.start_over();
+        }
+        let shared = &self.journal.shared;
+        if self.journal.pending() == 0 {
+            self.journal.set_mode(Mode::Healthy);
+            return Next::Idle(Duration::from_millis(500));
+        }
+        let up_to = shared.durable_seq.load(Ordering::SeqCst);
+        let first = self.cursor.next_seq;
+        let batch = match self.cursor.read(&shared.dir, up_to, self.limit) {
             Ok(b) => b,
-            Err(e) => {
-                fail(&journal, &e);
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
+            Err(e) => return self.failed(first, &e),
         };
-        if batch.is_empty() {
-            // Appends requested but not yet durable.
-            journal.wait_for_appends(Duration::from_millis(10)).await;
-            continue;
-        }
-        if !announced {
-            tracing::info!(target: "octopus::journal", pending = journal.pending(), "draining the journal into the primary");
-            announced = true;
-        }
-        let last = batch[batch.len() - 1].seq;
-        match apply(&journal, &primary, &breaker, &batch, &mut ensured).await {
-            Ok(Applied::WaitingForModel(table)) => {
-                // The application opens its models right after building the
-                // plan; report it only if that does not happen soon.
-                waited += 1;
-                if waited == 100 {
-                    journal.set_replay_error(Some(format!(
-                        "entries for table `{table}` wait for its model to be opened in this process"
-                    )));
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+        let Some(last) = batch.last().map(|e| e.seq) else {
+            if !self.deferred_tables.is_empty() {
+                self.report_waiting();
             }
-            Ok(Applied::Done(conflicts)) => {
-                waited = 0;
-                backoff = Duration::from_millis(20);
-                if let Err(e) = journal.checkpoint(last, batch.len() as u64, conflicts) {
-                    fail(&journal, &e);
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
+            return Next::Idle(Duration::from_millis(200));
+        };
+        let started = Instant::now();
+        let todo: Vec<&Entry> = {
+            let cp = lock(&shared.checkpoint);
+            batch.iter().filter(|e| !cp.done(e)).collect()
+        };
+        match self.apply(&todo).await {
+            Ok(outcome) => match self.finish(last, outcome) {
+                Ok(()) => Next::Continue,
+                Err(e) => self.failed(first, &e),
+            },
             Err(e) if e.is_unavailable() => {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_millis(500));
+                self.cursor = Cursor::new(first);
+                self.journal.set_mode(Mode::Journaling);
+                if started.elapsed() >= SLOW_FAILURE {
+                    self.limit = (self.limit / 2).max(1);
+                }
+                let wait = self.backoff;
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                Next::Backoff(wait)
             }
-            Err(e) => {
-                fail(&journal, &e);
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+            Err(e) => self.failed(first, &e),
         }
     }
-}
 
-fn fail(journal: &Journal, e: &Error) {
-    tracing::error!(target: "octopus::journal", error = %e, "journal replay stopped; retrying");
-    journal.set_replay_error(Some(e.to_string()));
-}
-
-fn entry_error(journal: &Journal, entry: &Entry, reason: String) -> Error {
-    Error::Journal {
-        path: journal.dir().display().to_string(),
-        offset: None,
-        reason: format!("entry {} (table `{}`): {reason}", entry.seq, entry.table),
+    fn failed(&mut self, first: u64, e: &Error) -> Next {
+        tracing::error!(target: "octopus::journal", error = %e, "journal replay held up; retrying");
+        *lock(&self.journal.shared.replay_error) = Some(e.to_string());
+        self.cursor = Cursor::new(first);
+        Next::Backoff(Duration::from_secs(1))
     }
-}
 
-enum Applied {
-    /// Every entry applied; this many skipped as conflicts (the primary held
-    /// a newer version).
-    Done(u64),
-    /// Nothing applied: no model of this table is open yet.
-    WaitingForModel(String),
-}
-
-/// Applies a batch. Within a batch only the last write of each key
-/// matters (a put replaces the whole row, a delete removes it, and writes of
-/// different keys commute), so each table's batch becomes one versions read,
-/// one multi-row upsert and one multi-row delete, whatever the mix of
-/// entries. Batches themselves are applied in order.
-async fn apply(
-    journal: &Journal,
-    primary: &Arc<dyn Store>,
-    breaker: &Arc<CircuitBreaker>,
-    batch: &[Entry],
-    ensured: &mut HashSet<&'static str>,
-) -> Result<Applied> {
-    // Every table must be known before anything is applied.
-    for e in batch {
-        if journal.schema_of(&e.table).is_none() {
-            return Ok(Applied::WaitingForModel(e.table.clone()));
+    fn report_waiting(&self) {
+        let tables: Vec<&str> = self.deferred_tables.iter().map(String::as_str).collect();
+        let mut error = lock(&self.journal.shared.replay_error);
+        if error.is_none() {
+            *error = Some(format!(
+                "entries of table(s) {} wait for their model to be opened in this process",
+                tables.join(", ")
+            ));
         }
     }
-    let mut tables: Vec<TableBatch<'_>> = Vec::new();
-    for e in batch {
-        let schema = journal
-            .schema_of(&e.table)
-            .ok_or_else(|| entry_error(journal, e, "no model for this table is open".into()))?;
-        let key = key_from_json(schema, &super::entry::key_json(&e.key))
-            .and_then(|k| normalize_key(schema, k).map_err(|e| e.to_string()))
-            .map_err(|reason| entry_error(journal, e, reason))?;
-        let at = match tables.iter().position(|t| std::ptr::eq(t.schema, schema)) {
-            Some(at) => at,
-            None => {
-                tables.push(TableBatch {
-                    schema,
-                    last: Vec::new(),
-                    by_key: HashMap::new(),
-                    deleted: HashSet::new(),
-                });
-                tables.len() - 1
-            }
-        };
-        tables[at].add(key, e);
-    }
-    let mut conflicts = 0;
-    for t in tables {
-        if !ensured.contains(t.schema.table()) {
-            breaker.call(primary.ensure_schema(t.schema)).await?;
-            ensured.insert(t.schema.table());
-        }
-        let puts: Vec<&Entry> = t
-            .last
-            .iter()
-            .copied()
-            .filter(|e| matches!(e.op, Op::Put(_)))
-            .collect();
-        let deletes: Vec<Key> = t
-            .by_key
-            .iter()
-            .filter(|(_, i)| matches!(t.last[**i].op, Op::Delete))
-            .map(|(k, _)| k.clone())
-            .collect();
-        if !puts.is_empty() {
-            conflicts += put_rows(journal, primary, breaker, t.schema, &puts, &t.deleted).await?;
-        }
-        if !deletes.is_empty() {
-            breaker
-                .call(primary.delete_many(t.schema, &deletes))
-                .await?;
-        }
-    }
-    Ok(Applied::Done(conflicts))
-}
 
-/// One table's part of a batch: the last entry of each key, in order of
-/// first appearance.
-struct TableBatch<'a> {
-    schema: &'static Schema,
-    last: Vec<&'a Entry>,
-    by_key: HashMap<Key, usize>,
-    /// Keys with a delete in the batch. A later put of such a key follows
-    /// the delete, so a row the primary holds is older than it, whatever its
-    /// version (a re-created row starts again at version 1).
-    deleted: HashSet<Key>,
-}
-
-impl<'a> TableBatch<'a> {
-    fn add(&mut self, key: Key, e: &'a Entry) {
-        if matches!(e.op, Op::Delete) {
-            self.deleted.insert(key.clone());
-        }
-        match self.by_key.get(&key) {
-            Some(&i) => self.last[i] = e,
-            None => {
-                self.by_key.insert(key, self.last.len());
-                self.last.push(e);
+    /// Applies the entries of every table whose model is known.
+    async fn apply<'a>(&mut self, todo: &[&'a Entry]) -> Result<Outcome<'a>> {
+        let mut outcome = Outcome::default();
+        let mut tables: Vec<(&'static Schema, Vec<&'a Entry>)> = Vec::new();
+        for &e in todo {
+            match self.journal.schema_of(&e.table) {
+                None => outcome.waiting.push(e),
+                Some(schema) => match tables.iter_mut().find(|(s, _)| std::ptr::eq(*s, schema)) {
+                    Some((_, entries)) => entries.push(e),
+                    None => tables.push((schema, vec![e])),
+                },
             }
         }
-    }
-}
-
-/// Upserts the rows of `puts` (one entry per key), skipping rows the
-/// primary holds in a newer version; returns how many were skipped.
-async fn put_rows(
-    journal: &Journal,
-    primary: &Arc<dyn Store>,
-    breaker: &Arc<CircuitBreaker>,
-    schema: &'static Schema,
-    puts: &[&Entry],
-    after_delete: &HashSet<Key>,
-) -> Result<u64> {
-    let mut rows: Vec<Record> = Vec::with_capacity(puts.len());
-    for e in puts {
-        let Op::Put(map) = &e.op else { continue };
-        let record = record_from_json(schema, map).map_err(|(column, reason)| {
-            entry_error(journal, e, format!("column `{column}`: {reason}"))
-        })?;
-        rows.push(record);
-    }
-    let mut conflicts = 0;
-    if schema.version_index().is_some() {
-        let keys: Vec<Key> = rows
-            .iter()
-            .map(|r| key_of(schema, r))
-            .collect::<Result<_>>()?;
-        let current = breaker.call(primary.get_many(schema, &keys)).await?;
-        let mut keep = Vec::with_capacity(rows.len());
-        for ((row, stored), key) in rows.into_iter().zip(current).zip(&keys) {
-            match stored {
-                Some(_) if after_delete.contains(key) => keep.push(row),
-                Some(stored) => {
-                    let (mine, theirs) = (version_of(schema, &row), version_of(schema, &stored));
-                    if theirs > mine || (theirs == mine && stored != row) {
-                        conflicts += 1;
-                        tracing::warn!(target: "octopus::journal", table = schema.table(), key = %key_of(schema, &row)?, ?mine, ?theirs, "replay skipped: the primary holds a newer version");
-                    } else if theirs < mine {
-                        keep.push(row);
+        for (schema, entries) in tables {
+            if !self.ensured.contains(schema.table()) {
+                match self.primary.ensure_schema(schema).await {
+                    Ok(()) => {
+                        self.ensured.insert(schema.table());
+                    }
+                    Err(e) if e.is_unavailable() => return Err(e),
+                    Err(e) => {
+                        tracing::error!(target: "octopus::journal", table = schema.table(), error = %e, "entries of this table wait: its table does not fit the model");
+                        *lock(&self.journal.shared.replay_error) = Some(e.to_string());
+                        outcome.waiting.extend(entries);
+                        continue;
                     }
                 }
-                None => keep.push(row),
+            }
+            self.apply_table(schema, &entries, &mut outcome).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// One table's entries: chains per key, applied conditionally.
+    async fn apply_table<'a>(
+        &self,
+        schema: &'static Schema,
+        entries: &[&'a Entry],
+        outcome: &mut Outcome<'a>,
+    ) -> Result<()> {
+        let mut chains: Vec<Vec<&'a Entry>> = Vec::new();
+        let mut by_key: HashMap<&crate::value::Key, usize> = HashMap::new();
+        for &e in entries {
+            match by_key.get(&e.key) {
+                Some(&i) => chains[i].push(e),
+                None => {
+                    by_key.insert(&e.key, chains.len());
+                    chains.push(vec![e]);
+                }
             }
         }
-        rows = keep;
+        let mut changes = Vec::with_capacity(chains.len());
+        let mut applicable = Vec::with_capacity(chains.len());
+        for chain in chains {
+            match change_of(schema, &chain) {
+                Ok(change) => {
+                    changes.push(change);
+                    applicable.push(chain);
+                }
+                Err(reason) => outcome.dead.extend(dead_letters(&chain, &reason)),
+            }
+        }
+        let results = apply_split(self.primary.as_ref(), schema, &changes).await?;
+        for (chain, result) in applicable.into_iter().zip(results) {
+            match result {
+                Ok(()) => outcome.applied.extend(chain),
+                Err(e) => outcome.dead.extend(dead_letters(&chain, &e.to_string())),
+            }
+        }
+        Ok(())
     }
-    if !rows.is_empty() {
-        breaker.call(primary.upsert_many(schema, &rows)).await?;
+
+    /// Makes a batch's outcome durable: dead letters first, then the
+    /// checkpoint; then counters, the index, old segments and the mode.
+    fn finish(&mut self, last: u64, outcome: Outcome<'_>) -> Result<()> {
+        let shared = &self.journal.shared;
+        {
+            let _file = lock(&shared.dead_file);
+            dead::append(&shared.dir, &outcome.dead)?;
+        }
+        for e in &outcome.waiting {
+            self.deferred.get_or_insert(e.seq);
+            self.deferred_tables.insert(e.table.clone());
+        }
+        let mut cp = lock(&shared.checkpoint).clone();
+        match self.deferred {
+            None => cp.advance(last),
+            Some(first_waiting) => {
+                cp.advance(first_waiting - 1);
+                let done = outcome
+                    .applied
+                    .iter()
+                    .map(|e| e.table.clone())
+                    .chain(outcome.dead.iter().map(|d| d.entry.table.clone()));
+                for table in done {
+                    cp.tables.insert(table, last);
+                }
+            }
+        }
+        cp.write(&shared.dir)
+            .map_err(|e| segment::io_error(&shared.dir, None, e))?;
+        let new_seq = cp.seq;
+        let old_seq = std::mem::replace(&mut *lock(&shared.checkpoint), cp).seq;
+        if new_seq > old_seq {
+            remove_replayed_segments(&self.journal, new_seq)?;
+        }
+        let done = (outcome.applied.len() + outcome.dead.len()) as i64;
+        shared.outstanding.fetch_sub(done, Ordering::SeqCst);
+        shared
+            .replayed
+            .fetch_add(outcome.applied.len() as u64, Ordering::Relaxed);
+        shared
+            .dead_lettered
+            .fetch_add(outcome.dead.len() as u64, Ordering::Relaxed);
+        shared.index.remove_done(
+            outcome
+                .applied
+                .iter()
+                .copied()
+                .chain(outcome.dead.iter().map(|d| &d.entry)),
+        );
+        for letter in outcome.dead {
+            tracing::warn!(target: "octopus::journal", seq = letter.entry.seq, table = %letter.entry.table, key = %letter.entry.key, error = %letter.error, "journal entry refused by the primary: kept as a dead letter");
+            let _ = shared.dead_tx.send(letter);
+        }
+        if self.deferred.is_none() {
+            *lock(&shared.replay_error) = None;
+        }
+        if done > 0 {
+            self.breaker.store_answered();
+            self.backoff = MIN_BACKOFF;
+            self.limit = (self.limit * 2).min(shared.options.replay_batch);
+            self.journal.set_mode(if self.journal.pending() == 0 {
+                Mode::Healthy
+            } else {
+                Mode::Draining
+            });
+        }
+        Ok(())
     }
-    Ok(conflicts)
+}
+
+/// The change a chain of one key's entries makes: the first entry's
+/// precondition, the last entry's row.
+fn change_of(schema: &'static Schema, chain: &[&Entry]) -> std::result::Result<Change, String> {
+    let (first, last) = (chain[0], chain[chain.len() - 1]);
+    let key = entry::key_from_json(schema, &entry::key_json(&first.key))
+        .and_then(|k| normalize_key(schema, k).map_err(|e| e.to_string()))?;
+    let row = match last.op.record() {
+        None => None,
+        Some(map) => Some(
+            entry::record_from_json(schema, map)
+                .map_err(|(column, reason)| format!("column `{column}`: {reason}"))?,
+        ),
+    };
+    Ok(Change {
+        key,
+        precondition: first.op.precondition(),
+        row,
+    })
+}
+
+fn dead_letters(chain: &[&Entry], error: &str) -> Vec<DeadLetter> {
+    let at = now_millis();
+    let head = chain[0].seq;
+    chain
+        .iter()
+        .map(|e| DeadLetter {
+            entry: (*e).clone(),
+            error: if e.seq == head {
+                error.to_owned()
+            } else {
+                format!("follows refused entry {head}: {error}")
+            },
+            at,
+        })
+        .collect()
+}
+
+/// Applies `changes`; a batch the store refuses as a whole is split until
+/// each refusal is pinned on one change.
+fn apply_split<'a>(
+    primary: &'a dyn Store,
+    schema: &'static Schema,
+    changes: &'a [Change],
+) -> BoxFuture<'a, Result<Vec<Result<()>>>> {
+    Box::pin(async move {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        match primary.apply(schema, changes).await {
+            Ok(results) => Ok(results),
+            Err(e) if e.is_unavailable() => Err(e),
+            Err(e) if changes.len() == 1 => Ok(vec![Err(e)]),
+            Err(_) => {
+                let (a, b) = changes.split_at(changes.len() / 2);
+                let mut results = apply_split(primary, schema, a).await?;
+                results.extend(apply_split(primary, schema, b).await?);
+                Ok(results)
+            }
+        }
+    })
+}
+
+/// Removes segments that hold nothing after `seq`.
+fn remove_replayed_segments(journal: &Journal, seq: u64) -> Result<()> {
+    let segments = segment::list(&journal.shared.dir)?;
+    for pair in segments.windows(2) {
+        if pair[1].0 <= seq + 1 {
+            std::fs::remove_file(&pair[0].1).map_err(|e| segment::io_error(&pair[0].1, None, e))?;
+        }
+    }
+    Ok(())
 }

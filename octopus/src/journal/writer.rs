@@ -10,9 +10,10 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Instant;
 
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedMutexGuard, oneshot};
 
 use super::entry;
+use super::index::IndexUpdate;
 use super::segment;
 use super::{Durability, Shared};
 
@@ -21,8 +22,25 @@ const MAX_BATCH: usize = 4096;
 
 pub(super) struct Append {
     pub body: String,
-    pub index: super::IndexUpdate,
+    pub index: IndexUpdate,
     pub reply: oneshot::Sender<Result<u64, String>>,
+    /// The key's lock, released once the entry is in the index (or failed).
+    pub _key_lock: Option<OwnedMutexGuard<()>>,
+}
+
+/// What the writer thread receives.
+pub(super) enum Msg {
+    Append(Append),
+    /// Stop: sync, release the directory lock, and say so.
+    Close,
+}
+
+/// What the thread owns besides the channel: the directory lock (released
+/// when the thread ends, so a closed journal can be reopened at once) and
+/// the signal that it has ended.
+pub(super) struct Owned {
+    pub lock: File,
+    pub exited: oneshot::Sender<()>,
 }
 
 pub(super) struct Segment {
@@ -32,12 +50,43 @@ pub(super) struct Segment {
 
 pub(super) fn spawn(
     shared: Arc<Shared>,
-    rx: mpsc::Receiver<Append>,
+    rx: mpsc::Receiver<Msg>,
     current: Option<Segment>,
+    owned: Owned,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("octopus-journal".into())
-        .spawn(move || run(shared, rx, current))
+        .spawn(move || {
+            run(&shared, rx, current);
+            drop(owned.lock);
+            let _ = owned.exited.send(());
+        })
+}
+
+/// The next append, or `None` once the journal is closed (or dropped).
+fn next(msg: Result<Msg, ()>) -> Option<Append> {
+    match msg {
+        Ok(Msg::Append(a)) => Some(a),
+        Ok(Msg::Close) | Err(()) => None,
+    }
+}
+
+/// The last segment, opened for appending, if there is one.
+pub(super) fn reopen_last(
+    segments: &[(u64, std::path::PathBuf)],
+) -> crate::Result<Option<Segment>> {
+    let Some((_, path)) = segments.last() else {
+        return Ok(None);
+    };
+    let file = OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| segment::io_error(path, None, e))?;
+    let size = file
+        .metadata()
+        .map_err(|e| segment::io_error(path, None, e))?
+        .len();
+    Ok(Some(Segment { file, size }))
 }
 
 fn open_segment(dir: &Path, first_seq: u64) -> std::io::Result<Segment> {
@@ -48,13 +97,14 @@ fn open_segment(dir: &Path, first_seq: u64) -> std::io::Result<Segment> {
     Ok(Segment { file, size: 0 })
 }
 
-fn run(shared: Arc<Shared>, rx: mpsc::Receiver<Append>, mut current: Option<Segment>) {
+fn run(shared: &Shared, rx: mpsc::Receiver<Msg>, mut current: Option<Segment>) {
     let mut last_sync = Instant::now();
     let mut unsynced = false;
     loop {
         let first = match shared.options.durability {
             Durability::Interval(every) if unsynced => match rx.recv_timeout(every) {
-                Ok(a) => a,
+                Ok(Msg::Append(a)) => a,
+                Ok(Msg::Close) => break,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if let Some(seg) = &current
                         && seg.file.sync_data().is_ok()
@@ -66,27 +116,29 @@ fn run(shared: Arc<Shared>, rx: mpsc::Receiver<Append>, mut current: Option<Segm
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             },
-            _ => match rx.recv() {
-                Ok(a) => a,
-                Err(_) => break,
+            _ => match next(rx.recv().map_err(drop)) {
+                Some(a) => a,
+                None => break,
             },
         };
         let mut batch = vec![first];
+        let mut closing = false;
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(a) => batch.push(a),
+                Ok(Msg::Append(a)) => batch.push(a),
+                Ok(Msg::Close) => {
+                    closing = true;
+                    break;
+                }
                 Err(_) => break,
             }
         }
-        let outcome = write_batch(&shared, &mut current, &batch, &mut last_sync, &mut unsynced);
+        let outcome = write_batch(shared, &mut current, &batch, &mut last_sync, &mut unsynced);
         match outcome {
             Ok(first_seq) => {
-                {
-                    let mut index = shared.lock_index();
-                    for (i, a) in batch.iter().enumerate() {
-                        super::apply_index(&mut index, first_seq + i as u64, &a.index);
-                    }
-                }
+                shared
+                    .index
+                    .apply(first_seq, batch.iter().map(|a| &a.index));
                 let last = first_seq + batch.len() as u64 - 1;
                 shared.durable_seq.store(last, Ordering::SeqCst);
                 for (i, a) in batch.into_iter().enumerate() {
@@ -101,6 +153,9 @@ fn run(shared: Arc<Shared>, rx: mpsc::Receiver<Append>, mut current: Option<Segm
                     let _ = a.reply.send(Err(message.clone()));
                 }
             }
+        }
+        if closing {
+            break;
         }
     }
     if let Some(seg) = &current {

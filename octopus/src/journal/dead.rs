@@ -1,0 +1,143 @@
+//! Dead letters: entries the primary refused at replay (their precondition
+//! no longer held, or a constraint, a foreign key, a size limit refused
+//! them), kept beside the journal with the primary's error, so the drain
+//! goes on and nothing is dropped silently.
+//!
+//! `dead-letters.jsonl` holds one JSON object per line:
+//! `{"entry":{...},"error":"...","at":1795297488052}`, where `entry` is the
+//! journal entry in the shape of its line (without the checksum).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::Path;
+
+use serde_json::{Map, Value as Json};
+
+use super::entry::{self, Entry};
+use super::segment::io_error;
+use crate::{Error, Result};
+
+/// The file's name in the journal directory.
+pub(super) const FILE: &str = "dead-letters.jsonl";
+
+/// A journal entry the primary refused at replay, with its reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// The entry as it was journaled: its operation, precondition and row.
+    pub entry: Entry,
+    /// The primary's error (or why the entry could not be applied at all).
+    pub error: String,
+    /// When it was refused, unix milliseconds.
+    pub at: i64,
+}
+
+impl DeadLetter {
+    /// The dead letter as one JSON object (the shape of its line).
+    pub fn to_json(&self) -> Json {
+        let mut m = Map::new();
+        m.insert("entry".into(), Json::Object(entry::entry_json(&self.entry)));
+        m.insert("error".into(), Json::from(self.error.as_str()));
+        m.insert("at".into(), Json::from(self.at));
+        Json::Object(m)
+    }
+
+    fn from_json(json: &Json) -> std::result::Result<Self, String> {
+        let entry = json
+            .get("entry")
+            .and_then(Json::as_object)
+            .ok_or("no `entry` object")?;
+        Ok(DeadLetter {
+            entry: entry::entry_from_json(entry)?,
+            error: json
+                .get("error")
+                .and_then(Json::as_str)
+                .ok_or("no `error` text")?
+                .to_owned(),
+            at: json
+                .get("at")
+                .and_then(Json::as_i64)
+                .ok_or("no `at` time")?,
+        })
+    }
+}
+
+fn line(letter: &DeadLetter) -> Vec<u8> {
+    let mut out = letter.to_json().to_string().into_bytes();
+    out.push(b'\n');
+    out
+}
+
+/// Appends `letters` durably (before the checkpoint passes their entries).
+pub(super) fn append(dir: &Path, letters: &[DeadLetter]) -> Result<()> {
+    if letters.is_empty() {
+        return Ok(());
+    }
+    let path = dir.join(FILE);
+    let bytes: Vec<u8> = letters.iter().flat_map(line).collect();
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| io_error(&path, None, e))?;
+    f.write_all(&bytes).map_err(|e| io_error(&path, None, e))?;
+    f.sync_data().map_err(|e| io_error(&path, None, e))?;
+    // A new file's name must be durable too.
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error(dir, None, e))
+}
+
+/// Every dead letter, oldest first. A line a crash cut short at the end of
+/// the file is ignored (its entry is not yet checkpointed, so replay refuses
+/// it again); damage elsewhere is an error naming the offset.
+pub(super) fn read(dir: &Path) -> Result<Vec<DeadLetter>> {
+    let path = dir.join(FILE);
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_error(&path, None, e)),
+    };
+    let mut out = Vec::new();
+    let mut offset = 0u64;
+    let mut reader = BufReader::new(file);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| io_error(&path, Some(offset), e))?;
+        if n == 0 || buf.last() != Some(&b'\n') {
+            break;
+        }
+        let parsed = serde_json::from_slice::<Json>(&buf[..n - 1])
+            .map_err(|e| e.to_string())
+            .and_then(|j| DeadLetter::from_json(&j));
+        match parsed {
+            Ok(letter) => out.push(letter),
+            Err(reason) => {
+                return Err(Error::Journal {
+                    path: path.display().to_string(),
+                    offset: Some(offset),
+                    reason: format!("damaged dead letter: {reason}"),
+                });
+            }
+        }
+        offset += n as u64;
+    }
+    Ok(out)
+}
+
+/// Replaces the file with `keep`, atomically and durably.
+pub(super) fn rewrite(dir: &Path, keep: &[DeadLetter]) -> Result<()> {
+    let path = dir.join(FILE);
+    let tmp = dir.join("dead-letters.tmp");
+    let bytes: Vec<u8> = keep.iter().flat_map(line).collect();
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| io_error(&path, None, e))
+}

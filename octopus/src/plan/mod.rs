@@ -1,0 +1,327 @@
+//! Plans: where writes go, in which order reads look, and what happens when
+//! the primary fails. The read path is in `read`, the write path in `write`,
+//! registries' per-table plans in `plans`.
+
+mod plans;
+mod read;
+mod write;
+
+pub use plans::Plans;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::Result;
+use crate::breaker::{BreakerConfig, CircuitBreaker};
+use crate::cache::Cache;
+use crate::fallback::{FailFast, Fallback, Mode};
+use crate::flight::Flights;
+use crate::journal::Journal;
+use crate::retry::Retries;
+use crate::schema::Schema;
+use crate::stats::{LevelCounters, PlanCounters, PlanStats};
+use crate::store::Store;
+
+/// How a cache level follows writes to the primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CachePolicy {
+    /// Drop the key after the primary write; the next read fills it. The
+    /// safe default under concurrency.
+    #[default]
+    Invalidate,
+    /// Put the new row after the primary write (as the original Octopus
+    /// did). Two concurrent writers of one key can leave the older row cached
+    /// until its TTL; prefer `Invalidate` where that matters.
+    WriteThrough,
+}
+
+struct Level {
+    cache: Arc<dyn Cache>,
+    policy: CachePolicy,
+    counters: LevelCounters,
+}
+
+/// Composes stores for a [`crate::Dao`]: one primary (the source of truth)
+/// behind a [`CircuitBreaker`], any number of caches in front of it, and a
+/// [`Fallback`] for writes the primary cannot take.
+///
+/// - **Reads** look in the caches in order, then the primary; a hit fills
+///   the levels in front of the one that answered. A cache that fails is
+///   skipped (counted and logged). Fills are guarded ([`Cache`]): an
+///   invalidation that races a fill always wins. Under a thundering herd on
+///   one missing key, one reader loads it from the primary and the others
+///   wait for that load (at most `herd_wait`, then load themselves).
+/// - **Writes** go to the primary through its breaker; then each cache
+///   invalidates or writes through ([`CachePolicy`]). A cache failure never
+///   fails a write the primary accepted: the invalidation is retried in the
+///   background and counted, and every cached row has a TTL, so a stale row
+///   never outlives it.
+/// - When the primary is **unavailable** or its breaker is open, the write
+///   goes to the fallback; if the fallback acknowledges it, the caches are set
+///   so reads see it.
+///
+/// ```
+/// use octopus::{CachePolicy, MemoryStore, Plan};
+/// use std::sync::Arc;
+/// let plan = Plan::builder(Arc::new(MemoryStore::new()))
+///     .cache(Arc::new(MemoryStore::new()), CachePolicy::Invalidate)
+///     .build()
+///     .unwrap();
+/// assert_eq!(plan.stats().levels.len(), 1);
+/// ```
+pub struct Plan {
+    primary: Arc<dyn Store>,
+    breaker: Arc<CircuitBreaker>,
+    levels: Vec<Level>,
+    fallback: Arc<dyn Fallback>,
+    herd_wait: Duration,
+    flights: Flights,
+    counters: Arc<PlanCounters>,
+    retries: Retries,
+}
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan")
+            .field("primary", &self.primary.name())
+            .field(
+                "caches",
+                &self
+                    .levels
+                    .iter()
+                    .map(|l| l.cache.name())
+                    .collect::<Vec<_>>(),
+            )
+            .field("breaker", &self.breaker.state())
+            .finish()
+    }
+}
+
+/// Builds a [`Plan`].
+pub struct PlanBuilder {
+    primary: Arc<dyn Store>,
+    breaker: Option<Arc<CircuitBreaker>>,
+    breaker_config: BreakerConfig,
+    levels: Vec<(Arc<dyn Cache>, CachePolicy)>,
+    fallback: Arc<dyn Fallback>,
+    herd_wait: Duration,
+}
+
+impl PlanBuilder {
+    /// Adds a cache level after those already added.
+    pub fn cache(mut self, cache: Arc<dyn Cache>, policy: CachePolicy) -> Self {
+        self.levels.push((cache, policy));
+        self
+    }
+
+    /// Configures the primary's own breaker.
+    pub fn breaker(mut self, config: BreakerConfig) -> Self {
+        self.breaker_config = config;
+        self
+    }
+
+    /// Uses an existing breaker, so several plans over one primary share it.
+    pub fn shared_breaker(mut self, breaker: Arc<CircuitBreaker>) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
+    /// Sets the fallback for writes the primary cannot take (default
+    /// [`FailFast`]).
+    pub fn fallback(mut self, fallback: Arc<dyn Fallback>) -> Self {
+        self.fallback = fallback;
+        self
+    }
+
+    /// Makes `journal` the fallback (shorthand for
+    /// `.fallback(Arc::new(journal))`): writes the primary cannot take are
+    /// journaled (and acknowledged as [`WriteOutcome::Journaled`]), reads
+    /// see pending writes, and the journal's replayer applies them to the
+    /// primary when it answers again. While a key has pending entries, its
+    /// writes go to the journal too, so no older entry overtakes a newer
+    /// write. The plan must be built inside a tokio runtime (the replayer
+    /// runs on it). One journal serves one primary.
+    pub fn journal(self, journal: Journal) -> Self {
+        self.fallback(Arc::new(journal))
+    }
+
+    /// How long readers of a key wait for another reader's load of it before
+    /// loading it themselves (default 2 s).
+    pub fn herd_wait(mut self, wait: Duration) -> Self {
+        self.herd_wait = wait;
+        self
+    }
+
+    /// The plan; fails if the breaker settings are invalid.
+    pub fn build(self) -> Result<Plan> {
+        let breaker = match self.breaker {
+            Some(b) => b,
+            None => CircuitBreaker::new(self.primary.name(), self.breaker_config)?,
+        };
+        let counters = Arc::new(PlanCounters::default());
+        self.fallback
+            .attach(self.primary.clone(), breaker.clone())?;
+        Ok(Plan {
+            primary: self.primary,
+            breaker,
+            levels: self
+                .levels
+                .into_iter()
+                .map(|(cache, policy)| Level {
+                    cache,
+                    policy,
+                    counters: LevelCounters::default(),
+                })
+                .collect(),
+            fallback: self.fallback,
+            herd_wait: self.herd_wait,
+            flights: Flights::default(),
+            retries: Retries::new(counters.clone()),
+            counters,
+        })
+    }
+}
+
+impl Plan {
+    /// A builder over `primary`, with the default breaker and no caches.
+    pub fn builder(primary: Arc<dyn Store>) -> PlanBuilder {
+        PlanBuilder {
+            primary,
+            breaker: None,
+            breaker_config: BreakerConfig::default(),
+            levels: Vec::new(),
+            fallback: Arc::new(FailFast),
+            herd_wait: Duration::from_secs(2),
+        }
+    }
+
+    /// A plan with `primary` as the source of truth, the default breaker and
+    /// no caches.
+    pub fn new(primary: impl Store) -> Self {
+        Plan::from_arc(Arc::new(primary))
+    }
+
+    /// A plan over a shared primary.
+    pub fn from_arc(primary: Arc<dyn Store>) -> Self {
+        match Plan::builder(primary).build() {
+            Ok(plan) => plan,
+            // The default breaker settings are valid; a failure here is a
+            // bug in them, caught by the crate's tests.
+            Err(e) => panic!("default plan settings rejected: {e}"),
+        }
+    }
+
+    /// Adds an invalidating cache after the ones already added.
+    pub fn with_cache(self, cache: impl Cache) -> Self {
+        self.with_cache_arc(Arc::new(cache))
+    }
+
+    /// Adds a shared invalidating cache.
+    pub fn with_cache_arc(self, cache: Arc<dyn Cache>) -> Self {
+        self.with_cache_policy(cache, CachePolicy::Invalidate)
+    }
+
+    /// Adds a shared cache with `policy`.
+    pub fn with_cache_policy(mut self, cache: Arc<dyn Cache>, policy: CachePolicy) -> Self {
+        self.levels.push(Level {
+            cache,
+            policy,
+            counters: LevelCounters::default(),
+        });
+        self
+    }
+
+    /// The primary store.
+    pub fn primary(&self) -> &Arc<dyn Store> {
+        &self.primary
+    }
+
+    /// The primary's circuit breaker.
+    pub fn breaker(&self) -> &Arc<CircuitBreaker> {
+        &self.breaker
+    }
+
+    /// The counters, now.
+    pub fn stats(&self) -> PlanStats {
+        let c = &self.counters;
+        PlanStats {
+            levels: self
+                .levels
+                .iter()
+                .map(|l| l.counters.snapshot(l.cache.name()))
+                .collect(),
+            primary_reads: c.primary_reads.get(),
+            primary_writes: c.primary_writes.get(),
+            herd_followers: c.herd_followers.get(),
+            invalidation_retries: c.invalidation_retries.get(),
+            invalidations_abandoned: c.invalidations_abandoned.get(),
+            fallback_writes: c.fallback_writes.get(),
+            breaker: self.breaker.snapshot(),
+            fallback: self.fallback.stats(),
+        }
+    }
+
+    /// The fallback for writes the primary cannot take.
+    pub fn fallback(&self) -> &Arc<dyn Fallback> {
+        &self.fallback
+    }
+
+    /// Where the plan stands: healthy, journaling writes, or draining them
+    /// into the primary.
+    pub fn mode(&self) -> Mode {
+        self.fallback.mode()
+    }
+
+    /// Changes of [`Plan::mode`], as they happen.
+    pub fn watch_mode(&self) -> watch::Receiver<Mode> {
+        self.fallback.watch_mode()
+    }
+
+    /// Completes once nothing is pending in the fallback (every journaled
+    /// write applied to the primary or dead-lettered).
+    pub async fn drained(&self) {
+        self.fallback.drained().await;
+    }
+
+    /// Stops the plan's background work (the fallback's replayer and
+    /// writer) and releases what it holds (a journal's directory lock)
+    /// before returning. Reads and writes that need the fallback fail
+    /// afterwards.
+    pub async fn close(&self) -> Result<()> {
+        self.fallback.close().await
+    }
+
+    /// Whether the fallback queues writes durably (and so is worth checking
+    /// writes against): only durable fallbacks keep counters.
+    fn durable_fallback(&self) -> bool {
+        self.fallback.stats().is_some()
+    }
+
+    /// Makes a model known to the fallback (its pending writes can then be
+    /// replayed). [`crate::Dao::new`] calls it.
+    pub fn register(&self, schema: &'static Schema) {
+        self.fallback.register(schema);
+    }
+
+    /// Ensures the model's table in the primary. With a durable fallback, a
+    /// primary that is down does not stop the application from starting:
+    /// the table is ensured by the replayer before it applies entries to it.
+    pub(crate) async fn ensure_schema(&self, schema: &'static Schema) -> Result<()> {
+        self.fallback.register(schema);
+        match self.breaker.call(self.primary.ensure_schema(schema)).await {
+            Err(e) if e.is_unavailable() && self.durable_fallback() => {
+                tracing::warn!(target: "octopus::plan", table = schema.table(), error = %e, "primary unavailable at open; its table will be ensured before replay");
+                Ok(())
+            }
+            other => other,
+        }
+    }
+}
+
+impl Drop for Plan {
+    fn drop(&mut self) {
+        self.fallback.detach();
+    }
+}

@@ -1,0 +1,167 @@
+//! The read path: pending writes first, then cache levels in order, then
+//! the primary; guarded fills and single flight.
+
+use crate::Result;
+use crate::cache::{FillToken, Lookup};
+use crate::flight::{self, Role};
+use crate::schema::Schema;
+use crate::value::{Key, Record};
+
+use super::Plan;
+
+impl Plan {
+    /// The pending write of `key` in the fallback, if it has one.
+    async fn pending(&self, schema: &'static Schema, key: &Key) -> Result<Option<Option<Record>>> {
+        if !self.fallback.has_pending() {
+            return Ok(None);
+        }
+        self.fallback.pending(schema, key).await
+    }
+
+    /// Reads `key` through the cache levels, then the primary.
+    pub async fn read(&self, schema: &'static Schema, key: &Key) -> Result<Option<Record>> {
+        if let Some(pending) = self.pending(schema, key).await? {
+            return Ok(pending);
+        }
+        let mut tokens: Vec<Option<FillToken>> = Vec::with_capacity(self.levels.len());
+        for level in &self.levels {
+            match level.cache.lookup(schema, key).await {
+                Ok(Lookup::Hit(record)) => {
+                    level.counters.hits.incr();
+                    self.fill(schema, &record, &tokens).await;
+                    return Ok(Some(record));
+                }
+                Ok(Lookup::Miss(token)) => {
+                    level.counters.misses.incr();
+                    tokens.push(Some(token));
+                }
+                Err(e) => {
+                    level.counters.skipped.incr();
+                    tracing::warn!(target: "octopus::plan", cache = level.cache.name(), table = schema.table(), error = %e, "cache level skipped");
+                    tokens.push(None);
+                }
+            }
+        }
+        if self.levels.is_empty() {
+            // Nothing to fill: single flight would only add a lock and a map
+            // entry to every read.
+            return self.primary_get(schema, key).await;
+        }
+        match self.flights.join(schema, key) {
+            Role::Leader(leader) => {
+                let out = self.primary_get(schema, key).await;
+                if let Ok(Some(record)) = &out {
+                    self.fill(schema, record, &tokens).await;
+                }
+                leader.land(match &out {
+                    Ok(found) => Ok(found.clone()),
+                    Err(_) => Err(()),
+                });
+                out
+            }
+            Role::Follower(rx) => {
+                match tokio::time::timeout(self.herd_wait, flight::wait(rx)).await {
+                    Ok(Some(found)) => {
+                        self.counters.herd_followers.incr();
+                        Ok(found)
+                    }
+                    _ => {
+                        let out = self.primary_get(schema, key).await;
+                        if let Ok(Some(record)) = &out {
+                            self.fill(schema, record, &tokens).await;
+                        }
+                        out
+                    }
+                }
+            }
+        }
+    }
+
+    async fn primary_get(&self, schema: &'static Schema, key: &Key) -> Result<Option<Record>> {
+        self.counters.primary_reads.incr();
+        self.breaker.call(self.primary.get(schema, key)).await
+    }
+
+    /// Reads `keys` (one slot per key, in order), each level asked once for
+    /// what is still missing.
+    pub async fn read_many(
+        &self,
+        schema: &'static Schema,
+        keys: &[Key],
+    ) -> Result<Vec<Option<Record>>> {
+        let mut found: Vec<Option<Record>> = vec![None; keys.len()];
+        // Per key, the tokens of the levels that missed it.
+        let mut tokens: Vec<Vec<Option<FillToken>>> = vec![Vec::new(); keys.len()];
+        let mut missing: Vec<usize> = Vec::with_capacity(keys.len());
+        for (i, key) in keys.iter().enumerate() {
+            match self.pending(schema, key).await? {
+                Some(pending) => found[i] = pending,
+                None => missing.push(i),
+            }
+        }
+        for level in &self.levels {
+            if missing.is_empty() {
+                break;
+            }
+            let ask: Vec<Key> = missing.iter().map(|&i| keys[i].clone()).collect();
+            match level.cache.lookup_many(schema, &ask).await {
+                Ok(lookups) => {
+                    let mut still = Vec::with_capacity(missing.len());
+                    for (&i, lookup) in missing.iter().zip(lookups) {
+                        match lookup {
+                            Lookup::Hit(record) => {
+                                level.counters.hits.incr();
+                                self.fill(schema, &record, &tokens[i]).await;
+                                found[i] = Some(record);
+                            }
+                            Lookup::Miss(token) => {
+                                level.counters.misses.incr();
+                                tokens[i].push(Some(token));
+                                still.push(i);
+                            }
+                        }
+                    }
+                    missing = still;
+                }
+                Err(e) => {
+                    level.counters.skipped.add(missing.len() as u64);
+                    tracing::warn!(target: "octopus::plan", cache = level.cache.name(), table = schema.table(), error = %e, "cache level skipped");
+                    for &i in &missing {
+                        tokens[i].push(None);
+                    }
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let ask: Vec<Key> = missing.iter().map(|&i| keys[i].clone()).collect();
+            self.counters.primary_reads.incr();
+            let rows = self
+                .breaker
+                .call(self.primary.get_many(schema, &ask))
+                .await?;
+            for (&i, row) in missing.iter().zip(rows) {
+                if let Some(record) = &row {
+                    self.fill(schema, record, &tokens[i]).await;
+                }
+                found[i] = row;
+            }
+        }
+        Ok(found)
+    }
+
+    /// Fills the levels whose tokens are given (a level that failed its
+    /// lookup has none and is left alone).
+    async fn fill(&self, schema: &'static Schema, record: &Record, tokens: &[Option<FillToken>]) {
+        for (level, token) in self.levels.iter().zip(tokens) {
+            let Some(token) = token else { continue };
+            match level.cache.fill(schema, record, *token).await {
+                Ok(true) => level.counters.fills.incr(),
+                Ok(false) => level.counters.fill_races_lost.incr(),
+                Err(e) => {
+                    level.counters.fill_errors.incr();
+                    tracing::warn!(target: "octopus::plan", cache = level.cache.name(), table = schema.table(), error = %e, "cache fill failed");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The write path: the primary through its breaker, or the fallback; then
+//! the cache levels follow.
+
+use crate::cache::Lookup;
+use crate::change::{Change, Precondition};
+use crate::fallback::{Write, WriteOutcome};
+use crate::schema::Schema;
+use crate::store::key_of;
+use crate::value::{Key, Record};
+use crate::{Error, Result};
+
+use super::{CachePolicy, Plan};
+
+impl Plan {
+    /// Runs `write` against the primary, or the fallback when the primary is
+    /// unavailable. On success the caches follow (invalidate or write
+    /// through); `existed` is the primary's answer to a delete.
+    pub async fn write(
+        &self,
+        schema: &'static Schema,
+        write: Write,
+    ) -> Result<(WriteOutcome, bool)> {
+        let key = match &write {
+            Write::Insert(r) | Write::Update { record: r, .. } => key_of(schema, r)?,
+            Write::Delete { key, .. } => key.clone(),
+        };
+        // A key with pending entries queues behind them, so no older entry
+        // can overtake a newer write.
+        let queued = self.fallback.has_pending() && self.fallback.must_queue(schema, &key);
+        let out = if queued {
+            Err(Error::unavailable(
+                self.primary.name(),
+                "writes of this key queue behind its pending entries",
+            ))
+        } else {
+            self.primary_write(schema, &write).await
+        };
+        match out {
+            Ok(existed) => {
+                self.counters.primary_writes.incr();
+                self.forget_flight(schema, &key);
+                self.follow(schema, &key, write.record(), false).await;
+                Ok((WriteOutcome::Primary, existed))
+            }
+            Err(e) if e.is_unavailable() => {
+                let outcome = self.to_fallback(schema, &key, &write, e).await?;
+                self.counters.fallback_writes.incr();
+                self.forget_flight(schema, &key);
+                self.follow(schema, &key, write.record(), true).await;
+                Ok((outcome, true))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The write, on the primary through its breaker; `true` unless a
+    /// delete found nothing.
+    async fn primary_write(&self, schema: &'static Schema, write: &Write) -> Result<bool> {
+        let primary = &self.primary;
+        match write {
+            Write::Insert(r) => self
+                .breaker
+                .call(primary.insert(schema, r))
+                .await
+                .map(|()| true),
+            Write::Update {
+                record,
+                expected_version,
+            } => self
+                .breaker
+                .call(primary.update(schema, record, *expected_version))
+                .await
+                .map(|()| true),
+            Write::Delete {
+                key,
+                expected_version: None,
+            } => self.breaker.call(primary.delete(schema, key)).await,
+            Write::Delete {
+                key,
+                expected_version: Some(v),
+            } => {
+                let change = [Change {
+                    key: key.clone(),
+                    precondition: Precondition::Version(*v),
+                    row: None,
+                }];
+                let mut results = self.breaker.call(primary.apply(schema, &change)).await?;
+                results.pop().unwrap_or(Ok(())).map(|()| true)
+            }
+        }
+    }
+
+    /// Hands a write the primary could not take to the fallback. A durable
+    /// fallback gets it only if the primary's own checks pass (a value the
+    /// primary would refuse is refused now, not queued), with the row a
+    /// cache holds for the key to check it against.
+    async fn to_fallback(
+        &self,
+        schema: &'static Schema,
+        key: &Key,
+        write: &Write,
+        error: Error,
+    ) -> Result<WriteOutcome> {
+        if !self.durable_fallback() {
+            return self.fallback.write(schema, write, None, error).await;
+        }
+        if let Some(record) = write.record() {
+            self.primary.validate(schema, record)?;
+        }
+        let cached = self.cached_row(schema, key).await;
+        self.fallback
+            .write(schema, write, cached.as_ref(), error)
+            .await
+    }
+
+    /// The row the first cache level that holds `key` has.
+    async fn cached_row(&self, schema: &'static Schema, key: &Key) -> Option<Record> {
+        for level in &self.levels {
+            if let Ok(Lookup::Hit(row)) = level.cache.lookup(schema, key).await {
+                return Some(row);
+            }
+        }
+        None
+    }
+
+    /// Detaches the key's in-flight load (reads use single flight only when
+    /// there are caches to fill).
+    fn forget_flight(&self, schema: &'static Schema, key: &Key) {
+        if !self.levels.is_empty() {
+            self.flights.forget(schema, key);
+        }
+    }
+
+    /// Brings every cache level in line with a write: a put for
+    /// write-through levels (and for every level when the write went to the
+    /// fallback, so reads see it), an invalidation otherwise.
+    async fn follow(
+        &self,
+        schema: &'static Schema,
+        key: &Key,
+        record: Option<&Record>,
+        set_all: bool,
+    ) {
+        for level in &self.levels {
+            let put = match record {
+                Some(r) if set_all || level.policy == CachePolicy::WriteThrough => Some(r),
+                _ => None,
+            };
+            let done = match put {
+                Some(r) => level.cache.put(schema, r).await,
+                None => level.cache.invalidate(schema, key).await,
+            };
+            if let Err(e) = done {
+                level.counters.write_errors.incr();
+                tracing::warn!(target: "octopus::plan", cache = level.cache.name(), table = schema.table(), %key, error = %e, "cache invalidation failed; retrying in the background");
+                self.retries.push(level.cache.clone(), schema, key.clone());
+            }
+        }
+    }
+}
