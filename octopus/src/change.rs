@@ -17,8 +17,13 @@ pub enum Precondition {
     Exists,
     /// A row has the key at exactly this version.
     Version(u64),
+    /// No row has the key, or its version is below this one: entries of
+    /// the journal's first format, which kept rows but no operation, never
+    /// replace a newer row.
+    OlderThan(u64),
     /// Nothing: the change applies whatever is stored (a delete whose
-    /// writer knew no version; an entry of the journal's first format).
+    /// writer knew no version; a first-format entry of an unversioned
+    /// model).
     Always,
 }
 
@@ -56,7 +61,16 @@ impl Change {
         }
         match (self.precondition, stored) {
             (Precondition::Always, _) => Ok(()),
-            (Precondition::Absent, None) => Ok(()),
+            (Precondition::Absent | Precondition::OlderThan(_), None) => Ok(()),
+            (Precondition::OlderThan(v), Some(row)) => match version_of(schema, row) {
+                Some(actual) if actual >= v => Err(Error::Conflict {
+                    table: schema.table(),
+                    key: key(),
+                    expected: v.saturating_sub(1),
+                    actual,
+                }),
+                _ => Ok(()),
+            },
             (Precondition::Absent, Some(_)) => Err(Error::AlreadyExists {
                 table: schema.table(),
                 key: key(),

@@ -32,7 +32,7 @@ use super::entry::{self, Entry};
 use super::segment::{self, Cursor};
 use super::{Journal, journal_error, lock};
 use crate::breaker::CircuitBreaker;
-use crate::change::Change;
+use crate::change::{Change, Precondition};
 use crate::fallback::Mode;
 use crate::model::now_millis;
 use crate::schema::Schema;
@@ -433,9 +433,20 @@ fn change_of(schema: &'static Schema, chain: &[&Entry]) -> std::result::Result<C
                 .map_err(|(column, reason)| format!("column `{column}`: {reason}"))?,
         ),
     };
+    let precondition = match (&first.op, schema.version_index()) {
+        // A first-format put of a versioned model: never over a newer row.
+        (entry::Op::Put(map), Some(i)) => match map
+            .get(schema.columns()[i].name())
+            .and_then(serde_json::Value::as_u64)
+        {
+            Some(v) => Precondition::OlderThan(v),
+            None => Precondition::Always,
+        },
+        (op, _) => op.precondition(),
+    };
     Ok(Change {
         key,
-        precondition: first.op.precondition(),
+        precondition,
         row,
     })
 }
