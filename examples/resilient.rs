@@ -172,7 +172,7 @@ async fn main() -> Result<(), Failure> {
     journaled += 1;
     t.say(format!(
         "writes journaled: {journaled} acknowledged during the outage, {} pending",
-        plan.journal().map_or(0, Journal::pending)
+        plan.stats().fallback.map_or(0, |f| f.pending)
     ));
     let read = shop.orders.read(7u64).await?.ok_or("order 7 not served")?;
     let created = shop
@@ -195,24 +195,28 @@ async fn main() -> Result<(), Failure> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     proxy.set(Mode::Pass).await;
     t.say("MySQL back: proxy passes traffic again");
-    let mut last_pending = u64::MAX;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while plan.journal().map_or(0, Journal::pending) > 0 {
-        let pending = plan.journal().map_or(0, Journal::pending);
-        if pending != last_pending {
-            t.say(format!("draining: {pending} entries left"));
-            last_pending = pending;
+    let mut modes = plan.watch_mode();
+    let drained = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let mode = *modes.borrow_and_update();
+            let pending = plan.stats().fallback.map_or(0, |f| f.pending);
+            t.say(format!("mode {mode:?}: {pending} entries pending"));
+            if mode == octopus::Mode::Healthy && pending == 0 {
+                break;
+            }
+            if modes.changed().await.is_err() {
+                break;
+            }
         }
-        if Instant::now() > deadline {
-            return Err("the journal did not drain within 30 s".into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    });
+    drained
+        .await
+        .map_err(|_| "the journal did not drain within 30 s")?;
     let stats = plan.stats();
-    let j = stats.journal.clone().unwrap_or_default();
+    let j = stats.fallback.clone().unwrap_or_default();
     t.say(format!(
-        "caught up: journal empty after replaying {} entries ({} conflicts)",
-        j.replayed, j.conflicts
+        "caught up: journal empty after replaying {} entries ({} dead letters)",
+        j.replayed, j.dead_letters
     ));
     let mut order = expected[&1].clone();
     order.status = "shipped".into();

@@ -14,7 +14,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use fault_proxy::{FaultProxy, Mode};
 use octopus::journal::{Journal, JournalOptions};
 use octopus::{
-    BreakerConfig, BreakerState, CachePolicy, Dao, Key, Model, Plan, Store, WriteOutcome,
+    BreakerConfig, BreakerState, CachePolicy, Dao, Model, Plan, Store, Value, Write, WriteOutcome,
 };
 use octopus_adapters::memcache::MemcacheStore;
 use octopus_adapters::mysql::MysqlStore;
@@ -141,9 +141,7 @@ fn outage(c: &mut Criterion) {
             }
             let open = start.elapsed();
             proxy.set(Mode::Pass).await;
-            while plan.journal().unwrap().pending() > 0 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            plan.drained().await;
             (open, first)
         });
         to_open.push(open);
@@ -182,12 +180,10 @@ fn journal_appends(c: &mut Criterion) {
                                 let (journal, record) = (journal.clone(), record.clone());
                                 tokio::spawn(async move {
                                     for i in 0..per {
+                                        let mut row = record.clone();
+                                        row.values_mut()[0] = Value::UInt(w * 1_000_000 + i);
                                         journal
-                                            .append(
-                                                BenchRow::SCHEMA,
-                                                &Key::UInt(w * 1_000_000 + i),
-                                                Some(&record),
-                                            )
+                                            .append(BenchRow::SCHEMA, &Write::Insert(row))
                                             .await
                                             .unwrap();
                                     }
@@ -315,11 +311,7 @@ fn journal_replay(c: &mut Criterion) {
                                         for i in (t..N).step_by(16) {
                                             let row = BenchRow::new(base + i).to_record().unwrap();
                                             journal
-                                                .append(
-                                                    BenchRow::SCHEMA,
-                                                    &Key::UInt(base + i),
-                                                    Some(&row),
-                                                )
+                                                .append(BenchRow::SCHEMA, &Write::Insert(row))
                                                 .await
                                                 .unwrap();
                                         }
@@ -340,9 +332,7 @@ fn journal_replay(c: &mut Criterion) {
                                 .unwrap(),
                         );
                         let _dao: Dao<BenchRow> = Dao::open(plan.clone()).await.unwrap();
-                        while plan.journal().unwrap().pending() > 0 {
-                            tokio::time::sleep(Duration::from_micros(200)).await;
-                        }
+                        plan.drained().await;
                         total += start.elapsed();
                     }
                     total

@@ -165,9 +165,9 @@ async fn worker(
                         // A key whose write is still pending must be served.
                         let pending = app
                             .plan
-                            .journal()
-                            .unwrap()
-                            .lookup(Item::SCHEMA, &id.into())?;
+                            .fallback()
+                            .pending(Item::SCHEMA, &id.into())
+                            .await?;
                         if slot.journaled && pending.is_some() {
                             counters.unserved_reads.fetch_add(1, Ordering::SeqCst);
                         }
@@ -347,8 +347,8 @@ async fn chaos() {
                     world.proxy.set(Mode::Refuse).await;
                     tokio::time::sleep(Duration::from_millis(1000)).await;
                     let mut guard = app.write().await;
-                    replayed += guard.plan.stats().journal.unwrap().replayed;
-                    let pending_before = guard.plan.journal().unwrap().pending();
+                    replayed += guard.plan.stats().fallback.unwrap().replayed;
+                    let pending_before = guard.plan.stats().fallback.unwrap().pending;
                     let old = std::mem::replace(&mut *guard, {
                         // Placeholder while the old plan lets go of the journal.
                         let p = Arc::new(Plan::new(MemoryStore::new()));
@@ -357,10 +357,11 @@ async fn chaos() {
                             plan: p,
                         }
                     });
+                    old.plan.close().await.unwrap();
                     drop(old);
                     let plan = world.plan().await;
                     assert_eq!(
-                        plan.journal().unwrap().pending(),
+                        plan.stats().fallback.unwrap().pending,
                         pending_before,
                         "the restart kept every pending entry"
                     );
@@ -387,13 +388,13 @@ async fn chaos() {
     // Everything is back: the journal drains and MySQL matches the reference.
     let plan = app.read().await.plan.clone();
     let drain_started = Instant::now();
-    let pending_at_end = plan.journal().unwrap().pending();
+    let pending_at_end = plan.stats().fallback.unwrap().pending;
     let p = plan.clone();
     support::eventually(60, "the journal drains after the last outage", move || {
-        p.journal().unwrap().pending() == 0
+        p.stats().fallback.unwrap().pending == 0
     })
     .await;
-    replayed += plan.stats().journal.unwrap().replayed;
+    replayed += plan.stats().fallback.unwrap().replayed;
     println!(
         "chaos: schedule took {} ms; final drain of {pending_at_end} entries took {} ms",
         (drain_started - start).as_millis(),

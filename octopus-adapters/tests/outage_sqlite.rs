@@ -110,7 +110,7 @@ async fn a_locked_database_is_journaled_then_caught_up() {
     }
     let p = plan.clone();
     support::eventually(10, "the journal drains", move || {
-        p.journal().unwrap().pending() == 0
+        p.stats().fallback.unwrap().pending == 0
     })
     .await;
     assert_eq!(rows(&db), expected);
