@@ -1,7 +1,7 @@
 //! The cost of resilience: write latency while the breaker is open and the
 //! journal takes writes, the time an outage takes to open the breaker,
-//! journal append and replay throughput, and Dao throughput as concurrency
-//! grows (no global lock serialises it).
+//! journal append throughput, and Dao throughput as concurrency grows (no
+//! global lock serialises it). Replay is measured in `replay.rs`.
 
 mod common;
 
@@ -274,75 +274,6 @@ fn raw_group_commit(path: std::path::PathBuf) -> std::sync::mpsc::Sender<RawAppe
     tx
 }
 
-/// Rows per second the replayer drains into SQLite and MySQL.
-fn journal_replay(c: &mut Criterion) {
-    const N: u64 = 20_000;
-    let rt = common::multi_thread();
-    let url = rt.block_on(common::fresh_database("replay"));
-    let sqlite_dir = tempfile::tempdir().unwrap();
-    let next_key = AtomicU64::new(0);
-    let mut g = c.benchmark_group("journal/replay");
-    g.sample_size(10);
-    g.throughput(Throughput::Elements(N));
-    for target in ["sqlite", "mysql"] {
-        g.bench_function(target, |b| {
-            b.to_async(&rt).iter_custom(|iters| {
-                let url = url.clone();
-                let sqlite_path = sqlite_dir.path().join("replay.db");
-                let next_key = &next_key;
-                async move {
-                    let primary: Arc<dyn Store> = match target {
-                        "sqlite" => Arc::new(SqliteStore::open(&sqlite_path).await.unwrap()),
-                        _ => Arc::new(MysqlStore::new(&url).unwrap()),
-                    };
-                    primary.ensure_schema(BenchRow::SCHEMA).await.unwrap();
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        let dir = tempfile::tempdir().unwrap();
-                        {
-                            // Fill a journal (not timed): N new rows.
-                            let journal =
-                                Journal::open(dir.path(), JournalOptions::default()).unwrap();
-                            let base = next_key.fetch_add(N, Ordering::SeqCst);
-                            let tasks: Vec<_> = (0..16u64)
-                                .map(|t| {
-                                    let journal = journal.clone();
-                                    tokio::spawn(async move {
-                                        for i in (t..N).step_by(16) {
-                                            let row = BenchRow::new(base + i).to_record().unwrap();
-                                            journal
-                                                .append(BenchRow::SCHEMA, &Write::Insert(row))
-                                                .await
-                                                .unwrap();
-                                        }
-                                    })
-                                })
-                                .collect();
-                            for t in tasks {
-                                t.await.unwrap();
-                            }
-                        }
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
-                        let start = Instant::now();
-                        let plan = Arc::new(
-                            Plan::builder(primary.clone())
-                                .journal(journal)
-                                .build()
-                                .unwrap(),
-                        );
-                        let _dao: Dao<BenchRow> = Dao::open(plan.clone()).await.unwrap();
-                        plan.drained().await;
-                        total += start.elapsed();
-                    }
-                    total
-                }
-            })
-        });
-    }
-    g.finish();
-}
-
 /// Reads and writes per second through MySQL + memcached with 1, 8 and 64
 /// concurrent tasks.
 fn scaling(c: &mut Criterion) {
@@ -412,6 +343,6 @@ fn scaling(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = common::criterion();
-    targets = outage, journal_appends, journal_replay, scaling
+    targets = outage, journal_appends, scaling
 }
 criterion_main!(benches);

@@ -36,6 +36,7 @@ pub trait HasDao<T> {
 /// db.books.create(&mut Book { id: 1, title: "Dune".into() }).await?;
 /// let book = db.dao::<Book>().read(1).await?;   // or `db.books`
 /// assert_eq!(book.unwrap().title, "Dune");
+/// db.close().await?;
 /// # Ok::<(), octopus::Error>(())
 /// # }).unwrap();
 /// ```
@@ -76,6 +77,22 @@ macro_rules! models {
                         plans.for_table(<$model as $crate::Model>::SCHEMA.table()).clone(),
                     ).await?, )*
                 })
+            }
+
+            /// Closes every plan behind the registry's Daos (each once):
+            /// stops their fallbacks' background work and releases what
+            /// they hold (a journal's directory lock) before returning.
+            pub async fn close(&self) -> $crate::Result<()> {
+                let mut seen: ::std::vec::Vec<&::std::sync::Arc<$crate::Plan>> =
+                    ::std::vec::Vec::new();
+                $(
+                    let plan = self.$field.plan();
+                    if !seen.iter().any(|p| ::std::sync::Arc::ptr_eq(p, plan)) {
+                        seen.push(plan);
+                        plan.close().await?;
+                    }
+                )*
+                ::core::result::Result::Ok(())
             }
 
             /// The Dao of model `T`; does not compile unless `T` is listed.
