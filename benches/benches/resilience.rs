@@ -18,7 +18,6 @@ use octopus::{
 };
 use octopus_adapters::memcache::MemcacheStore;
 use octopus_adapters::mysql::MysqlStore;
-use octopus_adapters::sqlite::SqliteStore;
 
 fn server() -> std::net::SocketAddr {
     let opts = mysql_async::Opts::from_url(&common::mysql_url()).unwrap();
