@@ -96,8 +96,10 @@ impl Change {
 }
 
 /// The default [`Store::apply`]: each change read, checked and written in
-/// turn. Atomic only against writers that go through this process's
-/// store one at a time; stores with transactions override it.
+/// turn, with the store's own `insert` (the key was absent), `update` (it
+/// was there) or `delete`, never an upsert that could land on another row.
+/// Atomic only against writers that go through this process's store one at
+/// a time; stores with transactions override it.
 pub(crate) async fn apply_one_by_one<S: Store + ?Sized>(
     store: &S,
     schema: &'static Schema,
@@ -110,9 +112,11 @@ pub(crate) async fn apply_one_by_one<S: Store + ?Sized>(
             out.push(Err(refused));
             continue;
         }
-        let written = match &change.row {
-            Some(row) => store.upsert(schema, row).await.map(drop),
-            None => store.delete(schema, &change.key).await.map(drop),
+        let written = match (&change.row, &stored) {
+            _ if stored.as_ref() == change.row.as_ref() => Ok(()),
+            (Some(row), None) => store.insert(schema, row).await,
+            (Some(row), Some(_)) => store.update(schema, row, None).await,
+            (None, _) => store.delete(schema, &change.key).await.map(drop),
         };
         match written {
             Err(e) if e.is_unavailable() => return Err(e),
