@@ -66,6 +66,8 @@ pub struct FaultProxy {
     listener: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
     upstream: SocketAddr,
     connections: Arc<AtomicU64>,
+    /// Connections open right now.
+    open: Arc<AtomicU64>,
 }
 
 impl FaultProxy {
@@ -75,11 +77,12 @@ impl FaultProxy {
         let addr = listener.local_addr()?;
         let (mode, _) = watch::channel(Mode::Pass);
         let connections = Arc::new(AtomicU64::new(0));
+        let open = Arc::new(AtomicU64::new(0));
         let task = tokio::spawn(accept_loop(
             listener,
             upstream,
             mode.subscribe(),
-            connections.clone(),
+            (connections.clone(), open.clone()),
         ));
         Ok(FaultProxy {
             addr,
@@ -87,6 +90,7 @@ impl FaultProxy {
             listener: Arc::new(Mutex::new(Some(task))),
             upstream,
             connections,
+            open,
         })
     }
 
@@ -125,10 +129,19 @@ impl FaultProxy {
                 socket,
                 self.upstream,
                 self.mode.subscribe(),
-                self.connections.clone(),
+                (self.connections.clone(), self.open.clone()),
             )));
         }
         self.mode.send_replace(mode);
+        if mode == Mode::Reset {
+            // Every open connection is gone before this returns, so a mode
+            // set right after (Refuse, say) cannot hide the reset from a
+            // connection that had not yet seen it.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while self.open.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
     }
 }
 
@@ -155,7 +168,7 @@ async fn accept_loop(
     listener: TcpListener,
     upstream: SocketAddr,
     mode: watch::Receiver<Mode>,
-    count: Arc<AtomicU64>,
+    (count, open): (Arc<AtomicU64>, Arc<AtomicU64>),
 ) {
     loop {
         let Ok((client, _)) = listener.accept().await else {
@@ -163,7 +176,28 @@ async fn accept_loop(
         };
         count.fetch_add(1, Ordering::SeqCst);
         let _ = client.set_nodelay(true);
-        tokio::spawn(serve(client, upstream, mode.clone()));
+        let open = Open::new(open.clone());
+        let mode = mode.clone();
+        tokio::spawn(async move {
+            serve(client, upstream, mode).await;
+            drop(open);
+        });
+    }
+}
+
+/// Counts a connection as open while it lives.
+struct Open(Arc<AtomicU64>);
+
+impl Open {
+    fn new(count: Arc<AtomicU64>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Open(count)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
