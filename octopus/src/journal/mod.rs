@@ -47,7 +47,9 @@
 
 mod checkpoint;
 mod dead;
+mod decode;
 mod entry;
+mod error;
 mod index;
 mod replay;
 mod rules;

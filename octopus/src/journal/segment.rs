@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::entry::{self, Entry};
+use super::error::EntryError;
 use crate::Error;
 
 const PREFIX: &str = "journal-";
@@ -95,7 +96,7 @@ pub fn recover(segments: &[(u64, PathBuf)], checkpoint: u64) -> Result<Recovered
             let parsed = if complete {
                 entry::parse(text)
             } else {
-                Err("entry cut short (no newline)".into())
+                Err(EntryError::CutShort)
             };
             match parsed {
                 Ok(e) => {
