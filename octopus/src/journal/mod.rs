@@ -51,6 +51,8 @@ mod decode;
 mod entry;
 mod error;
 mod index;
+mod reader;
+mod recovery;
 mod replay;
 mod rules;
 mod segment;
@@ -246,7 +248,7 @@ impl Journal {
         let lock = take_lock(&dir)?;
         let checkpoint = Checkpoint::read(&dir)?;
         let segments = segment::list(&dir)?;
-        let mut recovered = segment::recover(&segments, checkpoint.seq)?;
+        let mut recovered = recovery::recover(&segments, checkpoint.seq)?;
         recovered.pending.retain(|e| !checkpoint.done(e));
         let pending = recovered.pending.len() as u64;
         if pending > 0 {

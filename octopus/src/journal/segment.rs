@@ -1,11 +1,12 @@
-//! Segment files: names, recovery on open, and reading entries in order.
+//! Segment files: names, listing, and reading entries in order for replay
+//! (recovery on open is in `recovery`; both read through `reader`).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::entry::{self, Entry};
+use super::entry::Entry;
 use super::error::EntryError;
+use super::reader::{SegmentReader, corrupt, out_of_sequence};
 use crate::Error;
 
 const PREFIX: &str = "journal-";
@@ -36,6 +37,7 @@ pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
     Ok(out)
 }
 
+/// An I/O failure on a journal file, as a journal error.
 pub fn io_error(path: &Path, offset: Option<u64>, e: std::io::Error) -> Error {
     Error::Journal {
         path: path.display().to_string(),
@@ -44,112 +46,18 @@ pub fn io_error(path: &Path, offset: Option<u64>, e: std::io::Error) -> Error {
     }
 }
 
-fn corrupt(path: &Path, offset: u64, reason: String) -> Error {
-    Error::Journal {
-        path: path.display().to_string(),
-        offset: Some(offset),
-        reason,
-    }
-}
-
-/// What recovery found.
-pub struct Recovered {
-    /// Entries after the checkpoint, in order.
-    pub pending: Vec<Entry>,
-    /// The highest sequence number in the journal (the checkpoint if no
-    /// entry is left).
-    pub last_seq: u64,
-    /// Bytes cut off a torn final entry, if there was one.
-    pub truncated: Option<(PathBuf, u64)>,
-}
-
-/// Reads every segment, checking each entry; a torn final entry (the last
-/// line of the last segment, cut short or damaged by a crash mid-append) is
-/// truncated away, while damage anywhere else is an error naming the segment
-/// and byte offset.
-pub fn recover(segments: &[(u64, PathBuf)], checkpoint: u64) -> Result<Recovered, Error> {
-    let mut pending = Vec::new();
-    let mut last_seq: Option<u64> = None;
-    let mut truncated = None;
-    for (n, (first, path)) in segments.iter().enumerate() {
-        let is_last_segment = n + 1 == segments.len();
-        let file = File::open(path).map_err(|e| io_error(path, None, e))?;
-        let size = file.metadata().map_err(|e| io_error(path, None, e))?.len();
-        let mut reader = BufReader::new(file);
-        let mut offset = 0u64;
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            let read = reader
-                .read_until(b'\n', &mut line)
-                .map_err(|e| io_error(path, Some(offset), e))?;
-            if read == 0 {
-                break;
-            }
-            let at_end = offset + read as u64 == size;
-            let complete = line.last() == Some(&b'\n');
-            let text = if complete {
-                &line[..line.len() - 1]
-            } else {
-                &line[..]
-            };
-            let parsed = if complete {
-                entry::parse(text)
-            } else {
-                Err(EntryError::CutShort)
-            };
-            match parsed {
-                Ok(e) => {
-                    let expected = last_seq.map_or(*first, |s| s + 1);
-                    if e.seq != expected {
-                        return Err(corrupt(
-                            path,
-                            offset,
-                            format!("sequence number {} where {expected} was expected", e.seq),
-                        ));
-                    }
-                    last_seq = Some(e.seq);
-                    if e.seq > checkpoint {
-                        pending.push(e);
-                    }
-                }
-                Err(reason) if is_last_segment && at_end => {
-                    // A crash while appending: the entry was never
-                    // acknowledged. Cut it off.
-                    let f = OpenOptions::new()
-                        .write(true)
-                        .open(path)
-                        .map_err(|e| io_error(path, Some(offset), e))?;
-                    f.set_len(offset)
-                        .map_err(|e| io_error(path, Some(offset), e))?;
-                    f.sync_all().map_err(|e| io_error(path, Some(offset), e))?;
-                    tracing::warn!(target: "octopus::journal", segment = %path.display(), offset, %reason, "truncated a torn final entry");
-                    truncated = Some((path.clone(), offset));
-                    break;
-                }
-                Err(reason) => {
-                    return Err(corrupt(path, offset, format!("corrupt entry: {reason}")));
-                }
-            }
-            offset += read as u64;
-        }
-    }
-    Ok(Recovered {
-        pending,
-        last_seq: last_seq.unwrap_or(checkpoint).max(checkpoint),
-        truncated,
-    })
-}
-
-/// Reads entries in order from a position, across segments.
+/// Reads entries in order from a position, across segments: what replay
+/// applies. Never returns an entry twice; at the end of what the writer has
+/// written, it picks up from there on the next read.
 pub struct Cursor {
     /// The next sequence number wanted.
     pub next_seq: u64,
-    /// The segment being read, its path, and the offset of the next line.
-    file: Option<(BufReader<File>, PathBuf, u64)>,
+    /// The segment being read, positioned at the next line.
+    file: Option<SegmentReader>,
 }
 
 impl Cursor {
+    /// A cursor whose first entry will be `next_seq`.
     pub fn new(next_seq: u64) -> Self {
         Cursor {
             next_seq,
@@ -162,70 +70,129 @@ impl Cursor {
     pub fn read(&mut self, dir: &Path, up_to: u64, limit: usize) -> Result<Vec<Entry>, Error> {
         let mut out = Vec::new();
         while out.len() < limit && self.next_seq <= up_to {
-            if self.file.is_none() {
-                let segments = list(dir)?;
-                // The segment holding next_seq: the last one starting at or
-                // before it.
-                let Some((_, path)) = segments
-                    .iter()
-                    .rev()
-                    .find(|(f, _)| *f <= self.next_seq)
-                    .cloned()
-                else {
-                    return Err(Error::Journal {
-                        path: dir.display().to_string(),
-                        offset: None,
-                        reason: format!("no segment holds entry {}", self.next_seq),
-                    });
-                };
-                let file = File::open(&path).map_err(|e| io_error(&path, None, e))?;
-                self.file = Some((BufReader::new(file), path, 0));
-            }
-            let Some((reader, path, offset)) = self.file.as_mut() else {
-                break;
+            let reader = match &mut self.file {
+                Some(reader) => reader,
+                None => self.file.insert(self.open(dir)?),
             };
-            let mut line = Vec::new();
-            let read = reader
-                .read_until(b'\n', &mut line)
-                .map_err(|e| io_error(path, Some(*offset), e))?;
-            if read == 0 || line.last() != Some(&b'\n') {
+            let line = match reader.next_line()? {
+                Some(line) if !matches!(line.entry, Err(EntryError::CutShort)) => line,
                 // The end of this segment: either more entries follow in the
                 // next one, or the writer has not written them yet.
-                let path = path.clone();
-                let at = *offset;
-                self.file = None;
-                let segments = list(dir)?;
-                let has_next = segments.iter().any(|(f, _)| *f == self.next_seq);
-                if !has_next {
-                    // Re-read this segment from where we stopped next time.
-                    let mut file = File::open(&path).map_err(|e| io_error(&path, None, e))?;
-                    file.seek(SeekFrom::Start(at))
-                        .map_err(|e| io_error(&path, Some(at), e))?;
-                    self.file = Some((BufReader::new(file), path, at));
-                    break;
-                }
-                continue;
-            }
-            let at = *offset;
-            let e = entry::parse(&line[..line.len() - 1])
-                .map_err(|r| corrupt(path, at, format!("corrupt entry: {r}")))?;
-            *offset += read as u64;
+                _ if self.segment_done(dir)? => continue,
+                _ => break,
+            };
+            let e = line
+                .entry
+                .map_err(|why| corrupt(reader.path(), line.offset, &why))?;
             if e.seq < self.next_seq {
                 continue;
             }
             if e.seq != self.next_seq {
-                return Err(corrupt(
-                    path,
-                    at,
-                    format!(
-                        "sequence number {} where {} was expected",
-                        e.seq, self.next_seq
-                    ),
+                return Err(out_of_sequence(
+                    reader.path(),
+                    line.offset,
+                    e.seq,
+                    self.next_seq,
                 ));
             }
             self.next_seq += 1;
             out.push(e);
         }
         Ok(out)
+    }
+
+    /// The segment holding `next_seq`, from its start: the last one starting
+    /// at or before it.
+    fn open(&self, dir: &Path) -> Result<SegmentReader, Error> {
+        let segments = list(dir)?;
+        let Some((_, path)) = segments.iter().rev().find(|(f, _)| *f <= self.next_seq) else {
+            return Err(Error::Journal {
+                path: dir.display().to_string(),
+                offset: None,
+                reason: format!("no segment holds entry {}", self.next_seq),
+            });
+        };
+        SegmentReader::open(path, 0)
+    }
+
+    /// At the end of the current segment: whether a segment starting at
+    /// `next_seq` follows (read it next). If not, the writer has not written
+    /// further yet: this segment is reopened where reading stopped, for the
+    /// next read.
+    fn segment_done(&mut self, dir: &Path) -> Result<bool, Error> {
+        let Some(reader) = self.file.take() else {
+            return Ok(true);
+        };
+        let segments = list(dir)?;
+        if segments.iter().any(|(f, _)| *f == self.next_seq) {
+            return Ok(true);
+        }
+        self.file = Some(SegmentReader::open(reader.path(), reader.offset())?);
+        Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::super::entry::line;
+    use super::*;
+
+    const BODY: &str =
+        r#""time":1,"table":"t","op":"delete","key":"k","fingerprint":"00000000000000ff""#;
+
+    fn seqs(entries: Vec<Entry>) -> Vec<u64> {
+        entries.into_iter().map(|e| e.seq).collect()
+    }
+
+    #[test]
+    fn the_cursor_follows_the_writer_across_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes: Vec<u8> = (1..=2).flat_map(|s| line(s, BODY)).collect();
+        std::fs::write(path(dir.path(), 1), bytes).unwrap();
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(path(dir.path(), 1))
+            .unwrap();
+        let third = line(3, BODY);
+        f.write_all(&third[..25]).unwrap();
+
+        let mut c = Cursor::new(2);
+        assert_eq!(seqs(c.read(dir.path(), 10, 10).unwrap()), [2]);
+        assert_eq!(seqs(c.read(dir.path(), 10, 10).unwrap()), [0u64; 0]);
+        f.write_all(&third[25..]).unwrap();
+        assert_eq!(seqs(c.read(dir.path(), 10, 10).unwrap()), [3]);
+        let next: Vec<u8> = (4..=6).flat_map(|s| line(s, BODY)).collect();
+        std::fs::write(path(dir.path(), 4), next).unwrap();
+        assert_eq!(seqs(c.read(dir.path(), 5, 1).unwrap()), [4]);
+        assert_eq!(seqs(c.read(dir.path(), 5, 10).unwrap()), [5]);
+        assert_eq!(seqs(c.read(dir.path(), 10, 10).unwrap()), [6]);
+        assert_eq!(c.next_seq, 7);
+    }
+
+    #[test]
+    fn the_cursor_refuses_damage_and_gaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes: Vec<u8> = [1, 2, 4].iter().flat_map(|s| line(*s, BODY)).collect();
+        let gap_at = 2 * line(1, BODY).len();
+        std::fs::write(path(dir.path(), 1), &bytes).unwrap();
+        let err = Cursor::new(1).read(dir.path(), 10, 10).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(&format!("at byte offset {gap_at}")), "{text}");
+        assert!(text.contains("sequence number 4 where 3 was expected"));
+        bytes[gap_at + 9] ^= 1;
+        std::fs::write(path(dir.path(), 1), &bytes).unwrap();
+        let text = Cursor::new(3)
+            .read(dir.path(), 10, 10)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("corrupt entry: checksum mismatch"), "{text}");
+        let text = Cursor::new(1).read(tempfile::tempdir().unwrap().path(), 1, 1);
+        assert!(
+            text.unwrap_err()
+                .to_string()
+                .contains("no segment holds entry 1")
+        );
     }
 }
