@@ -489,3 +489,34 @@ async fn a_journal_of_the_first_format_still_opens_and_replays() {
     assert_eq!(stored(&primary, 3).await, Some(account(3, 7, 3)));
     assert_eq!(journal.dead_letters().unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_split_across_batches_stays_refused_after_its_head_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Scripted::new();
+    // One entry per batch: every entry of the chain is replayed alone.
+    let journal = Journal::open(dir.path(), JournalOptions::default().replay_batch(1)).unwrap();
+    let plan = plan_with(&primary, journal.clone(), Duration::from_millis(50));
+    let accounts: Dao<Account> = Dao::open(plan.clone()).await.unwrap();
+    let mut a = account(1, 1, 0);
+    accounts.create(&mut a).await.unwrap();
+    primary.set_down(true);
+    for balance in [2, 3, 4] {
+        a.balance = balance;
+        accounts.update(&mut a).await.unwrap();
+    }
+    // The other server's v2: exactly the version the chain's second entry
+    // expects, though that entry was built on the refused first one.
+    let theirs = account(1, 200, 2);
+    put_directly(&primary, &theirs).await;
+    primary.set_down(false);
+    until_drained(&journal).await;
+    assert_eq!(stored(&primary, 1).await, Some(theirs));
+    let letters = journal.dead_letters().unwrap();
+    assert_eq!(letters.len(), 3, "{letters:?}");
+    assert!(
+        letters[1].error.contains("written after entry 1"),
+        "{}",
+        letters[1].error
+    );
+}

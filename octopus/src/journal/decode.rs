@@ -64,6 +64,13 @@ fn fields(json: &Map<String, Json>) -> Result<Entry, EntryError> {
                 .ok_or(EntryError::bad("expect", "not a version number"))?,
         ),
     };
+    let after = match json.get("after") {
+        None => None,
+        Some(v) => Some(
+            v.as_u64()
+                .ok_or(EntryError::bad("after", "not a sequence number"))?,
+        ),
+    };
     let op = match field("op")?.as_str() {
         Some("create") => Op::Create(record()?),
         Some("update") => Op::Update {
@@ -81,6 +88,7 @@ fn fields(json: &Map<String, Json>) -> Result<Entry, EntryError> {
         fingerprint,
         key,
         op,
+        after,
     })
 }
 

@@ -7,7 +7,8 @@
 //! {"seq":7,"time":1795297488052,"table":"books","op":"update","expect":3,"key":"b-1","fingerprint":"4c66ee2b4da6ce3f","record":{...},"crc":"1a2b3c4d"}
 //! ```
 //!
-//! `op` is `create` (the key must be absent), `update` (the row must exist;
+//! `after`, when present, is the sequence number of the pending entry of the
+//! same key the write was checked against. `op` is `create` (the key must be absent), `update` (the row must exist;
 //! with `expect`, at that version) or `delete` (with `expect`, only at that
 //! version): the operation and the precondition the write was acknowledged
 //! under, so replay applies it with the primary's own semantics. Journals of
@@ -110,6 +111,10 @@ pub struct Entry {
     pub key: Key,
     /// The operation and its precondition.
     pub op: Op,
+    /// The pending entry of the same key this one was checked against when
+    /// it was written, if there was one: if that entry is refused at
+    /// replay, so is this one (it was built on a state that never was).
+    pub after: Option<u64>,
 }
 
 /// The length of the `,"crc":"xxxxxxxx"}` that ends every line.
@@ -222,7 +227,13 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// The part of a line after `{"seq":N,` and before the checksum: everything
 /// the caller can encode before a sequence number is assigned. Written
 /// directly (no intermediate JSON tree): appends are the journal's hot path.
-pub fn body(schema: &'static Schema, time: i64, key: &Key, intent: Intent<'_>) -> String {
+pub fn body(
+    schema: &'static Schema,
+    time: i64,
+    key: &Key,
+    intent: Intent<'_>,
+    after: Option<u64>,
+) -> String {
     let mut out: Vec<u8> = Vec::with_capacity(160);
     out.extend_from_slice(b"\"time\":");
     push_display(&mut out, time);
@@ -237,6 +248,10 @@ pub fn body(schema: &'static Schema, time: i64, key: &Key, intent: Intent<'_>) -
     if let Some(v) = expect {
         out.extend_from_slice(b",\"expect\":");
         push_display(&mut out, v);
+    }
+    if let Some(seq) = after {
+        out.extend_from_slice(b",\"after\":");
+        push_display(&mut out, seq);
     }
     out.extend_from_slice(b",\"key\":");
     push_value(&mut out, &key.to_value());
@@ -298,6 +313,9 @@ pub fn entry_json(e: &Entry) -> Map<String, Json> {
     m.insert("op".into(), Json::from(op));
     if let Some(v) = expect {
         m.insert("expect".into(), Json::from(v));
+    }
+    if let Some(seq) = e.after {
+        m.insert("after".into(), Json::from(seq));
     }
     m.insert("key".into(), key_json(&e.key));
     m.insert(

@@ -415,19 +415,20 @@ impl Journal {
                 expected_version,
             } => (key.clone(), Intent::Delete(*expected_version)),
         };
-        self.append_intent(schema, &key, intent, None).await
+        self.append_intent(schema, &key, (intent, None), None).await
     }
 
-    /// Appends one entry, holding the key's lock `guard` (if any) until it
-    /// is in the index.
+    /// Appends one entry (checked against the pending entry `after`, if
+    /// any), holding the key's lock `guard` (if any) until it is in the
+    /// index.
     async fn append_intent(
         &self,
         schema: &'static Schema,
         key: &Key,
-        intent: Intent<'_>,
+        (intent, after): (Intent<'_>, Option<u64>),
         guard: Option<OwnedMutexGuard<()>>,
     ) -> Result<u64> {
-        let body = entry::body(schema, now_millis(), key, intent);
+        let body = entry::body(schema, now_millis(), key, intent, after);
         let update = IndexUpdate {
             key: index_key(schema.table(), key),
             value: intent
@@ -482,22 +483,23 @@ impl Journal {
     }
 
     fn lookup_indexed(&self, schema: &'static Schema, key: &IndexKey) -> Result<Option<Pending>> {
-        match self.shared.index.get(key) {
-            None => Ok(None),
-            Some(indexed) => {
-                index::decode(schema, indexed)
-                    .map(Some)
-                    .map_err(|(seq, column, reason)| {
-                        journal_error(
-                            &self.shared.dir,
-                            format!(
-                                "entry {seq} (table `{}`), column `{column}`: {reason}",
-                                schema.table()
-                            ),
-                        )
-                    })
-            }
-        }
+        self.shared
+            .index
+            .get(key)
+            .map(|indexed| self.decode_indexed(schema, indexed))
+            .transpose()
+    }
+
+    fn decode_indexed(&self, schema: &'static Schema, indexed: index::Indexed) -> Result<Pending> {
+        index::decode(schema, indexed).map_err(|(seq, column, reason)| {
+            journal_error(
+                &self.shared.dir,
+                format!(
+                    "entry {seq} (table `{}`), column `{column}`: {reason}",
+                    schema.table()
+                ),
+            )
+        })
     }
 
     /// Whether `key` has a pending entry (written or being written).

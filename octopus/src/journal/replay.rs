@@ -107,6 +107,7 @@ impl Journal {
             deferred_tables: BTreeSet::new(),
             registrations: 0,
             ensured: HashSet::new(),
+            dead: HashSet::new(),
             backoff: MIN_BACKOFF,
         };
         let task = runtime.spawn(replayer.run(previous));
@@ -153,6 +154,9 @@ struct Replayer {
     deferred_tables: BTreeSet<String>,
     registrations: u64,
     ensured: HashSet<&'static str>,
+    /// Sequence numbers of dead-lettered entries: a later entry checked
+    /// against one of them when it was written is refused too.
+    dead: HashSet<u64>,
     limit: usize,
     backoff: Duration,
 }
@@ -181,6 +185,12 @@ impl Replayer {
             let _ = previous.await;
         }
         self.start_over();
+        match dead::read(&self.journal.shared.dir) {
+            Ok(letters) => self.dead = letters.iter().map(|l| l.entry.seq).collect(),
+            Err(e) => {
+                tracing::error!(target: "octopus::journal", error = %e, "dead letters unreadable: entries that follow them are checked by the primary alone");
+            }
+        }
         tracing::debug!(target: "octopus::journal", primary = %self.name, "replayer started");
         while !*self.stop.borrow() {
             let next = self.step().await;
@@ -332,6 +342,11 @@ impl Replayer {
         let mut changes = Vec::with_capacity(chains.len());
         let mut applicable = Vec::with_capacity(chains.len());
         for chain in chains {
+            if let Some(refused) = chain[0].after.filter(|a| self.dead.contains(a)) {
+                let reason = format!("it was written after entry {refused}, which was refused");
+                outcome.dead.extend(dead_letters(&chain, &reason));
+                continue;
+            }
             match change_of(schema, &chain) {
                 Ok(change) => {
                     changes.push(change);
@@ -358,6 +373,7 @@ impl Replayer {
             let _file = lock(&shared.dead_file);
             dead::append(&shared.dir, &outcome.dead)?;
         }
+        self.dead.extend(outcome.dead.iter().map(|d| d.entry.seq));
         for e in &outcome.waiting {
             self.deferred.get_or_insert(e.seq);
             self.deferred_tables.insert(e.table.clone());

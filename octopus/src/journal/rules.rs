@@ -115,13 +115,19 @@ impl Journal {
         };
         let ikey = index_key(schema.table(), &key);
         let guard = self.shared.locks.lock(&ikey).await;
-        let known = match self.lookup_indexed(schema, &ikey)? {
+        let indexed = self.shared.index.get(&ikey);
+        let after = indexed.as_ref().map(|i| i.seq());
+        let pending = indexed
+            .map(|i| self.decode_indexed(schema, i))
+            .transpose()?;
+        let known = match pending {
             Some(Pending::Put(row)) => Known::Row(row),
             Some(Pending::Deleted) => Known::Absent,
             None => cached.map_or(Known::Unknown, |r| Known::Row(r.clone())),
         };
         let intent = check(schema, &key, write, &known)?;
-        self.append_intent(schema, &key, intent, Some(guard)).await
+        self.append_intent(schema, &key, (intent, after), Some(guard))
+            .await
     }
 }
 
