@@ -13,8 +13,12 @@ use std::path::Path;
 
 use serde_json::{Map, Value as Json};
 
+use tokio::sync::broadcast;
+
 use super::entry::{self, Entry};
-use super::segment::io_error;
+use super::index::{IndexUpdate, Row, index_key};
+use super::segment::{self, io_error};
+use super::{Journal, lock};
 use crate::{Error, Result};
 
 /// The file's name in the journal directory.
@@ -140,4 +144,58 @@ pub(super) fn rewrite(dir: &Path, keep: &[DeadLetter]) -> Result<()> {
         File::open(dir)?.sync_all()
     };
     write().map_err(|e| io_error(&path, None, e))
+}
+
+impl Journal {
+    /// Every dead letter, oldest first.
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        let _file = lock(&self.shared.dead_file);
+        read(&self.shared.dir)
+    }
+
+    /// Writes every dead letter to `out`, one JSON object per line (the
+    /// file's own format); returns how many.
+    pub fn export_dead_letters(&self, out: &mut dyn std::io::Write) -> Result<usize> {
+        let letters = self.dead_letters()?;
+        for letter in &letters {
+            std::io::Write::write_fmt(out, format_args!("{}\n", letter.to_json()))
+                .map_err(|e| segment::io_error(&self.shared.dir, None, e))?;
+        }
+        Ok(letters.len())
+    }
+
+    /// Appends the dead letters `pick` selects to the journal again, as
+    /// they were (same operation, precondition and row: fix what refused
+    /// them first, a constraint say), and removes them from the dead-letter
+    /// file. Returns how many were requeued.
+    pub async fn requeue_dead_letters(&self, pick: impl Fn(&DeadLetter) -> bool) -> Result<usize> {
+        let letters = self.dead_letters()?;
+        let (chosen, keep): (Vec<_>, Vec<_>) = letters.into_iter().partition(|l| pick(l));
+        for letter in &chosen {
+            let e = &letter.entry;
+            let body = entry::body_of(e);
+            let update = IndexUpdate {
+                key: index_key(&e.table, &e.key),
+                value: e.op.record().map(|m| (e.fingerprint, Row::Json(m.clone()))),
+            };
+            self.send(body, update, None).await?;
+        }
+        if !chosen.is_empty() {
+            let _file = lock(&self.shared.dead_file);
+            // Letters added while we appended stay.
+            let now = read(&self.shared.dir)?;
+            let keep: Vec<DeadLetter> = now
+                .into_iter()
+                .filter(|l| keep.contains(l) || !chosen.contains(l))
+                .collect();
+            rewrite(&self.shared.dir, &keep)?;
+        }
+        Ok(chosen.len())
+    }
+
+    /// Dead letters as they happen (a receiver that lags loses the oldest;
+    /// the file keeps them all).
+    pub fn subscribe_dead_letters(&self) -> broadcast::Receiver<DeadLetter> {
+        self.shared.dead_tx.subscribe()
+    }
 }

@@ -45,12 +45,15 @@
 //! pending: indexed in memory (the latest per key), so reads see them, and
 //! replayed by the plan that owns the journal once the primary answers.
 
+mod attach;
+mod chains;
 mod checkpoint;
 mod dead;
 mod decode;
 mod entry;
 mod error;
 mod index;
+mod lifecycle;
 mod reader;
 mod recovery;
 mod replay;
@@ -74,6 +77,7 @@ pub use index::Pending;
 use checkpoint::Checkpoint;
 use entry::Intent;
 use index::{Index, IndexKey, IndexUpdate, KeyLocks, Row, index_key};
+use lifecycle::WriterHandle;
 
 use crate::fallback::{FallbackStats, Mode, Write};
 use crate::model::now_millis;
@@ -159,25 +163,7 @@ pub(crate) struct Shared {
     schemas: RwLock<HashMap<String, &'static Schema>>,
     registrations: AtomicU64,
     torn_tail: Option<(PathBuf, u64)>,
-    replayer: Mutex<Option<replay::Attached>>,
-}
-
-/// The writer thread's handle, shared by every clone of a journal: the
-/// last one dropped stops the thread and waits for it (an fsync at most),
-/// so the directory lock is free once the journal is gone.
-struct WriterHandle {
-    tx: mpsc::Sender<writer::Msg>,
-    exited: Mutex<Option<oneshot::Receiver<()>>>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-}
-
-impl Drop for WriterHandle {
-    fn drop(&mut self) {
-        let _ = self.tx.send(writer::Msg::Close);
-        if let Some(thread) = lock(&self.thread).take() {
-            let _ = thread.join();
-        }
-    }
+    replayer: Mutex<Option<attach::Attached>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -330,51 +316,6 @@ impl Journal {
         }
     }
 
-    /// Where the journal stands: nothing pending, queueing, or draining.
-    pub fn mode(&self) -> Mode {
-        *self.shared.mode.borrow()
-    }
-
-    /// Changes of [`Journal::mode`], as they happen (each is also a
-    /// `tracing` event, target `octopus::journal`).
-    pub fn watch_mode(&self) -> watch::Receiver<Mode> {
-        self.shared.mode.subscribe()
-    }
-
-    /// Completes once every entry is applied or dead-lettered.
-    pub async fn drained(&self) {
-        let mut rx = self.shared.mode.subscribe();
-        loop {
-            if self.pending() == 0 {
-                return;
-            }
-            // Woken by every mode change; a closed journal has no sender
-            // left to wait for.
-            if rx.changed().await.is_err() {
-                return;
-            }
-        }
-    }
-
-    pub(crate) fn set_mode(&self, to: Mode) {
-        let from = *self.shared.mode.borrow();
-        if from == to {
-            return;
-        }
-        self.shared.mode.send_replace(to);
-        match to {
-            Mode::Healthy => {
-                tracing::info!(target: "octopus::journal", replayed = self.shared.replayed.load(Ordering::Relaxed), "journal drained: writes go to the primary again")
-            }
-            Mode::Journaling => {
-                tracing::warn!(target: "octopus::journal", pending = self.pending(), ?from, "journaling writes: the primary is not taking them")
-            }
-            Mode::Draining => {
-                tracing::info!(target: "octopus::journal", pending = self.pending(), "draining the journal into the primary")
-            }
-        }
-    }
-
     /// Makes `schema` known, so entries of its table can be replayed.
     pub fn register(&self, schema: &'static Schema) {
         let mut schemas = self
@@ -505,71 +446,5 @@ impl Journal {
     /// Whether `key` has a pending entry (written or being written).
     pub(crate) fn has_pending_key(&self, schema: &'static Schema, key: &Key) -> bool {
         self.pending() > 0 && self.shared.index.contains(&index_key(schema.table(), key))
-    }
-
-    /// Every dead letter, oldest first.
-    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
-        let _file = lock(&self.shared.dead_file);
-        dead::read(&self.shared.dir)
-    }
-
-    /// Writes every dead letter to `out`, one JSON object per line (the
-    /// file's own format); returns how many.
-    pub fn export_dead_letters(&self, out: &mut dyn std::io::Write) -> Result<usize> {
-        let letters = self.dead_letters()?;
-        for letter in &letters {
-            std::io::Write::write_fmt(out, format_args!("{}\n", letter.to_json()))
-                .map_err(|e| segment::io_error(&self.shared.dir, None, e))?;
-        }
-        Ok(letters.len())
-    }
-
-    /// Appends the dead letters `pick` selects to the journal again, as
-    /// they were (same operation, precondition and row: fix what refused
-    /// them first, a constraint say), and removes them from the dead-letter
-    /// file. Returns how many were requeued.
-    pub async fn requeue_dead_letters(&self, pick: impl Fn(&DeadLetter) -> bool) -> Result<usize> {
-        let letters = self.dead_letters()?;
-        let (chosen, keep): (Vec<_>, Vec<_>) = letters.into_iter().partition(|l| pick(l));
-        for letter in &chosen {
-            let e = &letter.entry;
-            let body = entry::body_of(e);
-            let update = IndexUpdate {
-                key: index_key(&e.table, &e.key),
-                value: e.op.record().map(|m| (e.fingerprint, Row::Json(m.clone()))),
-            };
-            self.send(body, update, None).await?;
-        }
-        if !chosen.is_empty() {
-            let _file = lock(&self.shared.dead_file);
-            // Letters added while we appended stay.
-            let now = dead::read(&self.shared.dir)?;
-            let keep: Vec<DeadLetter> = now
-                .into_iter()
-                .filter(|l| keep.contains(l) || !chosen.contains(l))
-                .collect();
-            dead::rewrite(&self.shared.dir, &keep)?;
-        }
-        Ok(chosen.len())
-    }
-
-    /// Dead letters as they happen (a receiver that lags loses the oldest;
-    /// the file keeps them all).
-    pub fn subscribe_dead_letters(&self) -> broadcast::Receiver<DeadLetter> {
-        self.shared.dead_tx.subscribe()
-    }
-
-    /// Stops the replayer (waiting for its current batch), then the writer
-    /// thread, which syncs and releases the directory lock before this
-    /// returns. Appends fail afterwards; the journal can be opened again at
-    /// once. Every clone is closed.
-    pub async fn close(&self) -> Result<()> {
-        self.stop_replayer().await;
-        let exited = lock(&self.writer.exited).take();
-        if let Some(exited) = exited {
-            let _ = self.writer.tx.send(writer::Msg::Close);
-            let _ = exited.await;
-        }
-        Ok(())
     }
 }

@@ -27,16 +27,15 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::chains::{apply_split, change_of, dead_letters};
 use super::dead::{self, DeadLetter};
-use super::entry::{self, Entry};
+use super::entry::Entry;
 use super::segment::{self, Cursor};
-use super::{Journal, journal_error, lock};
+use super::{Journal, lock};
 use crate::breaker::CircuitBreaker;
-use crate::change::{Change, Precondition};
 use crate::fallback::Mode;
-use crate::model::now_millis;
 use crate::schema::Schema;
-use crate::store::{BoxFuture, Store, normalize_key};
+use crate::store::Store;
 use crate::{Error, Result};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(10);
@@ -45,103 +44,7 @@ const MAX_BACKOFF: Duration = Duration::from_millis(100);
 /// call deadline: the next one is half the size.
 const SLOW_FAILURE: Duration = Duration::from_millis(500);
 
-/// The running replayer of a journal.
-pub(super) struct Attached {
-    primary: String,
-    plans: usize,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-impl Journal {
-    /// Starts replaying into `primary` (once per journal: a second plan over
-    /// the same primary shares the replayer; another primary is an error).
-    pub(super) fn start_replayer(
-        &self,
-        primary: Arc<dyn Store>,
-        breaker: Arc<CircuitBreaker>,
-    ) -> Result<()> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            journal_error(
-                &self.shared.dir,
-                "a plan with a journal must be built inside a tokio runtime (its replayer runs there)",
-            )
-        })?;
-        let mut slot = lock(&self.shared.replayer);
-        let previous = match slot.take() {
-            Some(mut a) if !*a.stop.borrow() => {
-                let same = a.primary == primary.name();
-                let owner = a.primary.clone();
-                if same {
-                    a.plans += 1;
-                }
-                *slot = Some(a);
-                return if same {
-                    Ok(())
-                } else {
-                    Err(Error::Config {
-                        key: self.shared.dir.display().to_string(),
-                        reason: format!(
-                            "this journal replays into `{owner}`; a plan over `{}` needs its own journal",
-                            primary.name()
-                        ),
-                    })
-                };
-            }
-            // A replayer that was told to stop may still finish a batch:
-            // the new one starts after it.
-            Some(a) => Some(a.task),
-            None => None,
-        };
-        let (stop, stop_rx) = watch::channel(false);
-        let name = primary.name().to_owned();
-        let replayer = Replayer {
-            limit: self.shared.options.replay_batch,
-            journal: self.clone(),
-            name: name.clone(),
-            primary,
-            breaker,
-            stop: stop_rx,
-            cursor: Cursor::new(1),
-            deferred: None,
-            deferred_tables: BTreeSet::new(),
-            registrations: 0,
-            ensured: HashSet::new(),
-            dead: HashSet::new(),
-            backoff: MIN_BACKOFF,
-        };
-        let task = runtime.spawn(replayer.run(previous));
-        *slot = Some(Attached {
-            primary: name,
-            plans: 1,
-            stop,
-            task,
-        });
-        Ok(())
-    }
-
-    /// Asks the replayer to stop once the last plan using it is gone.
-    pub(super) fn signal_replayer_stop(&self) {
-        let mut slot = lock(&self.shared.replayer);
-        if let Some(a) = slot.as_mut() {
-            a.plans = a.plans.saturating_sub(1);
-            if a.plans == 0 {
-                a.stop.send_replace(true);
-            }
-        }
-    }
-
-    /// Stops the replayer and waits for it.
-    pub(super) async fn stop_replayer(&self) {
-        let attached = lock(&self.shared.replayer).take();
-        if let Some(a) = attached {
-            a.stop.send_replace(true);
-            let _ = a.task.await;
-        }
-    }
-}
-
-struct Replayer {
+pub(super) struct Replayer {
     journal: Journal,
     name: String,
     primary: Arc<dyn Store>,
@@ -180,7 +83,30 @@ struct Outcome<'a> {
 }
 
 impl Replayer {
-    async fn run(mut self, previous: Option<JoinHandle<()>>) {
+    pub(super) fn new(
+        journal: Journal,
+        primary: Arc<dyn Store>,
+        breaker: Arc<CircuitBreaker>,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        Replayer {
+            limit: journal.shared.options.replay_batch,
+            name: primary.name().to_owned(),
+            journal,
+            primary,
+            breaker,
+            stop,
+            cursor: Cursor::new(1),
+            deferred: None,
+            deferred_tables: BTreeSet::new(),
+            registrations: 0,
+            ensured: HashSet::new(),
+            dead: HashSet::new(),
+            backoff: MIN_BACKOFF,
+        }
+    }
+
+    pub(super) async fn run(mut self, previous: Option<JoinHandle<()>>) {
         if let Some(previous) = previous {
             let _ = previous.await;
         }
@@ -434,79 +360,6 @@ impl Replayer {
         }
         Ok(())
     }
-}
-
-/// The change a chain of one key's entries makes: the first entry's
-/// precondition, the last entry's row.
-fn change_of(schema: &'static Schema, chain: &[&Entry]) -> std::result::Result<Change, String> {
-    let (first, last) = (chain[0], chain[chain.len() - 1]);
-    let key = entry::key_from_json(schema, &entry::key_json(&first.key))
-        .and_then(|k| normalize_key(schema, k).map_err(|e| e.to_string()))?;
-    let row = match last.op.record() {
-        None => None,
-        Some(map) => Some(
-            entry::record_from_json(schema, map)
-                .map_err(|(column, reason)| format!("column `{column}`: {reason}"))?,
-        ),
-    };
-    let precondition = match (&first.op, schema.version_index()) {
-        // A first-format put of a versioned model: never over a newer row.
-        (entry::Op::Put(map), Some(i)) => match map
-            .get(schema.columns()[i].name())
-            .and_then(serde_json::Value::as_u64)
-        {
-            Some(v) => Precondition::OlderThan(v),
-            None => Precondition::Always,
-        },
-        (op, _) => op.precondition(),
-    };
-    Ok(Change {
-        key,
-        precondition,
-        row,
-    })
-}
-
-fn dead_letters(chain: &[&Entry], error: &str) -> Vec<DeadLetter> {
-    let at = now_millis();
-    let head = chain[0].seq;
-    chain
-        .iter()
-        .map(|e| DeadLetter {
-            entry: (*e).clone(),
-            error: if e.seq == head {
-                error.to_owned()
-            } else {
-                format!("follows refused entry {head}: {error}")
-            },
-            at,
-        })
-        .collect()
-}
-
-/// Applies `changes`; a batch the store refuses as a whole is split until
-/// each refusal is pinned on one change.
-fn apply_split<'a>(
-    primary: &'a dyn Store,
-    schema: &'static Schema,
-    changes: &'a [Change],
-) -> BoxFuture<'a, Result<Vec<Result<()>>>> {
-    Box::pin(async move {
-        if changes.is_empty() {
-            return Ok(Vec::new());
-        }
-        match primary.apply(schema, changes).await {
-            Ok(results) => Ok(results),
-            Err(e) if e.is_unavailable() => Err(e),
-            Err(e) if changes.len() == 1 => Ok(vec![Err(e)]),
-            Err(_) => {
-                let (a, b) = changes.split_at(changes.len() / 2);
-                let mut results = apply_split(primary, schema, a).await?;
-                results.extend(apply_split(primary, schema, b).await?);
-                Ok(results)
-            }
-        }
-    })
 }
 
 /// Removes segments that hold nothing after `seq`.
