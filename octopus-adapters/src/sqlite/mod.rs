@@ -138,26 +138,6 @@ impl SqliteStore {
         self.inner.statements.get(schema, Statements::new)
     }
 
-    /// What [`Store::apply`] refuses of a change before reading anything: a
-    /// key the table cannot hold, a row the store would refuse, or a row
-    /// whose key is not the change's.
-    fn check_change(&self, schema: &'static Schema, change: &Change) -> Result<()> {
-        check_key(schema, &change.key)?;
-        let Some(row) = &change.row else {
-            return Ok(());
-        };
-        self.validate(schema, row)?;
-        let row_key = key_of(schema, row)?;
-        if row_key != change.key {
-            return Err(Error::invalid(format!(
-                "table `{}`: the change of key {} carries a row with key {row_key}",
-                schema.table(),
-                change.key
-            )));
-        }
-        Ok(())
-    }
-
     /// Runs a read inline on a pooled read connection; `None` when the read
     /// must go to the writer thread instead (memory database, or busy).
     fn read_inline<R>(
@@ -416,7 +396,7 @@ impl Store for SqliteStore {
             // thread, so in one transaction.
             let checked: Vec<Result<()>> = changes
                 .iter()
-                .map(|c| self.check_change(schema, c))
+                .map(|c| ops::check_change(self, schema, c))
                 .collect();
             let st = self.statements(schema);
             let changes = changes.to_vec();

@@ -3,9 +3,10 @@
 
 use std::collections::HashMap;
 
-use octopus::{Change, Error, Key, Record, Result, Schema, key_of};
+use octopus::{Change, Error, Key, Record, Result, Schema, Store, check_key, key_of};
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
+use super::SqliteStore;
 use super::sql::{self, KeyParam, Param, Statements};
 
 pub(crate) fn get_one(
@@ -103,6 +104,30 @@ pub(crate) fn update(
             actual: actual as u64,
         },
     }))
+}
+
+/// What [`Store::apply`](octopus::Store::apply) refuses of a change before reading anything: a
+/// key the table cannot hold, a row the store would refuse, or a row
+/// whose key is not the change's.
+pub(crate) fn check_change(
+    store: &SqliteStore,
+    schema: &'static Schema,
+    change: &Change,
+) -> Result<()> {
+    check_key(schema, &change.key)?;
+    let Some(row) = &change.row else {
+        return Ok(());
+    };
+    store.validate(schema, row)?;
+    let row_key = key_of(schema, row)?;
+    if row_key != change.key {
+        return Err(Error::invalid(format!(
+            "table `{}`: the change of key {} carries a row with key {row_key}",
+            schema.table(),
+            change.key
+        )));
+    }
+    Ok(())
 }
 
 /// The changes of one [`Store::apply`](octopus::Store::apply) call, run as
