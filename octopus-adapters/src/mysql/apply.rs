@@ -7,10 +7,12 @@
 //!    other writer can create, change or delete any of them until the end;
 //! 3. each change is checked ([`Change::check`]) against the stored row, or
 //!    against the change of the same key before it in the batch;
-//! 4. one multi-row `INSERT … ON DUPLICATE KEY UPDATE` per run of passing
-//!    changes with a row, one `DELETE … WHERE key IN (…)` per run of passing
-//!    deletes;
-//! 5. `COMMIT`, if the server would still finish it before the deadline.
+//! 4. the passing changes written with multi-row statements: `INSERT` of
+//!    the rows whose key was absent, `INSERT … ON DUPLICATE KEY UPDATE` of
+//!    the rows whose key was present, `DELETE … WHERE key IN (…)` of the
+//!    present keys deleted;
+//! 5. `COMMIT`, if a margin of the deadline is left for it (see
+//!    [`call`](super::call) for why the statements before it need none).
 //!
 //! A deadlock or lock timeout runs the whole transaction again (the server
 //! rolled it back); any other failed statement rolls back and refuses the
@@ -64,7 +66,7 @@ pub(super) async fn apply(
     };
     let outcomes = store
         .call_with(
-            Access::Write,
+            Access::Transaction,
             |conn, until| attempt(store, batch, conn, until),
             |e| batch_refused(store.name(), batch, e),
         )
@@ -139,7 +141,7 @@ async fn attempt(
     options.with_isolation_level(IsolationLevel::RepeatableRead);
     let mut tx = conn.start_transaction(options).await?;
     match checked_writes(&mut tx, batch).await {
-        Ok(outcomes) if store.inner.limits.room_for_statement(until) => {
+        Ok(outcomes) if store.inner.limits.room_for_commit(until) => {
             tx.commit().await?;
             Ok(outcomes)
         }
@@ -160,6 +162,41 @@ async fn checked_writes(
     tx: &mut Transaction<'_>,
     b: &Batch<'_>,
 ) -> std::result::Result<Vec<Result<()>>, Failure> {
+    let stored = locked_rows(tx, b).await?;
+    let (outcomes, writes) = evaluate(b, &stored);
+    // A row whose key was absent is a plain INSERT: with ON DUPLICATE KEY
+    // UPDATE, a clash on a unique index the model does not know about would
+    // update the other row instead of failing.
+    let (mut inserts, mut updates, mut deletes) = (Vec::new(), Vec::new(), Vec::new());
+    for change in writes.into_iter().map(|i| &b.changes[i]) {
+        match (&change.row, stored.contains_key(&change.key)) {
+            (Some(_), false) => inserts.push(change),
+            (Some(_), true) => updates.push(change),
+            (None, true) => deletes.push(change),
+            (None, false) => {}
+        }
+    }
+    write_rows(tx, b, &inserts, |n| b.st.insert_rows(n)).await?;
+    write_rows(tx, b, &updates, |n| b.st.upsert_rows(n)).await?;
+    exec_runs(
+        tx,
+        b,
+        &deletes,
+        |c| chunk::key_len(&c.key),
+        |c, out| out.push(key_param(&c.key)),
+        |n| b.st.delete_keys(n),
+        1,
+    )
+    .await?;
+    Ok(outcomes)
+}
+
+/// `SELECT … FOR UPDATE` of every key of the batch: the stored rows (key
+/// and version only), by key.
+async fn locked_rows(
+    tx: &mut Transaction<'_>,
+    b: &Batch<'_>,
+) -> std::result::Result<HashMap<Key, Record>, Failure> {
     let keys: Vec<&Key> = b.todo.iter().map(|&i| &b.changes[i].key).collect();
     let rows = exec_runs(
         tx,
@@ -176,33 +213,27 @@ async fn checked_writes(
         let record = sql::read_row(b.schema, row)?;
         stored.insert(key_of(b.schema, &record)?, record);
     }
-    let (outcomes, writes) = evaluate(b, &stored);
-    let (puts, deletes): (Vec<&Change>, Vec<&Change>) = writes
-        .into_iter()
-        .map(|i| &b.changes[i])
-        .partition(|c| c.row.is_some());
-    let columns = b.schema.columns().len();
+    Ok(stored)
+}
+
+/// Writes the rows of `changes` with the statement `text(n)` of `n` rows.
+async fn write_rows(
+    tx: &mut Transaction<'_>,
+    b: &Batch<'_>,
+    changes: &[&Change],
+    text: impl Fn(usize) -> String,
+) -> std::result::Result<(), mysql_async::Error> {
     exec_runs(
         tx,
         b,
-        &puts,
+        changes,
         |c| chunk::row_len(row_of(c)),
         |c, out| out.extend(row_of(c).iter().map(param)),
-        |n| b.st.upsert_rows(n),
-        columns,
+        text,
+        b.schema.columns().len(),
     )
-    .await?;
-    exec_runs(
-        tx,
-        b,
-        &deletes,
-        |c| chunk::key_len(&c.key),
-        |c, out| out.push(key_param(&c.key)),
-        |n| b.st.delete_keys(n),
-        1,
-    )
-    .await?;
-    Ok(outcomes)
+    .await
+    .map(drop)
 }
 
 /// The values of a change's row (none for a delete).

@@ -15,10 +15,12 @@
 //! client only when it next reads or writes it. So every connection is set up
 //! with `max_statement_time` (MariaDB) at three quarters of the deadline and
 //! `innodb_lock_wait_timeout` (whole seconds, at least one, never above that),
-//! and a statement that may commit (a write, or a transaction's `COMMIT`) is
-//! sent only while the server would end it before the call's deadline passes.
-//! A call that found no time for its write fails with
-//! [`Error::Unavailable`] without sending it.
+//! and a write that commits as it ends (autocommit) is sent only while the
+//! server would end it before the call's deadline passes. In a transaction
+//! only `COMMIT` commits, and it waits for no lock: it is sent only while a
+//! small margin of the deadline is left. A call that found no time for its
+//! commit fails with [`Error::Unavailable`] without sending it; a client that
+//! gives up in the middle of a transaction leaves it to be rolled back.
 //!
 //! What remains is the moment of a commit itself: a `COMMIT` (or an
 //! autocommitted write) that reached the server just before the deadline, or
@@ -58,14 +60,18 @@ impl From<Error> for Failure {
     }
 }
 
-/// Whether a call may commit anything (and so must not send a statement the
-/// server could still be running when the deadline passes).
+/// Whether and how a call commits, which decides when its statements may
+/// still be sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Access {
-    /// Reads only.
+    /// Reads only: anything may be sent while the deadline allows.
     Read,
-    /// A write, DDL, or a transaction that commits.
+    /// A write or DDL that commits as it ends: sent only while the server
+    /// would end it before the deadline ([`Limits::room_for_statement`]).
     Write,
+    /// A transaction: its work checks [`Limits::room_for_commit`] before
+    /// `COMMIT`, its only commit point.
+    Transaction,
 }
 
 /// The time limits derived from a store's deadline.
@@ -117,11 +123,17 @@ impl Limits {
         self.deadline / 20
     }
 
-    /// Whether a statement that may commit can still be sent for a call that
-    /// ends at `until`: the server would end it (by its own limit) before
-    /// the client stops waiting.
+    /// Whether a write that commits as it ends can still be sent for a call
+    /// that ends at `until`: the server would end it (by its own limit)
+    /// before the client stops waiting.
     pub(crate) fn room_for_statement(&self, until: Instant) -> bool {
         until.saturating_duration_since(Instant::now()) >= self.statement + self.margin()
+    }
+
+    /// Whether a transaction's `COMMIT` can still be sent for a call that
+    /// ends at `until`.
+    pub(crate) fn room_for_commit(&self, until: Instant) -> bool {
+        until.saturating_duration_since(Instant::now()) >= self.margin()
     }
 }
 
@@ -152,8 +164,9 @@ impl MysqlStore {
 
     /// Runs `f` on a pooled connection, the checkout included, within the
     /// deadline; `f` also gets the instant the call ends. A statement the
-    /// server rolled back is run again (up to [`ATTEMPTS`] in all) while
-    /// there is time; driver errors left over go through `on_error`.
+    /// server rolled back is run again (up to [`ATTEMPTS`] in all) while a
+    /// whole statement still fits in the deadline; driver errors left over
+    /// go through `on_error`.
     pub(super) async fn call_with<T, F, Fut, E>(
         &self,
         access: Access,
@@ -178,6 +191,9 @@ impl MysqlStore {
                     Err(Failure::Sql(e))
                         if sql::is_rolled_back(&e)
                             && attempt < ATTEMPTS
+                            // Another full statement fits: a retry cut
+                            // short by the deadline would only cost a
+                            // connection.
                             && limits.room_for_statement(until) =>
                     {
                         tracing::debug!(target: "octopus::mysql", store = %self.inner.name,
@@ -217,7 +233,14 @@ impl MysqlStore {
 
     /// The error of a transaction that found no time left to commit.
     pub(super) fn no_time_to_commit(&self, until: Instant) -> Failure {
-        Failure::Refused(self.no_time_to_write(until))
+        Failure::Refused(Error::unavailable(
+            &self.inner.name,
+            format!(
+                "only {} ms of the {} ms deadline left: not enough to commit; rolled back",
+                until.saturating_duration_since(Instant::now()).as_millis(),
+                self.inner.limits.deadline().as_millis(),
+            ),
+        ))
     }
 }
 
@@ -238,5 +261,7 @@ mod tests {
         assert_eq!(l.lock_wait_secs(), 7);
         assert!(l.room_for_statement(Instant::now() + Duration::from_secs(10)));
         assert!(!l.room_for_statement(Instant::now() + Duration::from_secs(7)));
+        assert!(l.room_for_commit(Instant::now() + Duration::from_secs(1)));
+        assert!(!l.room_for_commit(Instant::now() + Duration::from_millis(400)));
     }
 }

@@ -159,10 +159,15 @@ impl Statements {
         }
     }
 
+    /// `INSERT` of `rows` rows.
+    pub fn insert_rows(&self, rows: usize) -> String {
+        let groups = vec![self.row_marks.as_str(); rows].join(", ");
+        format!("{}{groups}", self.insert_head)
+    }
+
     /// `INSERT … ON DUPLICATE KEY UPDATE` of `rows` rows.
     pub fn upsert_rows(&self, rows: usize) -> String {
-        let groups = vec![self.row_marks.as_str(); rows].join(", ");
-        format!("{}{groups}{}", self.insert_head, self.upsert_tail)
+        format!("{}{}", self.insert_rows(rows), self.upsert_tail)
     }
 
     /// `DELETE` of `keys` keys.
