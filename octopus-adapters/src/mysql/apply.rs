@@ -1,4 +1,4 @@
-//! [`Store::apply`](octopus::Store::apply) on MySQL: one transaction on one
+//! [`Store::apply`] on MySQL: one transaction on one
 //! connection, within the call's deadline.
 //!
 //! 1. `START TRANSACTION` at `REPEATABLE READ`;

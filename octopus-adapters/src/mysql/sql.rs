@@ -105,36 +105,7 @@ impl Statements {
                 format!("SELECT 0 FROM {table} WHERE {key} = ?"),
             ),
         };
-        let probe: Vec<String> = cols
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                if i == schema.key_index() || Some(i) == schema.version_index() {
-                    c.clone()
-                } else {
-                    "NULL".to_owned()
-                }
-            })
-            .collect();
-        let probe = probe.join(", ");
-        let defs: Vec<String> = schema
-            .columns()
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let null = if c.nullable() && i != schema.key_index() {
-                    "NULL"
-                } else {
-                    "NOT NULL"
-                };
-                format!("{} {} {null}", cols[i], sql_type(schema, i))
-            })
-            .collect();
-        let create = format!(
-            "CREATE TABLE IF NOT EXISTS {table} ({}, PRIMARY KEY ({key})) \
-             ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin",
-            defs.join(", ")
-        );
+        let create = create_table(schema, &cols);
         Statements {
             select: format!("SELECT {list} FROM {table} WHERE {key} = ?"),
             select_columns: format!("SELECT {list} FROM {table}"),
@@ -153,7 +124,10 @@ impl Statements {
             scan_after: format!(
                 "SELECT {list} FROM {table} WHERE {key} > ? ORDER BY {key} LIMIT ?"
             ),
-            lock_head: format!("SELECT {probe} FROM {table} WHERE {key} IN ("),
+            lock_head: format!(
+                "SELECT {} FROM {table} WHERE {key} IN (",
+                probe_list(schema, &cols)
+            ),
             key,
             create,
         }
@@ -184,6 +158,47 @@ impl Statements {
     pub fn lock_keys(&self, keys: usize) -> String {
         format!("{}{}) FOR UPDATE", self.lock_head, marks(keys))
     }
+}
+
+/// `CREATE TABLE IF NOT EXISTS` of `schema`, whose quoted columns are `cols`.
+fn create_table(schema: &'static Schema, cols: &[String]) -> String {
+    let table = quote(schema.table());
+    let key = &cols[schema.key_index()];
+    let defs: Vec<String> = schema
+        .columns()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let null = if c.nullable() && i != schema.key_index() {
+                "NULL"
+            } else {
+                "NOT NULL"
+            };
+            format!("{} {} {null}", cols[i], sql_type(schema, i))
+        })
+        .collect();
+    format!(
+        "CREATE TABLE IF NOT EXISTS {table} ({}, PRIMARY KEY ({key})) \
+         ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin",
+        defs.join(", ")
+    )
+}
+
+/// The key and version columns of `cols` (quoted, in schema order), `NULL`
+/// in place of every other column.
+fn probe_list(schema: &'static Schema, cols: &[String]) -> String {
+    let probe: Vec<&str> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if i == schema.key_index() || Some(i) == schema.version_index() {
+                c.as_str()
+            } else {
+                "NULL"
+            }
+        })
+        .collect();
+    probe.join(", ")
 }
 
 /// `?, ?, …`: `n` placeholders.

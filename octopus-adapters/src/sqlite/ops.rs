@@ -1,5 +1,5 @@
 //! Work done on one connection: reads by key, the conditional update, and
-//! the changes of [`Store::apply`](octopus::Store::apply).
+//! the changes of [`Store::apply`].
 
 use std::collections::HashMap;
 
@@ -106,7 +106,7 @@ pub(crate) fn update(
     }))
 }
 
-/// What [`Store::apply`](octopus::Store::apply) refuses of a change before reading anything: a
+/// What [`Store::apply`] refuses of a change before reading anything: a
 /// key the table cannot hold, a row the store would refuse, or a row
 /// whose key is not the change's.
 pub(crate) fn check_change(
@@ -130,7 +130,7 @@ pub(crate) fn check_change(
     Ok(())
 }
 
-/// The changes of one [`Store::apply`](octopus::Store::apply) call, run as
+/// The changes of one [`Store::apply`] call, run as
 /// one writer job (so inside one transaction): each change whose slot in
 /// `out` is still `Ok` is read, checked against the stored row and written.
 /// A change's refusal goes into its slot; an error that means the database

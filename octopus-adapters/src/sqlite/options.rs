@@ -22,7 +22,7 @@ pub enum Synchronous {
     Normal,
 }
 
-/// Settings of a [`SqliteStore`].
+/// Settings of a [`SqliteStore`](super::SqliteStore).
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
     synchronous: Synchronous,
