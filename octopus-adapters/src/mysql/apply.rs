@@ -1,5 +1,5 @@
-//! [`Store::apply`] on MySQL: one transaction on one
-//! connection, within the call's deadline.
+//! [`Store::apply`] on MySQL: one transaction on one connection, within the
+//! call's deadline.
 //!
 //! 1. `START TRANSACTION` at `REPEATABLE READ`;
 //! 2. `SELECT key, version … WHERE key IN (…) FOR UPDATE`, in runs that fit a
@@ -14,10 +14,10 @@
 //! 5. `COMMIT`, if a margin of the deadline is left for it (see
 //!    [`call`](super::call) for why the statements before it need none).
 //!
-//! A deadlock or lock timeout runs the whole transaction again (the server
-//! rolled it back); any other failed statement rolls back and refuses the
-//! whole call, so the caller can split the batch to find the change at
-//! fault.
+//! A deadlock or lock timeout rolls back and runs the whole transaction
+//! again while a whole statement still fits in the deadline; any other
+//! failed statement rolls back and refuses the whole call, so the caller can
+//! split the batch to find the change at fault.
 
 use std::collections::HashMap;
 use std::time::Instant;

@@ -14,9 +14,12 @@
 //! not stop the statement on the server, though: MariaDB notices a gone
 //! client only when it next reads or writes it. So every connection is set up
 //! with `max_statement_time` (MariaDB) at three quarters of the deadline and
-//! `innodb_lock_wait_timeout` (whole seconds, at least one, never above that),
-//! and a write that commits as it ends (autocommit) is sent only while the
-//! server would end it before the call's deadline passes. In a transaction
+//! `innodb_lock_wait_timeout` in whole seconds (no more than that, but at
+//! least one, the variable's minimum), and a write that commits as it ends
+//! (autocommit) is sent only while the server would end it before the call's
+//! deadline passes. MySQL has no `max_statement_time` for writes: there a
+//! lock wait is bounded by `innodb_lock_wait_timeout` only, so a deadline of
+//! less than about 1.4 s leaves the window open. In a transaction
 //! only `COMMIT` commits, and it waits for no lock: it is sent only while a
 //! small margin of the deadline is left. A call that found no time for its
 //! commit fails with [`Error::Unavailable`] without sending it; a client that
