@@ -19,9 +19,9 @@
 //! (autocommit) is sent only while the server would end it before the call's
 //! deadline passes. MySQL has no `max_statement_time` for writes: there a
 //! lock wait is bounded by `innodb_lock_wait_timeout` only, so a deadline of
-//! under 4/3 s (a statement limit under one second) leaves the window open. In a transaction
-//! only `COMMIT` commits, and it waits for no lock: it is sent only while a
-//! small margin of the deadline is left. A call that found no time for its
+//! under 4/3 s (a statement limit under one second) leaves the window open.
+//! In a transaction only `COMMIT` commits, and it waits for no lock: it is
+//! sent only while a small margin of the deadline is left. A call that found no time for its
 //! commit fails with [`Error::Unavailable`] without sending it; a client that
 //! gives up in the middle of a transaction leaves it to be rolled back.
 //!
