@@ -37,37 +37,6 @@ pub(crate) fn sql_type(schema: &'static Schema, index: usize) -> &'static str {
     }
 }
 
-/// `information_schema` data types accepted for an existing column, and
-/// whether it must be unsigned.
-fn accepted(ty: ColumnType, is_key: bool) -> (&'static [&'static str], Option<bool>) {
-    const TEXT: &[&str] = &[
-        "longtext",
-        "mediumtext",
-        "text",
-        "varchar",
-        "char",
-        "tinytext",
-    ];
-    match ty {
-        ColumnType::Bool | ColumnType::I8 => (&["tinyint"], Some(false)),
-        ColumnType::I16 => (&["smallint"], Some(false)),
-        ColumnType::I32 => (&["int"], Some(false)),
-        ColumnType::I64 => (&["bigint"], Some(false)),
-        ColumnType::U8 => (&["tinyint"], Some(true)),
-        ColumnType::U16 => (&["smallint"], Some(true)),
-        ColumnType::U32 => (&["int"], Some(true)),
-        ColumnType::U64 => (&["bigint"], Some(true)),
-        ColumnType::F32 => (&["float"], None),
-        ColumnType::F64 => (&["double"], None),
-        ColumnType::Text | ColumnType::Uuid if is_key => (&["varchar", "char"], None),
-        ColumnType::Bytes => (
-            &["longblob", "mediumblob", "blob", "varbinary", "binary"],
-            None,
-        ),
-        _ => (TEXT, None),
-    }
-}
-
 /// Statement texts of one schema, built once per store and schema.
 pub(crate) struct Statements {
     pub select: String,
@@ -88,6 +57,9 @@ pub(crate) struct Statements {
     pub scan_first: String,
     pub scan_after: String,
     pub create: String,
+    /// `SELECT` of the key and version columns (`NULL` for the others, so a
+    /// row still reads in schema order), up to `WHERE key IN (`.
+    pub lock_head: String,
 }
 
 impl Statements {
@@ -133,24 +105,7 @@ impl Statements {
                 format!("SELECT 0 FROM {table} WHERE {key} = ?"),
             ),
         };
-        let defs: Vec<String> = schema
-            .columns()
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let null = if c.nullable() && i != schema.key_index() {
-                    "NULL"
-                } else {
-                    "NOT NULL"
-                };
-                format!("{} {} {null}", cols[i], sql_type(schema, i))
-            })
-            .collect();
-        let create = format!(
-            "CREATE TABLE IF NOT EXISTS {table} ({}, PRIMARY KEY ({key})) \
-             ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin",
-            defs.join(", ")
-        );
+        let create = create_table(schema, &cols);
         Statements {
             select: format!("SELECT {list} FROM {table} WHERE {key} = ?"),
             select_columns: format!("SELECT {list} FROM {table}"),
@@ -169,9 +124,95 @@ impl Statements {
             scan_after: format!(
                 "SELECT {list} FROM {table} WHERE {key} > ? ORDER BY {key} LIMIT ?"
             ),
+            lock_head: format!(
+                "SELECT {} FROM {table} WHERE {key} IN (",
+                probe_list(schema, &cols)
+            ),
             key,
             create,
         }
+    }
+
+    /// `INSERT` of `rows` rows.
+    pub fn insert_rows(&self, rows: usize) -> String {
+        let groups = vec![self.row_marks.as_str(); rows].join(", ");
+        format!("{}{groups}", self.insert_head)
+    }
+
+    /// `INSERT … ON DUPLICATE KEY UPDATE` of `rows` rows.
+    pub fn upsert_rows(&self, rows: usize) -> String {
+        format!("{}{}", self.insert_rows(rows), self.upsert_tail)
+    }
+
+    /// `DELETE` of `keys` keys.
+    pub fn delete_keys(&self, keys: usize) -> String {
+        format!(
+            "{} WHERE {} IN ({})",
+            self.delete_head,
+            self.key,
+            marks(keys)
+        )
+    }
+
+    /// The locking read of `keys` keys' versions.
+    pub fn lock_keys(&self, keys: usize) -> String {
+        format!("{}{}) FOR UPDATE", self.lock_head, marks(keys))
+    }
+}
+
+/// `CREATE TABLE IF NOT EXISTS` of `schema`, whose quoted columns are `cols`.
+fn create_table(schema: &'static Schema, cols: &[String]) -> String {
+    let table = quote(schema.table());
+    let key = &cols[schema.key_index()];
+    let defs: Vec<String> = schema
+        .columns()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let null = if c.nullable() && i != schema.key_index() {
+                "NULL"
+            } else {
+                "NOT NULL"
+            };
+            format!("{} {} {null}", cols[i], sql_type(schema, i))
+        })
+        .collect();
+    format!(
+        "CREATE TABLE IF NOT EXISTS {table} ({}, PRIMARY KEY ({key})) \
+         ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin",
+        defs.join(", ")
+    )
+}
+
+/// The key and version columns of `cols` (quoted, in schema order), `NULL`
+/// in place of every other column.
+fn probe_list(schema: &'static Schema, cols: &[String]) -> String {
+    let probe: Vec<&str> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if i == schema.key_index() || Some(i) == schema.version_index() {
+                c.as_str()
+            } else {
+                "NULL"
+            }
+        })
+        .collect();
+    probe.join(", ")
+}
+
+/// `?, ?, …`: `n` placeholders.
+fn marks(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// A stored version as a number (0 for one that cannot be a version).
+pub(crate) fn version_number(value: My) -> u64 {
+    match value {
+        My::Int(i) => u64::try_from(i).unwrap_or_default(),
+        My::UInt(u) => u,
+        My::Bytes(b) => String::from_utf8_lossy(&b).parse().unwrap_or_default(),
+        _ => 0,
     }
 }
 
@@ -310,9 +351,31 @@ const UNAVAILABLE_CODES: &[u16] = &[
     1152, // aborted connection
     1158, 1159, 1160, 1161, // network read/write errors and timeouts
     1203, // user has too many connections
+    1290, // --read-only: a replica, or a primary being failed over
+    1317, // query interrupted (KILL QUERY, shutdown)
+    1836, // read-only mode
     1927, // connection killed
     4031, // disconnected by the server (idle)
 ];
+
+/// Server error codes after which the server has rolled the statement (or
+/// a deadlock victim's whole transaction) back: running the call again is
+/// safe. When the attempts run out they are [`Error::Unavailable`] too.
+const ROLLED_BACK_CODES: &[u16] = &[
+    1205, // lock wait timeout
+    1213, // deadlock
+    1969, // max_statement_time exceeded
+];
+
+/// SQLSTATE of a write refused by a read-only server or transaction.
+const READ_ONLY_STATE: &str = "25006";
+
+/// Whether the server rolled `e`'s statement back for a reason that may not
+/// hold a moment later (a deadlock, a lock wait or the statement time
+/// limit), so the call can be run again.
+pub(crate) fn is_rolled_back(e: &mysql_async::Error) -> bool {
+    matches!(e, mysql_async::Error::Server(s) if ROLLED_BACK_CODES.contains(&s.code))
+}
 
 /// Sorts a driver error into the class a caller acts on.
 pub(crate) fn classify(store: &str, e: mysql_async::Error) -> Error {
@@ -326,7 +389,12 @@ pub(crate) fn classify(store: &str, e: mysql_async::Error) -> Error {
             | DriverError::UnexpectedPacket { .. }
             | DriverError::BadCompressedPacketHeader,
         ) => Error::unavailable(store, e),
-        E::Server(s) if UNAVAILABLE_CODES.contains(&s.code) || (2000..2100).contains(&s.code) => {
+        E::Server(s)
+            if UNAVAILABLE_CODES.contains(&s.code)
+                || ROLLED_BACK_CODES.contains(&s.code)
+                || s.state == READ_ONLY_STATE
+                || (2000..2100).contains(&s.code) =>
+        {
             Error::unavailable(store, format!("server error {}: {}", s.code, s.message))
         }
         E::Server(s) => Error::Rejected {
@@ -349,79 +417,41 @@ pub(crate) fn is_duplicate(e: &mysql_async::Error) -> bool {
     matches!(e, mysql_async::Error::Server(s) if s.code == 1062)
 }
 
-/// One existing column, from `information_schema.COLUMNS`.
-pub(crate) struct Existing {
-    pub name: String,
-    pub data_type: String,
-    pub column_type: String,
-    pub nullable: bool,
-    pub primary: bool,
-    pub has_default: bool,
-}
+#[cfg(test)]
+mod tests {
+    use mysql_async::{Error as E, ServerError};
 
-/// Checks an existing table's columns against the schema.
-pub(crate) fn check_table(schema: &'static Schema, found: &[Existing]) -> Result<(), Error> {
-    let mismatch = |column: &str, reason: String| Error::SchemaMismatch {
-        table: schema.table(),
-        column: column.to_owned(),
-        reason,
-    };
-    for (i, column) in schema.columns().iter().enumerate() {
-        let is_key = i == schema.key_index();
-        let Some(col) = found
-            .iter()
-            .find(|c| c.name.eq_ignore_ascii_case(column.name()))
-        else {
-            return Err(mismatch(
-                column.name(),
-                "the table has no such column".into(),
-            ));
-        };
-        let (types, unsigned) = accepted(column.ty(), is_key);
-        let is_unsigned = col.column_type.to_ascii_lowercase().contains("unsigned");
-        if !types.contains(&col.data_type.to_ascii_lowercase().as_str())
-            || unsigned.is_some_and(|u| u != is_unsigned)
-        {
-            return Err(mismatch(
-                column.name(),
-                format!(
-                    "declared {}, the model needs {} for a {} field",
-                    col.column_type,
-                    sql_type(schema, i),
-                    column.ty().name()
-                ),
-            ));
-        }
-        if is_key && !col.primary {
-            return Err(mismatch(
-                column.name(),
-                "the model's key is not the table's primary key".into(),
-            ));
-        }
-        if column.nullable() && !col.nullable {
-            return Err(mismatch(
-                column.name(),
-                "declared NOT NULL, the model's field is an Option".into(),
-            ));
-        }
+    use super::{classify, is_rolled_back};
+
+    fn server(code: u16, state: &str) -> E {
+        E::Server(ServerError {
+            code,
+            message: "m".into(),
+            state: state.into(),
+        })
     }
-    for col in found {
-        let known = schema
-            .columns()
-            .iter()
-            .any(|c| c.name().eq_ignore_ascii_case(&col.name));
-        if !known && !col.nullable && !col.has_default {
-            return Err(mismatch(
-                &col.name,
-                "the table requires this column (NOT NULL without default) and the model has no field for it".into(),
-            ));
+
+    #[test]
+    fn failover_and_rolled_back_errors_are_unavailable() {
+        for (code, state) in [
+            (1290, "HY000"),
+            (1836, "HY000"),
+            (1792, "25006"),
+            (1317, "70100"),
+            (1927, "08S01"),
+            (1205, "HY000"),
+            (1213, "40001"),
+            (1969, "70100"),
+        ] {
+            let e = classify("s", server(code, state));
+            assert!(e.is_unavailable(), "{code}: {e:?}");
         }
-        if !known && col.primary {
-            return Err(mismatch(
-                &col.name,
-                "the table's primary key is not the model's key".into(),
-            ));
-        }
+        assert!(is_rolled_back(&server(1213, "40001")));
+        assert!(!is_rolled_back(&server(1290, "HY000")));
+        let e = classify("s", server(1452, "23000"));
+        assert!(
+            matches!(&e, octopus::Error::Rejected { message, .. } if message.contains("1452")),
+            "{e:?}"
+        );
     }
-    Ok(())
 }

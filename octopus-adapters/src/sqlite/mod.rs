@@ -30,76 +30,25 @@
 //! SQLite turns NaN into NULL, so a NaN is refused with an error naming the
 //! column; infinities are stored as they are.
 
+mod ops;
+mod options;
 mod sql;
 mod writer;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use octopus::{
-    BoxFuture, Error, Key, Record, Result, Schema, Store, check_key, check_record, key_of,
+    BoxFuture, Change, Error, Key, Record, Result, Schema, Store, check_key, check_record, key_of,
 };
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params_from_iter};
+use rusqlite::{Connection, params_from_iter};
 
 use crate::per_schema::PerSchema;
+use ops::{UpdateError, get_many, get_one, update};
+pub use options::{SqliteOptions, Synchronous};
+use options::{open_reader, open_writer};
 use sql::{KeyParam, Param, Statements};
 use writer::Writer;
-
-/// How hard SQLite syncs a commit to disk (`PRAGMA synchronous`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Synchronous {
-    /// fsync on every commit, WAL included: a committed write survives power
-    /// loss. The default.
-    #[default]
-    Full,
-    /// WAL is synced at checkpoints only: a committed write survives a crash
-    /// of the process, but the last commits may be lost on power loss.
-    Normal,
-}
-
-/// Settings of a [`SqliteStore`].
-#[derive(Debug, Clone)]
-pub struct SqliteOptions {
-    synchronous: Synchronous,
-    busy_timeout: Duration,
-    readers: usize,
-}
-
-impl Default for SqliteOptions {
-    fn default() -> Self {
-        SqliteOptions {
-            synchronous: Synchronous::Full,
-            busy_timeout: Duration::from_secs(2),
-            readers: 8,
-        }
-    }
-}
-
-impl SqliteOptions {
-    /// Sync policy (default [`Synchronous::Full`]).
-    pub fn synchronous(mut self, s: Synchronous) -> Self {
-        self.synchronous = s;
-        self
-    }
-
-    /// How long the writer waits for a lock held by another connection or
-    /// process before the call fails with [`Error::Unavailable`]
-    /// (default 2 s). This is the deadline of a write.
-    pub fn busy_timeout(mut self, t: Duration) -> Self {
-        self.busy_timeout = t;
-        self
-    }
-
-    /// Read connections kept open for reuse (default 8; more are opened
-    /// under load and closed afterwards).
-    pub fn readers(mut self, n: usize) -> Self {
-        self.readers = n;
-        self
-    }
-}
 
 /// A [`Store`] on an SQLite database file (or memory). See the module docs
 /// for how reads and writes are run.
@@ -238,61 +187,6 @@ impl SqliteStore {
     }
 }
 
-fn open_writer(path: Option<&Path>, options: &SqliteOptions, name: &str) -> Result<Connection> {
-    let fail = |e| sql::classify(name, e);
-    let conn = match path {
-        Some(p) => Connection::open(p),
-        None => Connection::open_in_memory(),
-    }
-    .map_err(fail)?;
-    conn.busy_timeout(options.busy_timeout).map_err(fail)?;
-    conn.set_prepared_statement_cache_capacity(128);
-    if path.is_some() {
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-            .map_err(fail)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(Error::unavailable(
-                name,
-                format!("cannot switch to WAL mode (still {mode})"),
-            ));
-        }
-    }
-    let sync = match options.synchronous {
-        Synchronous::Full => "FULL",
-        Synchronous::Normal => "NORMAL",
-    };
-    conn.execute_batch(&format!(
-        "PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON;"
-    ))
-    .map_err(fail)?;
-    Ok(conn)
-}
-
-fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI,
-    )?;
-    // Inline reads must not wait: busy is handed to the writer thread.
-    conn.busy_timeout(Duration::ZERO)?;
-    conn.set_prepared_statement_cache_capacity(128);
-    Ok(conn)
-}
-
-fn get_one(
-    conn: &Connection,
-    schema: &'static Schema,
-    st: &Statements,
-    key: &Key,
-) -> rusqlite::Result<Option<Record>> {
-    conn.prepare_cached(&st.select)?
-        .query_row([KeyParam(key)], |row| sql::read_row(schema, row))
-        .optional()
-}
-
 impl Store for SqliteStore {
     fn name(&self) -> &str {
         &self.inner.name
@@ -357,8 +251,7 @@ impl Store for SqliteStore {
         record: &'a Record,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            check_record(schema, record)?;
-            sql::check_storable(schema, record)?;
+            self.validate(schema, record)?;
             let st = self.statements(schema);
             let record = record.clone();
             let name = self.inner.name.clone();
@@ -396,8 +289,7 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             for record in records {
-                check_record(schema, record)?;
-                sql::check_storable(schema, record)?;
+                self.validate(schema, record)?;
             }
             let st = self.statements(schema);
             let records = records.to_vec();
@@ -454,8 +346,7 @@ impl Store for SqliteStore {
         expected_version: Option<u64>,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            check_record(schema, record)?;
-            sql::check_storable(schema, record)?;
+            self.validate(schema, record)?;
             let st = self.statements(schema);
             let record = record.clone();
             let name = self.inner.name.clone();
@@ -485,6 +376,34 @@ impl Store for SqliteStore {
                         .map(|n| n > 0)
                         .map_err(|e| sql::classify(&name, e))
                 })
+                .await
+        })
+    }
+
+    fn validate(&self, schema: &'static Schema, record: &Record) -> Result<()> {
+        check_record(schema, record)?;
+        sql::check_storable(schema, record)
+    }
+
+    fn apply<'a>(
+        &'a self,
+        schema: &'static Schema,
+        changes: &'a [Change],
+    ) -> BoxFuture<'a, Result<Vec<Result<()>>>> {
+        Box::pin(async move {
+            // What can be refused without the database is refused here; the
+            // rest is read, checked and written in one job on the writer
+            // thread, so in one transaction.
+            let checked: Vec<Result<()>> = changes
+                .iter()
+                .map(|c| ops::check_change(self, schema, c))
+                .collect();
+            let st = self.statements(schema);
+            let changes = changes.to_vec();
+            let name = self.inner.name.clone();
+            self.inner
+                .writer
+                .call(move |conn| ops::apply(conn, schema, &st, &name, &changes, checked))
                 .await
         })
     }
@@ -520,90 +439,4 @@ impl Store for SqliteStore {
             .await
         })
     }
-}
-
-/// Up to this many keys are looked up per statement.
-const IN_CHUNK: usize = 500;
-
-fn get_many(
-    conn: &Connection,
-    schema: &'static Schema,
-    st: &Statements,
-    keys: &[Key],
-) -> rusqlite::Result<Vec<Option<Record>>> {
-    let mut found: HashMap<Key, Record> = HashMap::with_capacity(keys.len());
-    for chunk in keys.chunks(IN_CHUNK) {
-        let marks = vec!["?"; chunk.len()].join(", ");
-        let text = format!("{} WHERE {} IN ({marks})", st.select_columns, st.key);
-        let mut stmt = conn.prepare_cached(&text)?;
-        let rows = stmt.query_map(params_from_iter(chunk.iter().map(KeyParam)), |row| {
-            sql::read_row(schema, row)
-        })?;
-        for row in rows {
-            let record = row?;
-            if let Ok(k) = key_of(schema, &record) {
-                found.insert(k, record);
-            }
-        }
-    }
-    Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
-}
-
-enum UpdateError {
-    Sql(rusqlite::Error),
-    Octopus(Error),
-}
-
-impl From<rusqlite::Error> for UpdateError {
-    fn from(e: rusqlite::Error) -> Self {
-        UpdateError::Sql(e)
-    }
-}
-
-fn update(
-    conn: &Connection,
-    schema: &'static Schema,
-    st: &Statements,
-    record: &Record,
-    expected: Option<u64>,
-) -> std::result::Result<(), UpdateError> {
-    let key = key_of(schema, record).map_err(UpdateError::Octopus)?;
-    let values = record.values().iter().map(Param);
-    let changed = match (expected, schema.version_index()) {
-        (Some(v), Some(_)) => {
-            let expected = octopus::Value::UInt(v);
-            let vi = schema.version_index().unwrap_or_default();
-            let bound = if schema.columns()[vi].ty().is_signed_int() {
-                octopus::Value::Int(i64::try_from(v).unwrap_or(i64::MAX))
-            } else {
-                expected
-            };
-            conn.prepare_cached(&st.update_versioned)?
-                .execute(params_from_iter(
-                    values.chain(std::iter::once(Param(&bound))),
-                ))?
-        }
-        _ => conn
-            .prepare_cached(&st.update)?
-            .execute(params_from_iter(values))?,
-    };
-    if changed > 0 {
-        return Ok(());
-    }
-    let current: Option<i64> = conn
-        .prepare_cached(&st.version_of)?
-        .query_row([KeyParam(&key)], |r| r.get(0))
-        .optional()?;
-    Err(UpdateError::Octopus(match current {
-        None => Error::NotFound {
-            table: schema.table(),
-            key: key.to_string(),
-        },
-        Some(actual) => Error::Conflict {
-            table: schema.table(),
-            key: key.to_string(),
-            expected: expected.unwrap_or_default(),
-            actual: actual as u64,
-        },
-    }))
 }

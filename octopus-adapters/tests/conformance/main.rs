@@ -1,6 +1,7 @@
 //! The one conformance suite, instantiated for every store. A store joins
 //! with one `conformance!` line.
 
+mod apply;
 mod models;
 mod suite;
 #[path = "../support/mod.rs"]
@@ -32,6 +33,17 @@ macro_rules! conformance {
                 upsert_many_writes_every_row,
                 malformed_records_are_refused_and_write_nothing,
                 concurrent_writers_all_land,
+                apply_create_on_an_absent_key_writes,
+                apply_create_of_a_present_key_keeps_the_row,
+                apply_update_at_the_expected_version_writes,
+                apply_update_at_another_version_is_a_conflict,
+                apply_update_of_a_missing_key_is_not_found,
+                apply_delete_checks_the_version,
+                apply_unconditional_delete_of_a_missing_key_is_ok,
+                apply_exists_on_an_unversioned_model,
+                apply_mixed_batch_writes_only_passing_changes,
+                apply_large_batch_works,
+                validate_refuses_what_a_write_would_refuse,
             );
         }
     };

@@ -8,6 +8,9 @@ use uuid::Uuid;
 
 use super::models::{Book, Counter, Everything, Measurement, Tag};
 
+// The cases of `Store::apply` and `Store::validate` live in their own file.
+pub use super::apply::*;
+
 /// What a store does with floats that are not finite numbers. A refused
 /// value is an `Error::Invalid` naming the column, and nothing is written.
 #[derive(Debug, Clone, Copy, PartialEq)]

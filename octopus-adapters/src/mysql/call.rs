@@ -1,0 +1,270 @@
+//! How one store call runs: a pooled connection and the statements, all
+//! within the call's deadline; the server's own limits on each statement,
+//! set below that deadline; and bounded retries of what the server rolled
+//! back (a deadlock, a lock wait or statement that timed out).
+//!
+//! # A write the client gave up on never commits later
+//!
+//! mysql_async has no read timeout, so the deadline is a
+//! `tokio::time::timeout` around the whole call. When it fires, the call's
+//! future is dropped; a connection dropped in the middle of a statement is
+//! marked broken by mysql_async (its routines flag the connection
+//! disconnected until they complete), so the pool closes it instead of
+//! handing it out again with a late answer pending. Closing the socket does
+//! not stop the statement on the server, though: MariaDB notices a gone
+//! client only when it next reads or writes it. So every connection is set up
+//! with `max_statement_time` (MariaDB) at three quarters of the deadline and
+//! `innodb_lock_wait_timeout` in whole seconds (no more than that, but at
+//! least one, the variable's minimum), and a write that commits as it ends
+//! (autocommit) is sent only while the server would end it before the call's
+//! deadline passes. MySQL has no `max_statement_time` for writes: there a
+//! lock wait is bounded by `innodb_lock_wait_timeout` only, so a deadline of
+//! under 4/3 s (a statement limit under one second) leaves the window open.
+//! In a transaction only `COMMIT` commits, and it waits for no lock: it is
+//! sent only while a small margin of the deadline is left. A call that found no time for its
+//! commit fails with [`Error::Unavailable`] without sending it; a client that
+//! gives up in the middle of a transaction leaves it to be rolled back.
+//!
+//! What remains is the moment of a commit itself: a `COMMIT` (or an
+//! autocommitted write) that reached the server just before the deadline, or
+//! was held up on the network, may complete after the client stopped
+//! waiting. That in-doubt outcome comes with any client-side deadline; the
+//! limits keep it to the commit itself instead of a whole lock wait.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use mysql_async::Conn;
+use octopus::{Error, Result};
+
+use super::{MysqlStore, sql};
+
+/// Attempts of a call whose statement the server rolled back (deadlock, lock
+/// wait or statement timeout), the first included.
+pub(crate) const ATTEMPTS: u32 = 3;
+
+/// Why a call's work stopped: the driver's error, or a refusal of ours.
+pub(crate) enum Failure {
+    /// What mysql_async reported (classified by the caller).
+    Sql(mysql_async::Error),
+    /// An error of Octopus, returned as it is.
+    Refused(Error),
+}
+
+impl From<mysql_async::Error> for Failure {
+    fn from(e: mysql_async::Error) -> Self {
+        Failure::Sql(e)
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Refused(e)
+    }
+}
+
+/// Whether and how a call commits, which decides when its statements may
+/// still be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Reads only: anything may be sent while the deadline allows.
+    Read,
+    /// A write or DDL that commits as it ends: sent only while the server
+    /// would end it before the deadline ([`Limits::room_for_statement`]).
+    Write,
+    /// A transaction: its work checks [`Limits::room_for_commit`] before
+    /// `COMMIT`, its only commit point.
+    Transaction,
+}
+
+/// The time limits derived from a store's deadline.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    deadline: Duration,
+    statement: Duration,
+}
+
+impl Limits {
+    /// Limits for calls bounded by `deadline`.
+    pub(crate) fn new(deadline: Duration) -> Self {
+        Limits {
+            deadline,
+            statement: deadline * 3 / 4,
+        }
+    }
+
+    /// The deadline of every call.
+    pub(crate) fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// How long the server may run one statement (`max_statement_time`).
+    pub(crate) fn statement(&self) -> Duration {
+        self.statement
+    }
+
+    /// `innodb_lock_wait_timeout`, in whole seconds: at least one (the
+    /// variable's minimum), otherwise no longer than a statement may run.
+    pub(crate) fn lock_wait_secs(&self) -> u64 {
+        self.statement.as_secs().max(1)
+    }
+
+    /// The statement that sets a new connection's session limits. The
+    /// `/*M! … */` part runs on MariaDB only (MySQL has no
+    /// `max_statement_time` for writes; it reads the comment as a comment).
+    pub(crate) fn session_setup(&self) -> String {
+        format!(
+            "SET SESSION innodb_lock_wait_timeout = {} /*M!100108 , max_statement_time = {:.6} */",
+            self.lock_wait_secs(),
+            self.statement.as_secs_f64()
+        )
+    }
+
+    /// Room left for the network and a commit after the server's statement
+    /// limit, before the deadline.
+    fn margin(&self) -> Duration {
+        self.deadline / 20
+    }
+
+    /// Whether a write that commits as it ends can still be sent for a call
+    /// that ends at `until`: the server would end it (by its own limit)
+    /// before the client stops waiting.
+    pub(crate) fn room_for_statement(&self, until: Instant) -> bool {
+        until.saturating_duration_since(Instant::now()) >= self.statement + self.margin()
+    }
+
+    /// Whether a transaction's `COMMIT` can still be sent for a call that
+    /// ends at `until`.
+    pub(crate) fn room_for_commit(&self, until: Instant) -> bool {
+        until.saturating_duration_since(Instant::now()) >= self.margin()
+    }
+}
+
+impl MysqlStore {
+    /// Runs reads on a pooled connection within the deadline.
+    pub(super) async fn call<T, F, Fut, E>(&self, mut f: F) -> Result<T>
+    where
+        F: FnMut(Conn) -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+        E: Into<Failure>,
+    {
+        let name = &self.inner.name;
+        self.call_with(Access::Read, |conn, _| f(conn), |e| sql::classify(name, e))
+            .await
+    }
+
+    /// Runs a write on a pooled connection within the deadline.
+    pub(super) async fn call_write<T, F, Fut, E>(&self, mut f: F) -> Result<T>
+    where
+        F: FnMut(Conn) -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+        E: Into<Failure>,
+    {
+        let name = &self.inner.name;
+        self.call_with(Access::Write, |conn, _| f(conn), |e| sql::classify(name, e))
+            .await
+    }
+
+    /// Runs `f` on a pooled connection, the checkout included, within the
+    /// deadline; `f` also gets the instant the call ends. A statement the
+    /// server rolled back is run again (up to [`ATTEMPTS`] in all) while a
+    /// whole statement still fits in the deadline; driver errors left over
+    /// go through `on_error`.
+    pub(super) async fn call_with<T, F, Fut, E>(
+        &self,
+        access: Access,
+        mut f: F,
+        on_error: impl FnOnce(mysql_async::Error) -> Error,
+    ) -> Result<T>
+    where
+        F: FnMut(Conn, Instant) -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+        E: Into<Failure>,
+    {
+        let limits = self.inner.limits;
+        let until = Instant::now() + limits.deadline();
+        let work = async {
+            let mut attempt = 1;
+            loop {
+                let conn = self.inner.pool.get_conn().await?;
+                if access == Access::Write && !limits.room_for_statement(until) {
+                    return Err(Failure::Refused(self.no_time_to_write(until)));
+                }
+                match f(conn, until).await.map_err(Into::into) {
+                    Err(Failure::Sql(e))
+                        if sql::is_rolled_back(&e)
+                            && attempt < ATTEMPTS
+                            // Another full statement fits: a retry cut
+                            // short by the deadline would only cost a
+                            // connection.
+                            && limits.room_for_statement(until) =>
+                    {
+                        tracing::debug!(target: "octopus::mysql", store = %self.inner.name,
+                            attempt, error = %e, "statement rolled back by the server; retrying");
+                        attempt += 1;
+                    }
+                    other => return other,
+                }
+            }
+        };
+        match tokio::time::timeout(limits.deadline(), work).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(Failure::Sql(e))) => Err(on_error(e)),
+            Ok(Err(Failure::Refused(e))) => Err(e),
+            Err(_) => Err(Error::unavailable(
+                &self.inner.name,
+                format!(
+                    "no answer within the {} ms deadline",
+                    limits.deadline().as_millis()
+                ),
+            )),
+        }
+    }
+
+    fn no_time_to_write(&self, until: Instant) -> Error {
+        let limits = self.inner.limits;
+        Error::unavailable(
+            &self.inner.name,
+            format!(
+                "only {} ms of the {} ms deadline left: not enough to send a write the server may run for {} ms",
+                until.saturating_duration_since(Instant::now()).as_millis(),
+                limits.deadline().as_millis(),
+                limits.statement().as_millis()
+            ),
+        )
+    }
+
+    /// The error of a transaction that found no time left to commit.
+    pub(super) fn no_time_to_commit(&self, until: Instant) -> Failure {
+        Failure::Refused(Error::unavailable(
+            &self.inner.name,
+            format!(
+                "only {} ms of the {} ms deadline left: not enough to commit; rolled back",
+                until.saturating_duration_since(Instant::now()).as_millis(),
+                self.inner.limits.deadline().as_millis(),
+            ),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_stay_below_the_deadline() {
+        let l = Limits::new(Duration::from_millis(800));
+        assert_eq!(l.statement(), Duration::from_millis(600));
+        assert_eq!(l.lock_wait_secs(), 1, "the variable's minimum");
+        assert_eq!(
+            l.session_setup(),
+            "SET SESSION innodb_lock_wait_timeout = 1 /*M!100108 , max_statement_time = 0.600000 */"
+        );
+        let l = Limits::new(Duration::from_secs(10));
+        assert_eq!(l.lock_wait_secs(), 7);
+        assert!(l.room_for_statement(Instant::now() + Duration::from_secs(10)));
+        assert!(!l.room_for_statement(Instant::now() + Duration::from_secs(7)));
+        assert!(l.room_for_commit(Instant::now() + Duration::from_secs(1)));
+        assert!(!l.room_for_commit(Instant::now() + Duration::from_millis(400)));
+    }
+}

@@ -1,0 +1,200 @@
+//! A MariaDB server of the test's own: its own data directory, port and
+//! socket, so a test can change global settings (`read_only`) or hold locks
+//! without touching the shared server. Stopped (by its pid) when dropped.
+//!
+//! A missing `mariadbd` or `mariadb-install-db` fails the test with a message
+//! saying how to install them; nothing is skipped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+
+/// Where the binaries may be, besides `PATH`.
+const SBIN: &[&str] = &["/usr/sbin", "/usr/local/sbin", "/usr/libexec", "/usr/bin"];
+
+/// The user every test connects as: all privileges on database `test`, no
+/// administrative ones, so `read_only` applies to it (it never applies to
+/// an account with `READ_ONLY ADMIN`, root included).
+pub const APP_USER: &str = "app";
+
+/// A running private server.
+pub struct PrivateMariadb {
+    pub port: u16,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl PrivateMariadb {
+    /// Installs a data directory, starts `mariadbd` on a free port and waits
+    /// (polling, 60 s at most) until it answers; creates database `test`
+    /// and user [`APP_USER`].
+    pub async fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("octopus-mariadb")
+            .tempdir()
+            .unwrap();
+        let as_root = is_root(dir.path());
+        let data = dir.path().join("data");
+        // A server deletes every `#sql*` file in its tmpdir when it starts:
+        // with the default (/tmp) it would delete the temporary tables of
+        // every other server using /tmp, the shared one included.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        let tmpdir = format!("--tmpdir={}", tmp.display());
+        let mut install = Command::new(binary("mariadb-install-db", "OCTOPUS_MARIADB_INSTALL_DB"));
+        install
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(&tmpdir)
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+            .args(small_server());
+        if as_root {
+            install.arg("--user=root");
+        }
+        let out = install.output().expect("run mariadb-install-db");
+        assert!(
+            out.status.success(),
+            "mariadb-install-db failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let mut server = Command::new(binary("mariadbd", "OCTOPUS_MARIADBD"));
+        server
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(&tmpdir)
+            .arg(format!("--port={port}"))
+            .arg(format!(
+                "--socket={}",
+                dir.path().join("mysqld.sock").display()
+            ))
+            .arg(format!(
+                "--pid-file={}",
+                dir.path().join("mysqld.pid").display()
+            ))
+            .arg(format!(
+                "--log-error={}",
+                dir.path().join("error.log").display()
+            ))
+            .args(["--bind-address=127.0.0.1", "--skip-name-resolve"])
+            .args(small_server())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if as_root {
+            server.arg("--user=root");
+        }
+        let child = server.spawn().expect("start mariadbd");
+        let mut db = PrivateMariadb { port, child, dir };
+        db.wait_until_it_answers().await;
+        let mut root = db.root().await;
+        root.query_drop(format!(
+            "CREATE DATABASE test; CREATE USER {APP_USER}@'%'; \
+             GRANT ALL ON test.* TO {APP_USER}@'%'"
+        ))
+        .await
+        .unwrap();
+        root.disconnect().await.unwrap();
+        db
+    }
+
+    /// A store URL for [`APP_USER`] on database `test`, with `params`.
+    pub fn app_url(&self, params: &str) -> String {
+        format!("mysql://{APP_USER}@127.0.0.1:{}/test?{params}", self.port)
+    }
+
+    /// A connection as root (for global settings and status).
+    pub async fn root(&self) -> mysql_async::Conn {
+        let url = format!(
+            "mysql://root@127.0.0.1:{}/mysql?prefer_socket=false",
+            self.port
+        );
+        mysql_async::Conn::from_url(url).await.unwrap()
+    }
+
+    /// A connection as [`APP_USER`] on database `test`.
+    pub async fn app(&self) -> mysql_async::Conn {
+        mysql_async::Conn::from_url(self.app_url("prefer_socket=false"))
+            .await
+            .unwrap()
+    }
+
+    async fn wait_until_it_answers(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let url = format!(
+            "mysql://root@127.0.0.1:{}/mysql?prefer_socket=false",
+            self.port
+        );
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("mariadbd exited ({status}):\n{}", self.error_log());
+            }
+            let attempt = mysql_async::Conn::from_url(url.as_str());
+            if let Ok(Ok(conn)) = tokio::time::timeout(Duration::from_secs(2), attempt).await {
+                let _ = conn.disconnect().await;
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mariadbd on port {} did not answer within 60 s:\n{}",
+                self.port,
+                self.error_log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for PrivateMariadb {
+    fn drop(&mut self) {
+        // Killed by its pid; the data directory goes with the TempDir.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Small buffers: the server holds a few rows and starts in a second.
+fn small_server() -> [&'static str; 2] {
+    ["--innodb-buffer-pool-size=32M", "--innodb-log-file-size=8M"]
+}
+
+/// `name` from the environment variable `var`, `PATH` or the usual
+/// directories; panics saying how to get it.
+fn binary(name: &str, var: &str) -> PathBuf {
+    if let Ok(path) = std::env::var(var) {
+        return PathBuf::from(path);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain(SBIN.iter().map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file());
+    found.unwrap_or_else(|| {
+        panic!(
+            "`{name}` not found (looked in PATH and {SBIN:?}): these tests run a MariaDB \
+             server of their own. Install mariadb-server (./scripts/services.sh does) or \
+             set {var} to the binary."
+        )
+    })
+}
+
+/// Whether this process runs as root (mariadbd then needs `--user=root`):
+/// the owner of a directory it just created.
+fn is_root(created: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(created).unwrap().uid() == 0
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
