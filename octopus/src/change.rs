@@ -3,7 +3,7 @@
 //! expected version), checked and written atomically.
 
 use crate::schema::Schema;
-use crate::store::{Store, version_of};
+use crate::store::{Store, key_of, version_of};
 use crate::value::{Key, Record};
 use crate::{Error, Result};
 
@@ -44,6 +44,26 @@ pub struct Change {
 }
 
 impl Change {
+    /// Refuses a change whose row carries another key than the change's
+    /// (it would be checked against one row and written over another).
+    pub fn check_row_key(&self, schema: &'static Schema) -> Result<()> {
+        match &self.row {
+            Some(row) => {
+                let row_key = key_of(schema, row)?;
+                if row_key == self.key {
+                    Ok(())
+                } else {
+                    Err(Error::invalid(format!(
+                        "table `{}`: the change of key {} carries a row with key {row_key}",
+                        schema.table(),
+                        self.key
+                    )))
+                }
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Checks the precondition against `stored` (the row the primary holds,
     /// read under the same lock as the write that follows): `Ok` if the
     /// change applies, otherwise the error the primary would have given a
@@ -107,6 +127,10 @@ pub(crate) async fn apply_one_by_one<S: Store + ?Sized>(
 ) -> Result<Vec<Result<()>>> {
     let mut out = Vec::with_capacity(changes.len());
     for change in changes {
+        if let Err(refused) = change.check_row_key(schema) {
+            out.push(Err(refused));
+            continue;
+        }
         let stored = store.get(schema, &change.key).await?;
         if let Err(refused) = change.check(schema, stored.as_ref()) {
             out.push(Err(refused));

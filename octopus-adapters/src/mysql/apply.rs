@@ -2,7 +2,7 @@
 //! call's deadline.
 //!
 //! 1. `START TRANSACTION` at `REPEATABLE READ`;
-//! 2. `SELECT key, version … WHERE key IN (…) FOR UPDATE`, in runs that fit a
+//! 2. `SELECT <every column> … WHERE key IN (…) FOR UPDATE`, in runs that fit a
 //!    statement: present keys are locked, absent ones by their gap, so no
 //!    other writer can create, change or delete any of them until the end;
 //! 3. each change is checked ([`Change::check`]) against the stored row, or
@@ -191,8 +191,8 @@ async fn checked_writes(
     Ok(outcomes)
 }
 
-/// `SELECT … FOR UPDATE` of every key of the batch: the stored rows (key
-/// and version only), by key.
+/// `SELECT … FOR UPDATE` of every key of the batch: the stored rows, by
+/// key.
 async fn locked_rows(
     tx: &mut Transaction<'_>,
     b: &Batch<'_>,

@@ -57,8 +57,10 @@ pub(crate) struct Statements {
     pub scan_first: String,
     pub scan_after: String,
     pub create: String,
-    /// `SELECT` of the key and version columns (`NULL` for the others, so a
-    /// row still reads in schema order), up to `WHERE key IN (`.
+    /// `SELECT` of every column, up to `WHERE key IN (`: the locking read
+    /// of `apply`, which compares whole rows (a change whose exact row is
+    /// already stored was applied before a crash, or by a commit the client
+    /// gave up on, and passes).
     pub lock_head: String,
 }
 
@@ -124,10 +126,7 @@ impl Statements {
             scan_after: format!(
                 "SELECT {list} FROM {table} WHERE {key} > ? ORDER BY {key} LIMIT ?"
             ),
-            lock_head: format!(
-                "SELECT {} FROM {table} WHERE {key} IN (",
-                probe_list(schema, &cols)
-            ),
+            lock_head: format!("SELECT {list} FROM {table} WHERE {key} IN ("),
             key,
             create,
         }
@@ -154,7 +153,7 @@ impl Statements {
         )
     }
 
-    /// The locking read of `keys` keys' versions.
+    /// The locking read of `keys` keys' rows.
     pub fn lock_keys(&self, keys: usize) -> String {
         format!("{}{}) FOR UPDATE", self.lock_head, marks(keys))
     }
@@ -182,23 +181,6 @@ fn create_table(schema: &'static Schema, cols: &[String]) -> String {
          ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin",
         defs.join(", ")
     )
-}
-
-/// The key and version columns of `cols` (quoted, in schema order), `NULL`
-/// in place of every other column.
-fn probe_list(schema: &'static Schema, cols: &[String]) -> String {
-    let probe: Vec<&str> = cols
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            if i == schema.key_index() || Some(i) == schema.version_index() {
-                c.as_str()
-            } else {
-                "NULL"
-            }
-        })
-        .collect();
-    probe.join(", ")
 }
 
 /// `?, ?, …`: `n` placeholders.
