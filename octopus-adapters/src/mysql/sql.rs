@@ -395,8 +395,11 @@ pub(crate) fn classify(store: &str, e: mysql_async::Error) -> Error {
 }
 
 /// Whether `e` is a duplicate-key error (1062).
+/// Whether `e` is a duplicate of the primary key (1062 on `PRIMARY`). A
+/// duplicate on another unique index (one a DBA added) is not "the key
+/// exists": it stays a rejection with the server's message.
 pub(crate) fn is_duplicate(e: &mysql_async::Error) -> bool {
-    matches!(e, mysql_async::Error::Server(s) if s.code == 1062)
+    matches!(e, mysql_async::Error::Server(s) if s.code == 1062 && s.message.contains("'PRIMARY'"))
 }
 
 #[cfg(test)]

@@ -263,7 +263,7 @@ impl Store for SqliteStore {
                         .map_err(|e| sql::classify(&name, e))?;
                     match stmt.execute(params_from_iter(record.values().iter().map(Param))) {
                         Ok(_) => Ok(()),
-                        Err(e) if sql::is_duplicate(&e) => Err(Error::AlreadyExists {
+                        Err(e) if sql::is_duplicate(&e, schema) => Err(Error::AlreadyExists {
                             table: schema.table(),
                             key: key_of(schema, &record)?.to_string(),
                         }),

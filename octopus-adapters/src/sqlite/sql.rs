@@ -318,12 +318,17 @@ pub(crate) fn classify(store: &str, e: rusqlite::Error) -> Error {
     }
 }
 
-/// Whether `e` is a primary-key or unique violation.
-pub(crate) fn is_duplicate(e: &rusqlite::Error) -> bool {
+/// Whether `e` is a duplicate of `schema`'s key. A violation of another
+/// unique index (one a DBA added) is not "the key exists": it stays a
+/// rejection with SQLite's message.
+pub(crate) fn is_duplicate(e: &rusqlite::Error, schema: &'static Schema) -> bool {
     const SQLITE_CONSTRAINT_PRIMARYKEY: i32 = 1555;
     const SQLITE_CONSTRAINT_UNIQUE: i32 = 2067;
-    matches!(e, rusqlite::Error::SqliteFailure(f, _)
-        if f.extended_code == SQLITE_CONSTRAINT_PRIMARYKEY || f.extended_code == SQLITE_CONSTRAINT_UNIQUE)
+    let key = format!("{}.{}", schema.table(), schema.key_column().name());
+    matches!(e, rusqlite::Error::SqliteFailure(f, message)
+        if f.extended_code == SQLITE_CONSTRAINT_PRIMARYKEY
+            || (f.extended_code == SQLITE_CONSTRAINT_UNIQUE
+                && message.as_deref().and_then(|m| m.strip_prefix("UNIQUE constraint failed: ")) == Some(key.as_str())))
 }
 
 /// Whether `e` means the database was busy or locked (the inline read path
