@@ -91,14 +91,7 @@ fn check_change(
         return Ok(());
     };
     store.validate(schema, row)?;
-    let row_key = key_of(schema, row)?;
-    if row_key != change.key {
-        return Err(Error::invalid(format!(
-            "table `{}`: the change of key {} carries a row with key {row_key}",
-            schema.table(),
-            change.key
-        )));
-    }
+    change.check_row_key(schema)?;
     let size = chunk::row_len(row.values());
     if size > budget {
         return Err(Error::Rejected {

@@ -119,14 +119,7 @@ pub(crate) fn check_change(
         return Ok(());
     };
     store.validate(schema, row)?;
-    let row_key = key_of(schema, row)?;
-    if row_key != change.key {
-        return Err(Error::invalid(format!(
-            "table `{}`: the change of key {} carries a row with key {row_key}",
-            schema.table(),
-            change.key
-        )));
-    }
+    change.check_row_key(schema)?;
     Ok(())
 }
 
