@@ -137,7 +137,7 @@ impl PlanBuilder {
 
     /// Makes `journal` the fallback (shorthand for
     /// `.fallback(Arc::new(journal))`): writes the primary cannot take are
-    /// journaled (and acknowledged as [`WriteOutcome::Journaled`]), reads
+    /// journaled (and acknowledged as [`crate::WriteOutcome::Journaled`]), reads
     /// see pending writes, and the journal's replayer applies them to the
     /// primary when it answers again. While a key has pending entries, its
     /// writes go to the journal too, so no older entry overtakes a newer
