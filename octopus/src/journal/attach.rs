@@ -35,6 +35,9 @@ impl Journal {
                 "a plan with a journal must be built inside a tokio runtime (its replayer runs there)",
             )
         })?;
+        if self.shared.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(journal_error(&self.shared.dir, "the journal is closed"));
+        }
         let mut slot = lock(&self.shared.replayer);
         let previous = match slot.take() {
             Some(mut a) if !*a.stop.borrow() => {

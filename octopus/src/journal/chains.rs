@@ -1,5 +1,8 @@
-//! Chains: one key's entries of a batch become one conditional change;
-//! refused chains become dead letters; a batch refused as a whole is split.
+//! Chains: one key's entries of a batch become conditional changes (one per
+//! run of entries each checked against the one before it); refused chains
+//! become dead letters; a batch refused as a whole is split.
+
+use std::collections::HashMap;
 
 use super::dead::DeadLetter;
 use super::entry::{self, Entry};
@@ -8,8 +11,9 @@ use crate::change::{Change, Precondition};
 use crate::model::now_millis;
 use crate::schema::Schema;
 use crate::store::{BoxFuture, Store, normalize_key};
+use crate::value::Key;
 
-/// The change a chain of one key's entries makes: the first entry's
+/// The change a run of one key's entries makes: the first entry's
 /// precondition, the last entry's row.
 pub(super) fn change_of(
     schema: &'static Schema,
@@ -56,30 +60,76 @@ pub(super) fn dead_letters(chain: &[&Entry], error: &str) -> Vec<DeadLetter> {
                 format!("follows refused entry {head}: {error}")
             },
             at,
+            requeued_as: None,
         })
         .collect()
 }
 
-/// Applies `changes`; a batch the store refuses as a whole is split until
-/// each refusal is pinned on one change.
+/// One key's entries of a batch, split into runs that were each checked
+/// against the entry before them when written (`after` names it): a run
+/// becomes one change. Rounds are applied in order: round *n* holds the
+/// *n*-th run of every key, so a key's runs apply in journal order.
+pub(super) fn rounds<'a>(entries: &[&'a Entry]) -> Vec<Vec<Vec<&'a Entry>>> {
+    let mut runs_of: Vec<Vec<Vec<&'a Entry>>> = Vec::new();
+    let mut by_key: HashMap<&Key, usize> = HashMap::new();
+    for &e in entries {
+        match by_key.get(&e.key) {
+            Some(&i) => {
+                let runs = &mut runs_of[i];
+                let prev = runs.last().and_then(|r| r.last()).map(|p| p.seq);
+                match runs.last_mut() {
+                    Some(run) if e.after.is_some() && e.after == prev => run.push(e),
+                    _ => runs.push(vec![e]),
+                }
+            }
+            None => {
+                by_key.insert(&e.key, runs_of.len());
+                runs_of.push(vec![vec![e]]);
+            }
+        }
+    }
+    let depth = runs_of.iter().map(Vec::len).max().unwrap_or(0);
+    let mut rounds: Vec<Vec<Vec<&'a Entry>>> = vec![Vec::new(); depth];
+    for runs in runs_of {
+        for (n, run) in runs.into_iter().enumerate() {
+            rounds[n].push(run);
+        }
+    }
+    rounds
+}
+
+/// Applies `changes`, filling `slots` with each change's outcome as the
+/// store commits it; a batch the store refuses as a whole is split until
+/// each refusal is pinned on one change. `Unavailable` stops it: slots
+/// already filled were committed (or refused) and stay.
 pub(super) fn apply_split<'a>(
     primary: &'a dyn Store,
     schema: &'static Schema,
     changes: &'a [Change],
-) -> BoxFuture<'a, Result<Vec<Result<()>>>> {
+    slots: &'a mut [Option<Result<()>>],
+) -> BoxFuture<'a, Result<()>> {
     Box::pin(async move {
         if changes.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         match primary.apply(schema, changes).await {
-            Ok(results) => Ok(results),
+            Ok(results) => {
+                for (slot, result) in slots.iter_mut().zip(results) {
+                    *slot = Some(result);
+                }
+                Ok(())
+            }
             Err(e) if e.is_unavailable() => Err(e),
-            Err(e) if changes.len() == 1 => Ok(vec![Err(e)]),
+            Err(e) if changes.len() == 1 => {
+                slots[0] = Some(Err(e));
+                Ok(())
+            }
             Err(_) => {
-                let (a, b) = changes.split_at(changes.len() / 2);
-                let mut results = apply_split(primary, schema, a).await?;
-                results.extend(apply_split(primary, schema, b).await?);
-                Ok(results)
+                let half = changes.len() / 2;
+                let (a, b) = changes.split_at(half);
+                let (sa, sb) = slots.split_at_mut(half);
+                apply_split(primary, schema, a, sa).await?;
+                apply_split(primary, schema, b, sb).await
             }
         }
     })

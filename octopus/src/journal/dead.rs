@@ -33,6 +33,11 @@ pub struct DeadLetter {
     pub error: String,
     /// When it was refused, unix milliseconds.
     pub at: i64,
+    /// The sequence number of the entry it was appended again as, once
+    /// requeued ([`Journal::requeue_dead_letters`]). A requeued letter
+    /// stays in the file, so entries written after the refused one are
+    /// still known to follow a refused entry.
+    pub requeued_as: Option<u64>,
 }
 
 impl DeadLetter {
@@ -42,6 +47,9 @@ impl DeadLetter {
         m.insert("entry".into(), Json::Object(entry::entry_json(&self.entry)));
         m.insert("error".into(), Json::from(self.error.as_str()));
         m.insert("at".into(), Json::from(self.at));
+        if let Some(seq) = self.requeued_as {
+            m.insert("requeued_as".into(), Json::from(seq));
+        }
         Json::Object(m)
     }
 
@@ -61,6 +69,7 @@ impl DeadLetter {
                 .get("at")
                 .and_then(Json::as_i64)
                 .ok_or("no `at` time")?,
+            requeued_as: json.get("requeued_as").and_then(Json::as_u64),
         })
     }
 }
@@ -71,12 +80,36 @@ fn line(letter: &DeadLetter) -> Vec<u8> {
     out
 }
 
+/// Cuts a last line a crash left without its newline (its letters were
+/// not checkpointed: replay refuses their entries again), so the next
+/// append starts on a line of its own.
+fn cut_torn_tail(path: &Path) -> Result<()> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_error(path, None, e)),
+    };
+    if bytes.last().is_none_or(|b| *b == b'\n') {
+        return Ok(());
+    }
+    let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    tracing::warn!(target: "octopus::journal", file = %path.display(), offset = keep, "cut a torn dead letter");
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| io_error(path, None, e))?;
+    f.set_len(keep as u64)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io_error(path, Some(keep as u64), e))
+}
+
 /// Appends `letters` durably (before the checkpoint passes their entries).
 pub(super) fn append(dir: &Path, letters: &[DeadLetter]) -> Result<()> {
     if letters.is_empty() {
         return Ok(());
     }
     let path = dir.join(FILE);
+    cut_torn_tail(&path)?;
     let bytes: Vec<u8> = letters.iter().flat_map(line).collect();
     let mut f = OpenOptions::new()
         .create(true)
@@ -147,14 +180,21 @@ pub(super) fn rewrite(dir: &Path, keep: &[DeadLetter]) -> Result<()> {
 }
 
 impl Journal {
-    /// Every dead letter, oldest first.
+    /// Every dead letter not yet requeued, oldest first.
     pub fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        let mut letters = self.all_dead_letters()?;
+        letters.retain(|l| l.requeued_as.is_none());
+        Ok(letters)
+    }
+
+    /// Every dead letter, requeued ones included.
+    pub(super) fn all_dead_letters(&self) -> Result<Vec<DeadLetter>> {
         let _file = lock(&self.shared.dead_file);
         read(&self.shared.dir)
     }
 
-    /// Writes every dead letter to `out`, one JSON object per line (the
-    /// file's own format); returns how many.
+    /// Writes every dead letter not yet requeued to `out`, one JSON object
+    /// per line (the file's own format); returns how many.
     pub fn export_dead_letters(&self, out: &mut dyn std::io::Write) -> Result<usize> {
         let letters = self.dead_letters()?;
         for letter in &letters {
@@ -166,31 +206,38 @@ impl Journal {
 
     /// Appends the dead letters `pick` selects to the journal again, as
     /// they were (same operation, precondition and row: fix what refused
-    /// them first, a constraint say), and removes them from the dead-letter
-    /// file. Returns how many were requeued.
+    /// them first, a constraint say), and marks them requeued. A letter
+    /// whose key has a pending entry is left as it is (its precondition was
+    /// never checked against that entry; requeue it once the key drains).
+    /// Returns how many were requeued.
     pub async fn requeue_dead_letters(&self, pick: impl Fn(&DeadLetter) -> bool) -> Result<usize> {
-        let letters = self.dead_letters()?;
-        let (chosen, keep): (Vec<_>, Vec<_>) = letters.into_iter().partition(|l| pick(l));
+        let chosen: Vec<DeadLetter> = self.dead_letters()?.into_iter().filter(|l| pick(l)).collect();
+        let mut requeued: Vec<(u64, u64)> = Vec::new();
         for letter in &chosen {
             let e = &letter.entry;
-            let body = entry::body_of(e);
+            let key = index_key(&e.table, &e.key);
+            let guard = self.shared.locks.lock(&key).await;
+            if self.shared.index.contains(&key) {
+                continue;
+            }
             let update = IndexUpdate {
-                key: index_key(&e.table, &e.key),
+                key,
                 value: e.op.record().map(|m| (e.fingerprint, Row::Json(m.clone()))),
             };
-            self.send(body, update, None).await?;
+            let seq = self.send(entry::body_of(e), update, Some(guard)).await?;
+            requeued.push((e.seq, seq));
         }
-        if !chosen.is_empty() {
+        if !requeued.is_empty() {
             let _file = lock(&self.shared.dead_file);
-            // Letters added while we appended stay.
-            let now = read(&self.shared.dir)?;
-            let keep: Vec<DeadLetter> = now
-                .into_iter()
-                .filter(|l| keep.contains(l) || !chosen.contains(l))
-                .collect();
-            rewrite(&self.shared.dir, &keep)?;
+            let mut letters = read(&self.shared.dir)?;
+            for letter in &mut letters {
+                if let Some((_, seq)) = requeued.iter().find(|(old, _)| *old == letter.entry.seq) {
+                    letter.requeued_as = Some(*seq);
+                }
+            }
+            rewrite(&self.shared.dir, &letters)?;
         }
-        Ok(chosen.len())
+        Ok(requeued.len())
     }
 
     /// Dead letters as they happen (a receiver that lags loses the oldest;

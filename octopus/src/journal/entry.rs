@@ -280,6 +280,8 @@ pub fn body(
 pub fn body_of(e: &Entry) -> String {
     let mut m = entry_json(e);
     m.remove("seq");
+    // A new entry: checked against nothing pending.
+    m.remove("after");
     m.insert("time".into(), Json::from(crate::model::now_millis()));
     let text = Json::Object(m).to_string();
     // `{...}` without its braces: what follows `{"seq":N,`.

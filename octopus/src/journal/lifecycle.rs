@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use super::{Journal, lock, writer};
 use crate::Result;
@@ -17,7 +17,7 @@ use crate::fallback::Mode;
 /// so the directory lock is free once the journal is gone.
 pub(super) struct WriterHandle {
     pub(super) tx: mpsc::Sender<writer::Msg>,
-    pub(super) exited: Mutex<Option<oneshot::Receiver<()>>>,
+    pub(super) exited: watch::Receiver<bool>,
     pub(super) thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -42,18 +42,28 @@ impl Journal {
         self.shared.mode.subscribe()
     }
 
-    /// Completes once every entry is applied or dead-lettered.
+    /// Completes once every entry is applied or dead-lettered (or the
+    /// journal is closed).
     pub async fn drained(&self) {
-        let mut rx = self.shared.mode.subscribe();
         loop {
-            if self.pending() == 0 {
+            let notified = self.shared.drain.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.pending() == 0 || self.shared.closed.load(Ordering::SeqCst) {
                 return;
             }
-            // Woken by every mode change; a closed journal has no sender
-            // left to wait for.
-            if rx.changed().await.is_err() {
-                return;
-            }
+            notified.await;
+        }
+    }
+
+    /// Counts `n` entries done (applied, dead-lettered, or failed to
+    /// append), waking whoever waits for the drain.
+    pub(super) fn finished(&self, n: u64) {
+        if n > 0 {
+            self.shared
+                .outstanding
+                .fetch_sub(n as i64, Ordering::SeqCst);
+            self.shared.drain.notify_waiters();
         }
     }
 
@@ -81,12 +91,12 @@ impl Journal {
     /// returns. Appends fail afterwards; the journal can be opened again at
     /// once. Every clone is closed.
     pub async fn close(&self) -> Result<()> {
+        self.shared.closed.store(true, Ordering::SeqCst);
+        self.shared.drain.notify_waiters();
         self.stop_replayer().await;
-        let exited = lock(&self.writer.exited).take();
-        if let Some(exited) = exited {
-            let _ = self.writer.tx.send(writer::Msg::Close);
-            let _ = exited.await;
-        }
+        let _ = self.writer.tx.send(writer::Msg::Close);
+        let mut exited = self.writer.exited.clone();
+        let _ = exited.wait_for(|done| *done).await;
         Ok(())
     }
 }

@@ -46,6 +46,7 @@
 //! replayed by the plan that owns the journal once the primary answers.
 
 mod attach;
+mod batch;
 mod chains;
 mod checkpoint;
 mod dead;
@@ -64,7 +65,7 @@ mod writer;
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, mpsc};
 use std::time::Duration;
 
@@ -164,6 +165,10 @@ pub(crate) struct Shared {
     registrations: AtomicU64,
     torn_tail: Option<(PathBuf, u64)>,
     replayer: Mutex<Option<attach::Attached>>,
+    /// Woken whenever the pending count drops.
+    drain: Notify,
+    /// Set by `close`: no more replayers, `drained` returns.
+    closed: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -246,7 +251,7 @@ impl Journal {
         } else {
             Mode::Healthy
         };
-        let (exited_tx, exited_rx) = oneshot::channel();
+        let (exited_tx, exited_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             dir: dir.clone(),
             options,
@@ -268,6 +273,8 @@ impl Journal {
             registrations: AtomicU64::new(0),
             torn_tail: recovered.truncated.clone(),
             replayer: Mutex::new(None),
+            drain: Notify::new(),
+            closed: AtomicBool::new(false),
         });
         let (tx, rx) = mpsc::channel();
         let owned = writer::Owned {
@@ -278,7 +285,7 @@ impl Journal {
             .map_err(|e| segment::io_error(&dir, None, e))?;
         let writer = Arc::new(WriterHandle {
             tx,
-            exited: Mutex::new(Some(exited_rx)),
+            exited: exited_rx,
             thread: Mutex::new(Some(thread)),
         });
         Ok(Journal { shared, writer })
@@ -393,8 +400,10 @@ impl Journal {
             _key_lock: guard,
         };
         self.shared.outstanding.fetch_add(1, Ordering::SeqCst);
+        // Counted back here only when the writer never saw the append (it
+        // counts back the appends it fails itself).
         let failed = |reason: String| {
-            self.shared.outstanding.fetch_sub(1, Ordering::SeqCst);
+            self.finished(1);
             journal_error(&self.shared.dir, reason)
         };
         if self.writer.tx.send(writer::Msg::Append(append)).is_err() {
@@ -409,7 +418,10 @@ impl Journal {
                 self.shared.wake.notify_one();
                 Ok(seq)
             }
-            Ok(Err(reason)) => Err(failed(format!("append failed: {reason}"))),
+            Ok(Err(reason)) => Err(journal_error(
+                &self.shared.dir,
+                format!("append failed: {reason}"),
+            )),
             Err(_) => Err(failed("the journal is closed".into())),
         }
     }

@@ -18,7 +18,7 @@
 //!   in this process (or whose table does not match its model) wait; the
 //!   checkpoint records per table how far the others got, so they go on.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -27,14 +27,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::chains::{apply_split, change_of, dead_letters};
-use super::dead::{self, DeadLetter};
+use super::batch::Outcome;
+use super::dead;
 use super::entry::Entry;
 use super::segment::{self, Cursor};
 use super::{Journal, lock};
 use crate::breaker::CircuitBreaker;
 use crate::fallback::Mode;
-use crate::schema::Schema;
 use crate::store::Store;
 use crate::{Error, Result};
 
@@ -45,21 +44,24 @@ const MAX_BACKOFF: Duration = Duration::from_millis(100);
 const SLOW_FAILURE: Duration = Duration::from_millis(500);
 
 pub(super) struct Replayer {
-    journal: Journal,
+    pub(super) journal: Journal,
     name: String,
-    primary: Arc<dyn Store>,
+    pub(super) primary: Arc<dyn Store>,
     breaker: Arc<CircuitBreaker>,
     stop: watch::Receiver<bool>,
     cursor: Cursor,
     /// The first entry since the cursor last started over that had to wait
     /// (its table's model is not open, or its table does not match).
     deferred: Option<u64>,
-    deferred_tables: BTreeSet<String>,
+    pub(super) deferred_tables: BTreeSet<String>,
     registrations: u64,
-    ensured: HashSet<&'static str>,
+    pub(super) ensured: HashSet<&'static str>,
+    /// Entries of the current batch a transaction has committed: a retry of
+    /// the batch (after a later table or half failed) skips them.
+    pub(super) committed: HashSet<u64>,
     /// Sequence numbers of dead-lettered entries: a later entry checked
     /// against one of them when it was written is refused too.
-    dead: HashSet<u64>,
+    pub(super) dead: HashSet<u64>,
     limit: usize,
     backoff: Duration,
 }
@@ -72,14 +74,6 @@ enum Next {
     Idle(Duration),
     /// Wait this long whatever happens (backing off a primary that is down).
     Backoff(Duration),
-}
-
-/// What applying a batch did.
-#[derive(Default)]
-struct Outcome<'a> {
-    applied: Vec<&'a Entry>,
-    dead: Vec<DeadLetter>,
-    waiting: Vec<&'a Entry>,
 }
 
 impl Replayer {
@@ -101,6 +95,7 @@ impl Replayer {
             deferred_tables: BTreeSet::new(),
             registrations: 0,
             ensured: HashSet::new(),
+            committed: HashSet::new(),
             dead: HashSet::new(),
             backoff: MIN_BACKOFF,
         }
@@ -111,7 +106,7 @@ impl Replayer {
             let _ = previous.await;
         }
         self.start_over();
-        match dead::read(&self.journal.shared.dir) {
+        match self.journal.all_dead_letters() {
             Ok(letters) => self.dead = letters.iter().map(|l| l.entry.seq).collect(),
             Err(e) => {
                 tracing::error!(target: "octopus::journal", error = %e, "dead letters unreadable: entries that follow them are checked by the primary alone");
@@ -167,8 +162,12 @@ impl Replayer {
             Err(e) => return self.failed(first, &e),
         };
         let Some(last) = batch.last().map(|e| e.seq) else {
-            if !self.deferred_tables.is_empty() {
+            if self.deferred.is_some() {
+                // Only waiting entries are left: read them again after a
+                // while (a failed table may have been fixed meanwhile).
                 self.report_waiting();
+                self.start_over();
+                return Next::Idle(Duration::from_secs(1));
             }
             return Next::Idle(Duration::from_millis(200));
         };
@@ -214,85 +213,8 @@ impl Replayer {
         }
     }
 
-    /// Applies the entries of every table whose model is known.
-    async fn apply<'a>(&mut self, todo: &[&'a Entry]) -> Result<Outcome<'a>> {
-        let mut outcome = Outcome::default();
-        let mut tables: Vec<(&'static Schema, Vec<&'a Entry>)> = Vec::new();
-        for &e in todo {
-            match self.journal.schema_of(&e.table) {
-                None => outcome.waiting.push(e),
-                Some(schema) => match tables.iter_mut().find(|(s, _)| std::ptr::eq(*s, schema)) {
-                    Some((_, entries)) => entries.push(e),
-                    None => tables.push((schema, vec![e])),
-                },
-            }
-        }
-        for (schema, entries) in tables {
-            if !self.ensured.contains(schema.table()) {
-                match self.primary.ensure_schema(schema).await {
-                    Ok(()) => {
-                        self.ensured.insert(schema.table());
-                    }
-                    Err(e) if e.is_unavailable() => return Err(e),
-                    Err(e) => {
-                        tracing::error!(target: "octopus::journal", table = schema.table(), error = %e, "entries of this table wait: its table does not fit the model");
-                        *lock(&self.journal.shared.replay_error) = Some(e.to_string());
-                        outcome.waiting.extend(entries);
-                        continue;
-                    }
-                }
-            }
-            self.apply_table(schema, &entries, &mut outcome).await?;
-        }
-        Ok(outcome)
-    }
-
-    /// One table's entries: chains per key, applied conditionally.
-    async fn apply_table<'a>(
-        &self,
-        schema: &'static Schema,
-        entries: &[&'a Entry],
-        outcome: &mut Outcome<'a>,
-    ) -> Result<()> {
-        let mut chains: Vec<Vec<&'a Entry>> = Vec::new();
-        let mut by_key: HashMap<&crate::value::Key, usize> = HashMap::new();
-        for &e in entries {
-            match by_key.get(&e.key) {
-                Some(&i) => chains[i].push(e),
-                None => {
-                    by_key.insert(&e.key, chains.len());
-                    chains.push(vec![e]);
-                }
-            }
-        }
-        let mut changes = Vec::with_capacity(chains.len());
-        let mut applicable = Vec::with_capacity(chains.len());
-        for chain in chains {
-            if let Some(refused) = chain[0].after.filter(|a| self.dead.contains(a)) {
-                let reason = format!("it was written after entry {refused}, which was refused");
-                outcome.dead.extend(dead_letters(&chain, &reason));
-                continue;
-            }
-            match change_of(schema, &chain) {
-                Ok(change) => {
-                    changes.push(change);
-                    applicable.push(chain);
-                }
-                Err(reason) => outcome.dead.extend(dead_letters(&chain, &reason)),
-            }
-        }
-        let results = apply_split(self.primary.as_ref(), schema, &changes).await?;
-        for (chain, result) in applicable.into_iter().zip(results) {
-            match result {
-                Ok(()) => outcome.applied.extend(chain),
-                Err(e) => outcome.dead.extend(dead_letters(&chain, &e.to_string())),
-            }
-        }
-        Ok(())
-    }
-
     /// Makes a batch's outcome durable: dead letters first, then the
-    /// checkpoint; then counters, the index, old segments and the mode.
+    /// checkpoint; then counters, the index, the mode and old segments.
     fn finish(&mut self, last: u64, outcome: Outcome<'_>) -> Result<()> {
         let shared = &self.journal.shared;
         {
@@ -300,22 +222,26 @@ impl Replayer {
             dead::append(&shared.dir, &outcome.dead)?;
         }
         self.dead.extend(outcome.dead.iter().map(|d| d.entry.seq));
-        for e in &outcome.waiting {
-            self.deferred.get_or_insert(e.seq);
-            self.deferred_tables.insert(e.table.clone());
+        if let Some(first) = outcome.waiting.first() {
+            self.deferred.get_or_insert(first.seq);
         }
         let mut cp = lock(&shared.checkpoint).clone();
         match self.deferred {
             None => cp.advance(last),
             Some(first_waiting) => {
                 cp.advance(first_waiting - 1);
+                // A table with no waiting entry since the pass began is
+                // done up to `last`; a waiting table is not marked.
                 let done = outcome
                     .applied
                     .iter()
-                    .map(|e| e.table.clone())
-                    .chain(outcome.dead.iter().map(|d| d.entry.table.clone()));
+                    .chain(&outcome.already_dead)
+                    .map(|e| &e.table)
+                    .chain(outcome.dead.iter().map(|d| &d.entry.table));
                 for table in done {
-                    cp.tables.insert(table, last);
+                    if !self.deferred_tables.contains(table) {
+                        cp.tables.insert(table.clone(), last);
+                    }
                 }
             }
         }
@@ -323,11 +249,23 @@ impl Replayer {
             .map_err(|e| segment::io_error(&shared.dir, None, e))?;
         let new_seq = cp.seq;
         let old_seq = std::mem::replace(&mut *lock(&shared.checkpoint), cp).seq;
-        if new_seq > old_seq {
-            remove_replayed_segments(&self.journal, new_seq)?;
+        self.committed.clear();
+        if new_seq > old_seq
+            && let Err(e) = remove_replayed_segments(&self.journal, new_seq)
+        {
+            // Replayed segments are only garbage: the next checkpoint
+            // tries again.
+            tracing::warn!(target: "octopus::journal", error = %e, "could not remove replayed segments");
         }
-        let done = (outcome.applied.len() + outcome.dead.len()) as i64;
-        shared.outstanding.fetch_sub(done, Ordering::SeqCst);
+        self.account(outcome);
+        Ok(())
+    }
+
+    /// Counters, the pending index and count, dead-letter events and the
+    /// mode, once a batch's outcome is durable.
+    fn account(&mut self, outcome: Outcome<'_>) {
+        let shared = &self.journal.shared;
+        let done = outcome.done();
         shared
             .replayed
             .fetch_add(outcome.applied.len() as u64, Ordering::Relaxed);
@@ -338,6 +276,7 @@ impl Replayer {
             outcome
                 .applied
                 .iter()
+                .chain(&outcome.already_dead)
                 .copied()
                 .chain(outcome.dead.iter().map(|d| &d.entry)),
         );
@@ -352,13 +291,15 @@ impl Replayer {
             self.breaker.store_answered();
             self.backoff = MIN_BACKOFF;
             self.limit = (self.limit * 2).min(shared.options.replay_batch);
-            self.journal.set_mode(if self.journal.pending() == 0 {
+            // The mode first: whoever the drain wakes sees it.
+            let left = self.journal.pending().saturating_sub(done as u64);
+            self.journal.set_mode(if left == 0 {
                 Mode::Healthy
             } else {
                 Mode::Draining
             });
         }
-        Ok(())
+        self.journal.finished(done as u64);
     }
 }
 

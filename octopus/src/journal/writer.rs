@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Instant;
 
-use tokio::sync::{OwnedMutexGuard, oneshot};
+use tokio::sync::{OwnedMutexGuard, oneshot, watch};
 
 use super::entry;
 use super::index::IndexUpdate;
@@ -40,7 +40,7 @@ pub(super) enum Msg {
 /// the signal that it has ended.
 pub(super) struct Owned {
     pub lock: File,
-    pub exited: oneshot::Sender<()>,
+    pub exited: watch::Sender<bool>,
 }
 
 pub(super) struct Segment {
@@ -59,7 +59,7 @@ pub(super) fn spawn(
         .spawn(move || {
             run(&shared, rx, current);
             drop(owned.lock);
-            let _ = owned.exited.send(());
+            owned.exited.send_replace(true);
         })
 }
 
@@ -100,6 +100,7 @@ fn open_segment(dir: &Path, first_seq: u64) -> std::io::Result<Segment> {
 fn run(shared: &Shared, rx: mpsc::Receiver<Msg>, mut current: Option<Segment>) {
     let mut last_sync = Instant::now();
     let mut unsynced = false;
+    let mut poisoned = false;
     loop {
         let first = match shared.options.durability {
             Durability::Interval(every) if unsynced => match rx.recv_timeout(every) {
@@ -133,7 +134,19 @@ fn run(shared: &Shared, rx: mpsc::Receiver<Msg>, mut current: Option<Segment>) {
                 Err(_) => break,
             }
         }
-        let outcome = write_batch(shared, &mut current, &batch, &mut last_sync, &mut unsynced);
+        let outcome = if poisoned {
+            Err(std::io::Error::other(
+                "an earlier failed write could not be undone; reopen the journal",
+            ))
+        } else {
+            write_batch(
+                shared,
+                &mut current,
+                &batch,
+                &mut last_sync,
+                (&mut unsynced, &mut poisoned),
+            )
+        };
         match outcome {
             Ok(first_seq) => {
                 shared
@@ -149,6 +162,11 @@ fn run(shared: &Shared, rx: mpsc::Receiver<Msg>, mut current: Option<Segment>) {
             Err(e) => {
                 let message = e.to_string();
                 tracing::error!(target: "octopus::journal", error = %message, "journal append failed");
+                // The callers may be gone: the count is the writer's to fix.
+                shared
+                    .outstanding
+                    .fetch_sub(batch.len() as i64, Ordering::SeqCst);
+                shared.drain.notify_waiters();
                 for a in batch {
                     let _ = a.reply.send(Err(message.clone()));
                 }
@@ -169,7 +187,7 @@ fn write_batch(
     current: &mut Option<Segment>,
     batch: &[Append],
     last_sync: &mut Instant,
-    unsynced: &mut bool,
+    (unsynced, poisoned): (&mut bool, &mut bool),
 ) -> std::io::Result<u64> {
     let first_seq = shared.last_seq.load(Ordering::SeqCst) + 1;
     let mut bytes = Vec::with_capacity(batch.iter().map(|a| a.body.len() + 48).sum());
@@ -188,29 +206,28 @@ fn write_batch(
     let Some(seg) = current.as_mut() else {
         return Err(std::io::Error::other("no segment open"));
     };
-    if let Err(e) = seg.file.write_all(&bytes) {
-        // Leave no partial line behind: later entries must follow whole
-        // lines, or recovery would see corruption in the middle.
-        seg.file.set_len(seg.size)?;
+    let written = seg.file.write_all(&bytes).and_then(|()| match shared.options.durability {
+        Durability::Fsync => seg.file.sync_data(),
+        Durability::Interval(every) if last_sync.elapsed() >= every => {
+            seg.file.sync_data()?;
+            *last_sync = Instant::now();
+            *unsynced = false;
+            Ok(())
+        }
+        Durability::Interval(_) => {
+            *unsynced = true;
+            Ok(())
+        }
+        Durability::None => Ok(()),
+    });
+    if let Err(e) = written {
+        // Leave nothing of the failed batch behind: its sequence numbers
+        // are used again by the next batch, and recovery must never see
+        // them twice. If even that fails, the segment cannot be trusted.
+        if seg.file.set_len(seg.size).is_err() {
+            *poisoned = true;
+        }
         return Err(e);
-    }
-    match shared.options.durability {
-        Durability::Fsync => {
-            if let Err(e) = seg.file.sync_data() {
-                seg.file.set_len(seg.size)?;
-                return Err(e);
-            }
-        }
-        Durability::Interval(every) => {
-            if last_sync.elapsed() >= every {
-                seg.file.sync_data()?;
-                *last_sync = Instant::now();
-                *unsynced = false;
-            } else {
-                *unsynced = true;
-            }
-        }
-        Durability::None => {}
     }
     seg.size += bytes.len() as u64;
     shared
