@@ -50,6 +50,9 @@ pub(super) struct Replayer {
     breaker: Arc<CircuitBreaker>,
     stop: watch::Receiver<bool>,
     cursor: Cursor,
+    /// The next batch, being read on a blocking thread while the current
+    /// one is applied: the sequence number it starts at, and the read.
+    prefetch: Option<(u64, JoinHandle<Read>)>,
     /// The first entry since the cursor last started over that had to wait
     /// (its table's model is not open, or its table does not match).
     deferred: Option<u64>,
@@ -91,6 +94,7 @@ impl Replayer {
             breaker,
             stop,
             cursor: Cursor::new(1),
+            prefetch: None,
             deferred: None,
             deferred_tables: BTreeSet::new(),
             registrations: 0,
@@ -136,6 +140,36 @@ impl Replayer {
         }
     }
 
+    /// The next batch: the prefetched one if it starts where the cursor
+    /// is, else read now; either way on a blocking thread.
+    async fn read_batch(&mut self, up_to: u64) -> Result<Vec<Entry>> {
+        let first = self.cursor.next_seq;
+        let handle = match self.prefetch.take() {
+            Some((at, handle)) if at == first => handle,
+            _ => spawn_read(
+                std::mem::replace(&mut self.cursor, Cursor::new(first)),
+                &self.journal,
+                up_to,
+                self.limit,
+            ),
+        };
+        let (cursor, batch) = handle.await.map_err(|e| Error::Journal {
+            path: self.journal.dir().display().to_string(),
+            offset: None,
+            reason: format!("reading the journal failed: {e}"),
+        })?;
+        self.cursor = cursor;
+        batch
+    }
+
+    /// Starts reading the batch after the current one.
+    fn start_prefetch(&mut self) {
+        let at = self.cursor.next_seq;
+        let up_to = self.journal.shared.durable_seq.load(Ordering::SeqCst);
+        let cursor = std::mem::replace(&mut self.cursor, Cursor::new(at));
+        self.prefetch = Some((at, spawn_read(cursor, &self.journal, up_to, self.limit)));
+    }
+
     /// Reads again from the first entry the checkpoint does not cover.
     fn start_over(&mut self) {
         let from = lock(&self.journal.shared.checkpoint).seq + 1;
@@ -150,17 +184,19 @@ impl Replayer {
         if self.deferred.is_some() && registrations != self.registrations {
             self.start_over();
         }
-        let shared = &self.journal.shared;
         if self.journal.pending() == 0 {
             self.journal.set_mode(Mode::Healthy);
             return Next::Idle(Duration::from_millis(500));
         }
-        let up_to = shared.durable_seq.load(Ordering::SeqCst);
+        let up_to = self.journal.shared.durable_seq.load(Ordering::SeqCst);
         let first = self.cursor.next_seq;
-        let batch = match self.cursor.read(&shared.dir, up_to, self.limit) {
+        let batch = match self.read_batch(up_to).await {
             Ok(b) => b,
             Err(e) => return self.failed(first, &e),
         };
+        if !batch.is_empty() {
+            self.start_prefetch();
+        }
         let Some(last) = batch.last().map(|e| e.seq) else {
             if self.deferred.is_some() {
                 // Only waiting entries are left: read them again after a
@@ -173,7 +209,7 @@ impl Replayer {
         };
         let started = Instant::now();
         let todo: Vec<&Entry> = {
-            let cp = lock(&shared.checkpoint);
+            let cp = lock(&self.journal.shared.checkpoint);
             batch.iter().filter(|e| !cp.done(e)).collect()
         };
         match self.apply(&todo).await {
@@ -301,6 +337,18 @@ impl Replayer {
         }
         self.journal.finished(done as u64);
     }
+}
+
+/// A cursor after a read, and what it read.
+type Read = (Cursor, Result<Vec<Entry>>);
+
+/// Reads up to `limit` entries up to `up_to` on a blocking thread.
+fn spawn_read(mut cursor: Cursor, journal: &Journal, up_to: u64, limit: usize) -> JoinHandle<Read> {
+    let dir = journal.shared.dir.clone();
+    tokio::task::spawn_blocking(move || {
+        let batch = cursor.read(&dir, up_to, limit);
+        (cursor, batch)
+    })
 }
 
 /// Removes segments that hold nothing after `seq`.
