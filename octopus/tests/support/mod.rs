@@ -37,6 +37,9 @@ pub struct Scripted {
     pub writes: AtomicUsize,
     /// While set, every call fails with `Unavailable` (an outage).
     down: std::sync::atomic::AtomicBool,
+    /// Calls of `ensure_schema` still to refuse with `Rejected` (a table
+    /// that does not fit its model), counted down by each refusal.
+    pub ensure_failures: AtomicUsize,
 }
 
 impl Scripted {
@@ -58,6 +61,11 @@ impl Scripted {
 
     pub fn calls(&self) -> usize {
         self.gets.load(Ordering::SeqCst) + self.writes.load(Ordering::SeqCst)
+    }
+
+    /// Makes the next `n` calls of `ensure_schema` fail with `Rejected`.
+    pub fn refuse_ensure_schema(&self, n: usize) {
+        self.ensure_failures.store(n, Ordering::SeqCst);
     }
 
     /// Starts or ends an outage.
@@ -103,6 +111,18 @@ impl Store for Scripted {
     }
 
     fn ensure_schema<'a>(&'a self, schema: &'static Schema) -> BoxFuture<'a, Result<()>> {
+        let refuse = self
+            .ensure_failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if refuse {
+            return Box::pin(async move {
+                Err(Error::Rejected {
+                    store: "scripted".into(),
+                    message: format!("table `{}` does not fit its model", schema.table()),
+                })
+            });
+        }
         self.inner.ensure_schema(schema)
     }
 

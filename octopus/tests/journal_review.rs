@@ -1,0 +1,442 @@
+//! Regressions from a review of the journal: a model registered partway
+//! through a replay pass, a table fixed after it did not fit its model, requeue
+//! next to a pending entry, a batch that failed after part of it committed,
+//! a torn dead-letter line, and `drained` after `close`. Each test asserts
+//! what a user sees: acknowledged writes applied exactly once, nothing left
+//! pending, dead letters still listed, calls that return.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use octopus::journal::{Durability, Journal, JournalOptions};
+use octopus::{BreakerConfig, Dao, Key, Model, Plan, Store, WriteOutcome};
+use support::{Scripted, Step};
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone, PartialEq, Model)]
+#[octopus(table = "accounts")]
+struct Account {
+    #[octopus(key)]
+    id: u64,
+    balance: i64,
+    #[octopus(version)]
+    version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Model)]
+#[octopus(table = "notes")]
+struct Note {
+    #[octopus(key)]
+    id: u64,
+    text: String,
+}
+
+fn account(id: u64, balance: i64, version: u64) -> Account {
+    Account {
+        id,
+        balance,
+        version,
+    }
+}
+
+fn breaker() -> BreakerConfig {
+    BreakerConfig {
+        window: 4,
+        minimum_calls: 2,
+        open_wait: Duration::from_millis(50),
+        half_open_calls: 1,
+        half_open_max_wait: Duration::from_secs(1),
+        ..BreakerConfig::default()
+    }
+}
+
+fn plan_with(primary: &Arc<Scripted>, journal: &Journal) -> Arc<Plan> {
+    Arc::new(
+        Plan::builder(primary.clone())
+            .breaker(breaker())
+            .journal(journal.clone())
+            .build()
+            .unwrap(),
+    )
+}
+
+/// Polls `done` until it holds or `within` has passed; whether it held.
+async fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if done() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Waits (with a deadline) until nothing is pending; panics with the
+/// journal's counters otherwise.
+async fn drain(journal: &Journal, what: &str) {
+    if !eventually(Duration::from_secs(5), || journal.pending() == 0).await {
+        panic!("{what}: the journal did not drain: {:?}", journal.stats());
+    }
+}
+
+async fn stored(primary: &Scripted, id: u64) -> Option<Account> {
+    primary
+        .inner
+        .get(Account::SCHEMA, &Key::UInt(id))
+        .await
+        .unwrap()
+        .map(|r| Account::from_record(r).unwrap())
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_name() != "LOCK" {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// A model registered while the replayer is partway through its first pass
+/// (sorting a batch by table, or between two batches) must not split the
+/// table: entries read before the registration wait, and the ones read
+/// after it must not mark the table done past them. Every entry ends
+/// applied, nothing stays pending, and a reopened journal has nothing left.
+/// The registration lands at a different point of the first pass on every
+/// attempt, until the time budget is spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_model_registered_mid_pass_leaves_no_entry_of_its_table_behind() {
+    const ROWS: u64 = 3000;
+    const BUDGET: Duration = Duration::from_secs(5);
+    let options = || JournalOptions::default().replay_batch(500);
+    let seed = tempfile::tempdir().unwrap();
+    {
+        let primary = Scripted::new();
+        let journal = Journal::open(seed.path(), options().durability(Durability::None)).unwrap();
+        let plan = plan_with(&primary, &journal);
+        let accounts: Dao<Account> = Dao::open(plan.clone()).await.unwrap();
+        primary.set_down(true);
+        for id in 0..ROWS {
+            let outcome = accounts.create(&mut account(id, 1, 0)).await.unwrap();
+            assert_eq!(outcome, WriteOutcome::Journaled);
+        }
+        plan.close().await.unwrap();
+    }
+    // How long a first pass takes with no model known: it ends when the
+    // replayer reports the table waiting.
+    let pass = {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(seed.path(), dir.path());
+        let journal = Journal::open(dir.path(), options()).unwrap();
+        let started = Instant::now();
+        let plan = plan_with(&Scripted::new(), &journal);
+        let waiting = eventually(Duration::from_secs(5), || {
+            journal.stats().replay_error.is_some()
+        })
+        .await;
+        assert!(waiting, "no first pass: {:?}", journal.stats());
+        let pass = started.elapsed();
+        plan.close().await.unwrap();
+        pass
+    };
+    let started = Instant::now();
+    let mut attempt = 0u64;
+    while started.elapsed() < BUDGET {
+        attempt += 1;
+        let primary = Scripted::new();
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(seed.path(), dir.path());
+        let journal = Journal::open(dir.path(), options()).unwrap();
+        assert_eq!(journal.pending(), ROWS);
+        // The replayer starts with no model known: its entries wait until
+        // the model is registered, spread over the first pass.
+        let plan = plan_with(&primary, &journal);
+        let delay = pass.mul_f64((attempt as f64 * 0.618_034).fract());
+        let spin = Instant::now();
+        while spin.elapsed() < delay {
+            std::hint::spin_loop();
+        }
+        let _accounts: Dao<Account> = Dao::new(plan.clone());
+        let drained = eventually(Duration::from_secs(3), || journal.pending() == 0).await;
+        let stats = journal.stats();
+        plan.close().await.unwrap();
+        let applied = primary
+            .inner
+            .scan(Account::SCHEMA, None, 10_000)
+            .await
+            .unwrap()
+            .len();
+        let reopened = Journal::open(dir.path(), options()).unwrap();
+        assert!(
+            drained && applied as u64 == ROWS && reopened.pending() == 0,
+            "attempt {attempt} (registered {delay:?} into a {pass:?} pass): drained {drained}, \
+             {stats:?}; {applied} of {ROWS} rows in the primary; {} pending after reopen",
+            reopened.pending()
+        );
+    }
+}
+
+/// An entry that waited because its table did not fit the model (the
+/// primary's `ensure_schema` refused it) is applied once the table is
+/// fixed; a later entry of the same table, applied first, never marks the
+/// table done past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_waiting_on_a_table_that_did_not_fit_is_applied_once_the_table_is_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Scripted::new();
+    let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
+    let plan = plan_with(&primary, &journal);
+    let accounts: Dao<Account> = Dao::open(plan.clone()).await.unwrap();
+    // The replayer's first `ensure_schema` finds the table unfit.
+    primary.refuse_ensure_schema(1);
+    primary.set_down(true);
+    let first = accounts.create(&mut account(1, 1, 0)).await.unwrap();
+    assert_eq!(first, WriteOutcome::Journaled);
+    let refused = eventually(Duration::from_secs(5), || {
+        primary.ensure_failures.load(Ordering::SeqCst) == 0
+            && journal.stats().replay_error.is_some()
+    })
+    .await;
+    assert!(
+        refused,
+        "the replayer never tried the table: {:?}",
+        journal.stats()
+    );
+    // The table is fixed (the next `ensure_schema` passes); a second entry
+    // of the table arrives after the first one had to wait.
+    let second = accounts.create(&mut account(2, 1, 0)).await.unwrap();
+    assert_eq!(second, WriteOutcome::Journaled);
+    primary.set_down(false);
+    if !eventually(Duration::from_secs(5), || journal.pending() == 0).await {
+        panic!(
+            "the waiting entry was never applied: {:?}; primary holds 1: {:?}, 2: {:?}",
+            journal.stats(),
+            stored(&primary, 1).await,
+            stored(&primary, 2).await
+        );
+    }
+    assert_eq!(stored(&primary, 1).await, Some(account(1, 1, 1)));
+    assert_eq!(stored(&primary, 2).await, Some(account(2, 1, 1)));
+    plan.close().await.unwrap();
+    let reopened = Journal::open(dir.path(), JournalOptions::default()).unwrap();
+    assert_eq!(reopened.pending(), 0);
+    assert!(reopened.dead_letters().unwrap().is_empty());
+}
+
+/// Requeue never puts a dead letter behind a newer pending entry of its key
+/// (where it would borrow that entry's precondition): such a letter is left
+/// listed, `requeue_dead_letters` counts it out, and the acknowledged
+/// pending write wins. Once the key has drained, requeueing it lets the
+/// primary judge it on its own precondition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requeue_leaves_a_letter_whose_key_has_a_pending_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Scripted::new();
+    let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
+    let plan = plan_with(&primary, &journal);
+    let accounts: Dao<Account> = Dao::open(plan.clone()).await.unwrap();
+    let mut a = account(1, 1, 0);
+    accounts.create(&mut a).await.unwrap(); // v1 on the primary
+    primary.set_down(true);
+    a.balance = 2;
+    let ours = accounts.update(&mut a).await.unwrap(); // expects v1, writes v2
+    assert_eq!(ours, WriteOutcome::Journaled);
+    // Another server writes v3 meanwhile: our update is refused at replay.
+    let theirs = account(1, 300, 3);
+    primary
+        .inner
+        .upsert(Account::SCHEMA, &theirs.to_record().unwrap())
+        .await
+        .unwrap();
+    primary.set_down(false);
+    drain(&journal, "first outage").await;
+    let letters = journal.dead_letters().unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let refused_seq = letters[0].entry.seq;
+
+    // A second outage: an update from v3 is acknowledged and pending.
+    primary.set_down(true);
+    let mut fresh = theirs.clone();
+    fresh.balance = 400;
+    let pending_write = accounts.update(&mut fresh).await.unwrap(); // expects v3, writes v4
+    assert_eq!(pending_write, WriteOutcome::Journaled);
+    let requeued = journal.requeue_dead_letters(|_| true).await.unwrap();
+    primary.set_down(false);
+    drain(&journal, "second outage").await;
+    assert_eq!(
+        stored(&primary, 1).await,
+        Some(account(1, 400, 4)),
+        "the acknowledged pending write must win over the requeued letter"
+    );
+    assert_eq!(
+        requeued, 0,
+        "a letter whose key had a pending entry was requeued"
+    );
+    let letters = journal.dead_letters().unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].entry.seq, refused_seq);
+
+    // The key has drained: now it is requeued, and refused on its own
+    // precondition (v1) against the stored v4.
+    assert_eq!(journal.requeue_dead_letters(|_| true).await.unwrap(), 1);
+    drain(&journal, "requeue").await;
+    assert_eq!(stored(&primary, 1).await, Some(account(1, 400, 4)));
+    let letters = journal.dead_letters().unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_ne!(
+        letters[0].entry.seq, refused_seq,
+        "the requeued entry, refused again"
+    );
+    plan.close().await.unwrap();
+}
+
+/// A batch that fails `Unavailable` after one of its tables committed is
+/// retried without applying that table's changes again: a row another
+/// server deleted after our create committed stays deleted, and the rest
+/// of the batch is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_retried_after_a_partial_commit_does_not_apply_committed_changes_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Scripted::new();
+    let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
+    let plan = plan_with(&primary, &journal);
+    let accounts: Dao<Account> = Dao::open(plan.clone()).await.unwrap();
+    let notes: Dao<Note> = Dao::open(plan.clone()).await.unwrap();
+    primary.set_down(true);
+    let a = accounts.create(&mut account(1, 1, 0)).await.unwrap();
+    let n = notes
+        .create(&mut Note {
+            id: 1,
+            text: "n".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!((a, n), (WriteOutcome::Journaled, WriteOutcome::Journaled));
+    // One batch, two tables. The account's create commits (its read
+    // passes, its insert is held until the other server has deleted the
+    // row); then the primary goes away before the note's table.
+    let held = Arc::new(Notify::new());
+    primary
+        .then(Step::Pass)
+        .then(Step::Gate(held.clone()))
+        .then(Step::Down);
+    primary.set_down(false);
+    let mut inserted = false;
+    for _ in 0..2500 {
+        if stored(&primary, 1).await.is_some() {
+            inserted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(
+        inserted,
+        "the account's create was never applied: {:?}",
+        journal.stats()
+    );
+    // Another server deletes the row our create put there.
+    assert!(
+        primary
+            .inner
+            .delete(Account::SCHEMA, &Key::UInt(1))
+            .await
+            .unwrap()
+    );
+    held.notify_one();
+    drain(&journal, "after the retry").await;
+    assert_eq!(
+        stored(&primary, 1).await,
+        None,
+        "the create was applied twice: the other server's delete was undone"
+    );
+    let note = primary
+        .inner
+        .get(Note::SCHEMA, &Key::UInt(1))
+        .await
+        .unwrap()
+        .map(|r| Note::from_record(r).unwrap());
+    assert_eq!(
+        note,
+        Some(Note {
+            id: 1,
+            text: "n".into()
+        })
+    );
+    assert!(journal.dead_letters().unwrap().is_empty());
+    assert_eq!(journal.stats().replayed, 2);
+    plan.close().await.unwrap();
+}
+
+/// A dead-letter line torn by a crash at the end of the file does not
+/// poison the letters written after it: they are listed and exported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_dead_letter_line_does_not_hide_later_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("dead-letters.jsonl"),
+        b"{\"entry\":{\"seq\":9",
+    )
+    .unwrap();
+    let primary = Scripted::new();
+    let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
+    assert!(journal.dead_letters().unwrap().is_empty());
+    let plan = plan_with(&primary, &journal);
+    let accounts: Dao<Account> = Dao::open(plan.clone()).await.unwrap();
+    accounts.create(&mut account(4, 1, 0)).await.unwrap();
+    // A create of a key the primary holds, journaled during an outage, is
+    // refused at replay: a dead letter appended after the torn line.
+    primary.set_down(true);
+    let outcome = accounts.create(&mut account(4, 2, 0)).await.unwrap();
+    assert_eq!(outcome, WriteOutcome::Journaled);
+    primary.set_down(false);
+    drain(&journal, "the refused create").await;
+    let letters = journal
+        .dead_letters()
+        .expect("dead letters after a torn line must stay readable");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].entry.table, "accounts");
+    // Keys read back from JSON are plain integers.
+    assert!(
+        matches!(letters[0].entry.key, Key::Int(4) | Key::UInt(4)),
+        "{letters:?}"
+    );
+    let mut exported = Vec::new();
+    assert_eq!(journal.export_dead_letters(&mut exported).unwrap(), 1);
+    assert_eq!(stored(&primary, 4).await, Some(account(4, 1, 1)));
+    plan.close().await.unwrap();
+    let reopened = Journal::open(dir.path(), JournalOptions::default()).unwrap();
+    assert_eq!(reopened.dead_letters().unwrap().len(), 1);
+}
+
+/// `drained()` returns once the journal is closed, even with entries still
+/// pending (they stay in the journal for the next open).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drained_returns_after_close_with_entries_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Scripted::new();
+    let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
+    let plan = plan_with(&primary, &journal);
+    let accounts: Dao<Account> = Dao::open(plan.clone()).await.unwrap();
+    primary.set_down(true);
+    let outcome = accounts.create(&mut account(1, 1, 0)).await.unwrap();
+    assert_eq!(outcome, WriteOutcome::Journaled);
+    plan.close().await.unwrap();
+    let returned = tokio::time::timeout(Duration::from_secs(2), plan.drained()).await;
+    assert!(
+        returned.is_ok(),
+        "drained() on a closed journal never returns"
+    );
+    let returned = tokio::time::timeout(Duration::from_secs(2), journal.drained()).await;
+    assert!(
+        returned.is_ok(),
+        "Journal::drained() after close never returns"
+    );
+    let reopened = Journal::open(dir.path(), JournalOptions::default()).unwrap();
+    assert_eq!(reopened.pending(), 1, "closing is not draining");
+}
