@@ -64,13 +64,15 @@ impl Replayer {
                 }
             }
         }
-        for (schema, entries) in tables {
+        let count = tables.len();
+        for (n, (schema, entries)) in tables.into_iter().enumerate() {
             if !self.ensure(schema).await? {
                 self.deferred_tables.insert(schema.table().to_owned());
                 outcome.waiting.extend(entries);
                 continue;
             }
-            self.apply_table(schema, &entries, &mut outcome).await?;
+            self.apply_table(schema, &entries, &mut outcome, n + 1 == count)
+                .await?;
         }
         Ok(outcome)
     }
@@ -103,13 +105,16 @@ impl Replayer {
         schema: &'static Schema,
         entries: &[&'a Entry],
         outcome: &mut Outcome<'a>,
+        last_table: bool,
     ) -> Result<()> {
         let (before, entries): (Vec<&'a Entry>, Vec<&'a Entry>) = entries
             .iter()
             .partition(|e| self.committed.contains(&e.seq));
         outcome.applied.extend(before);
         let mut refused: HashSet<u64> = HashSet::new();
-        for round in rounds(&entries) {
+        let rounds = rounds(&entries);
+        let count = rounds.len();
+        for (n, round) in rounds.into_iter().enumerate() {
             let mut changes = Vec::with_capacity(round.len());
             let mut runs = Vec::with_capacity(round.len());
             for run in round {
@@ -133,9 +138,11 @@ impl Replayer {
             }
             let mut slots: Vec<Option<Result<()>>> = (0..changes.len()).map(|_| None).collect();
             let applied = apply_split(self.primary.as_ref(), schema, &changes, &mut slots).await;
+            let mut committed_now = false;
             for (run, slot) in runs.into_iter().zip(slots) {
                 match slot {
                     Some(Ok(())) => {
+                        committed_now = true;
                         self.committed.extend(run.iter().map(|e| e.seq));
                         outcome.applied.extend(run);
                     }
@@ -146,8 +153,36 @@ impl Replayer {
                     None => {}
                 }
             }
+            // Unless the batch's checkpoint follows at once, what this
+            // round committed is made durable now: a close or crash before
+            // the rest of the batch must not apply it again.
+            let more = applied.is_err() || n + 1 < count || !last_table;
+            if committed_now && more {
+                self.persist_committed()?;
+            }
             applied?;
         }
+        Ok(())
+    }
+
+    /// Writes the checkpoint with every committed entry of the current
+    /// batch (`+<seq>` lines), and counts them done: a journal reopened
+    /// from this checkpoint does not count them pending either.
+    fn persist_committed(&mut self) -> Result<()> {
+        let shared = &self.journal.shared;
+        let mut cp = lock(&shared.checkpoint).clone();
+        cp.applied.extend(self.committed.iter().copied());
+        cp.write(&shared.dir)
+            .map_err(|e| super::segment::io_error(&shared.dir, None, e))?;
+        *lock(&shared.checkpoint) = cp;
+        let fresh: Vec<u64> = self
+            .committed
+            .iter()
+            .copied()
+            .filter(|s| !self.counted.contains(s))
+            .collect();
+        self.counted.extend(&fresh);
+        self.journal.finished(fresh.len() as u64);
         Ok(())
     }
 }

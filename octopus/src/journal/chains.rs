@@ -65,35 +65,23 @@ pub(super) fn dead_letters(chain: &[&Entry], error: &str) -> Vec<DeadLetter> {
         .collect()
 }
 
-/// One key's entries of a batch, split into runs that were each checked
-/// against the entry before them when written (`after` names it): a run
-/// becomes one change. Rounds are applied in order: round *n* holds the
-/// *n*-th run of every key, so a key's runs apply in journal order.
+/// A batch's entries in rounds: round *n* holds the *n*-th entry of every
+/// key, so each entry is checked against what the entries of its key
+/// before it left (they were applied in an earlier round) and a key's
+/// entries apply in journal order. Each entry is its own change: folding a
+/// key's entries into one would check only the first precondition, and an
+/// entry already applied (by a commit the client gave up on, say) would
+/// refuse every entry after it.
 pub(super) fn rounds<'a>(entries: &[&'a Entry]) -> Vec<Vec<Vec<&'a Entry>>> {
-    let mut runs_of: Vec<Vec<Vec<&'a Entry>>> = Vec::new();
-    let mut by_key: HashMap<&Key, usize> = HashMap::new();
+    let mut depth: HashMap<&Key, usize> = HashMap::new();
+    let mut rounds: Vec<Vec<Vec<&'a Entry>>> = Vec::new();
     for &e in entries {
-        match by_key.get(&e.key) {
-            Some(&i) => {
-                let runs = &mut runs_of[i];
-                let prev = runs.last().and_then(|r| r.last()).map(|p| p.seq);
-                match runs.last_mut() {
-                    Some(run) if e.after.is_some() && e.after == prev => run.push(e),
-                    _ => runs.push(vec![e]),
-                }
-            }
-            None => {
-                by_key.insert(&e.key, runs_of.len());
-                runs_of.push(vec![vec![e]]);
-            }
+        let n = depth.entry(&e.key).or_insert(0);
+        if rounds.len() <= *n {
+            rounds.push(Vec::new());
         }
-    }
-    let depth = runs_of.iter().map(Vec::len).max().unwrap_or(0);
-    let mut rounds: Vec<Vec<Vec<&'a Entry>>> = vec![Vec::new(); depth];
-    for runs in runs_of {
-        for (n, run) in runs.into_iter().enumerate() {
-            rounds[n].push(run);
-        }
+        rounds[*n].push(vec![e]);
+        *n += 1;
     }
     rounds
 }

@@ -211,7 +211,11 @@ impl Journal {
     /// never checked against that entry; requeue it once the key drains).
     /// Returns how many were requeued.
     pub async fn requeue_dead_letters(&self, pick: impl Fn(&DeadLetter) -> bool) -> Result<usize> {
-        let chosen: Vec<DeadLetter> = self.dead_letters()?.into_iter().filter(|l| pick(l)).collect();
+        let chosen: Vec<DeadLetter> = self
+            .dead_letters()?
+            .into_iter()
+            .filter(|l| pick(l))
+            .collect();
         let mut requeued: Vec<(u64, u64)> = Vec::new();
         for letter in &chosen {
             let e = &letter.entry;

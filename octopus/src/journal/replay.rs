@@ -62,6 +62,9 @@ pub(super) struct Replayer {
     /// Entries of the current batch a transaction has committed: a retry of
     /// the batch (after a later table or half failed) skips them.
     pub(super) committed: HashSet<u64>,
+    /// Committed entries already counted done (made durable before their
+    /// batch finished).
+    pub(super) counted: HashSet<u64>,
     /// Sequence numbers of dead-lettered entries: a later entry checked
     /// against one of them when it was written is refused too.
     pub(super) dead: HashSet<u64>,
@@ -100,6 +103,7 @@ impl Replayer {
             registrations: 0,
             ensured: HashSet::new(),
             committed: HashSet::new(),
+            counted: HashSet::new(),
             dead: HashSet::new(),
             backoff: MIN_BACKOFF,
         }
@@ -208,9 +212,14 @@ impl Replayer {
             return Next::Idle(Duration::from_millis(200));
         };
         let started = Instant::now();
+        // Entries this replayer committed are done for the checkpoint but
+        // not yet counted: they stay in, and count as applied.
         let todo: Vec<&Entry> = {
             let cp = lock(&self.journal.shared.checkpoint);
-            batch.iter().filter(|e| !cp.done(e)).collect()
+            batch
+                .iter()
+                .filter(|e| !cp.done(e) || self.committed.contains(&e.seq))
+                .collect()
         };
         match self.apply(&todo).await {
             Ok(outcome) => match self.finish(last, outcome) {
@@ -285,7 +294,13 @@ impl Replayer {
             .map_err(|e| segment::io_error(&shared.dir, None, e))?;
         let new_seq = cp.seq;
         let old_seq = std::mem::replace(&mut *lock(&shared.checkpoint), cp).seq;
+        let counted = outcome
+            .applied
+            .iter()
+            .filter(|e| self.counted.contains(&e.seq))
+            .count();
         self.committed.clear();
+        self.counted.clear();
         if new_seq > old_seq
             && let Err(e) = remove_replayed_segments(&self.journal, new_seq)
         {
@@ -293,15 +308,15 @@ impl Replayer {
             // tries again.
             tracing::warn!(target: "octopus::journal", error = %e, "could not remove replayed segments");
         }
-        self.account(outcome);
+        self.account(outcome, counted);
         Ok(())
     }
 
     /// Counters, the pending index and count, dead-letter events and the
     /// mode, once a batch's outcome is durable.
-    fn account(&mut self, outcome: Outcome<'_>) {
+    fn account(&mut self, outcome: Outcome<'_>, counted: usize) {
         let shared = &self.journal.shared;
-        let done = outcome.done();
+        let done = outcome.done() - counted;
         shared
             .replayed
             .fetch_add(outcome.applied.len() as u64, Ordering::Relaxed);

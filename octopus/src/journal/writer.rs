@@ -206,20 +206,23 @@ fn write_batch(
     let Some(seg) = current.as_mut() else {
         return Err(std::io::Error::other("no segment open"));
     };
-    let written = seg.file.write_all(&bytes).and_then(|()| match shared.options.durability {
-        Durability::Fsync => seg.file.sync_data(),
-        Durability::Interval(every) if last_sync.elapsed() >= every => {
-            seg.file.sync_data()?;
-            *last_sync = Instant::now();
-            *unsynced = false;
-            Ok(())
-        }
-        Durability::Interval(_) => {
-            *unsynced = true;
-            Ok(())
-        }
-        Durability::None => Ok(()),
-    });
+    let written = seg
+        .file
+        .write_all(&bytes)
+        .and_then(|()| match shared.options.durability {
+            Durability::Fsync => seg.file.sync_data(),
+            Durability::Interval(every) if last_sync.elapsed() >= every => {
+                seg.file.sync_data()?;
+                *last_sync = Instant::now();
+                *unsynced = false;
+                Ok(())
+            }
+            Durability::Interval(_) => {
+                *unsynced = true;
+                Ok(())
+            }
+            Durability::None => Ok(()),
+        });
     if let Err(e) = written {
         // Leave nothing of the failed batch behind: its sequence numbers
         // are used again by the next batch, and recovery must never see
