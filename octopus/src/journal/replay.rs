@@ -7,10 +7,10 @@
 //!   breaker, on a short backoff (10 ms doubling to 100 ms), so replay starts
 //!   within about 100 ms of the primary answering again whatever the
 //!   breaker's `open_wait`; a batch that applies closes the breaker.
-//! - **Chains.** Within a batch, the entries of one key become one change:
-//!   the first entry's precondition and the last entry's row (each later
-//!   entry was checked against the one before it when it was written). A
-//!   refused chain dead-letters every entry in it.
+//! - **Rounds.** Each entry is its own change; round *n* of a batch holds
+//!   the *n*-th entry of every key, so each is checked against what the
+//!   entries before it left. An entry written after a refused one is
+//!   refused too. What a round commits is checkpointed before the next.
 //! - **Narrowing.** A batch the primary refuses as a whole (a constraint, a
 //!   foreign key, a statement too large) is split in halves until the
 //!   culprit is alone; it is dead-lettered, the rest applied.
