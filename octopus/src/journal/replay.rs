@@ -299,8 +299,10 @@ impl Replayer {
             .iter()
             .filter(|e| self.counted.contains(&e.seq))
             .count();
-        self.committed.clear();
-        self.counted.clear();
+        // Committed entries past this batch (a retry after a failure read a
+        // smaller batch) stay remembered until their batch finishes.
+        self.committed.retain(|s| *s > last);
+        self.counted.retain(|s| *s > last);
         if new_seq > old_seq
             && let Err(e) = remove_replayed_segments(&self.journal, new_seq)
         {
