@@ -411,11 +411,12 @@ async fn replay_of_one_table_never_waits_for_another_tables_model() {
 async fn close_stops_the_replayer_and_frees_the_lock_before_it_returns() {
     let dir = tempfile::tempdir().unwrap();
     let primary = Scripted::new();
+    // Down throughout: nothing replays between the rounds.
+    primary.set_down(true);
     for round in 0..20 {
         let journal = open(dir.path());
         let plan = plan_with(&primary, journal, Duration::from_millis(50));
         let accounts: Dao<Account> = Dao::open(plan.clone()).await.unwrap();
-        primary.set_down(true);
         accounts.create(&mut account(round, 1, 0)).await.unwrap();
         plan.close().await.unwrap();
         assert!(
@@ -425,7 +426,6 @@ async fn close_stops_the_replayer_and_frees_the_lock_before_it_returns() {
                 .is_err(),
             "a closed journal takes no more writes"
         );
-        primary.set_down(false);
     }
     let journal = open(dir.path());
     assert_eq!(journal.pending(), 20);

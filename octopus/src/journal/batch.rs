@@ -64,15 +64,13 @@ impl Replayer {
                 }
             }
         }
-        let count = tables.len();
-        for (n, (schema, entries)) in tables.into_iter().enumerate() {
+        for (schema, entries) in tables {
             if !self.ensure(schema).await? {
                 self.deferred_tables.insert(schema.table().to_owned());
                 outcome.waiting.extend(entries);
                 continue;
             }
-            self.apply_table(schema, &entries, &mut outcome, n + 1 == count)
-                .await?;
+            self.apply_table(schema, &entries, &mut outcome).await?;
         }
         Ok(outcome)
     }
@@ -105,16 +103,13 @@ impl Replayer {
         schema: &'static Schema,
         entries: &[&'a Entry],
         outcome: &mut Outcome<'a>,
-        last_table: bool,
     ) -> Result<()> {
         let (before, entries): (Vec<&'a Entry>, Vec<&'a Entry>) = entries
             .iter()
             .partition(|e| self.committed.contains(&e.seq));
         outcome.applied.extend(before);
         let mut refused: HashSet<u64> = HashSet::new();
-        let rounds = rounds(&entries);
-        let count = rounds.len();
-        for (n, round) in rounds.into_iter().enumerate() {
+        for round in rounds(&entries) {
             let mut changes = Vec::with_capacity(round.len());
             let mut runs = Vec::with_capacity(round.len());
             for run in round {
@@ -138,11 +133,9 @@ impl Replayer {
             }
             let mut slots: Vec<Option<Result<()>>> = (0..changes.len()).map(|_| None).collect();
             let applied = apply_split(self.primary.as_ref(), schema, &changes, &mut slots).await;
-            let mut committed_now = false;
             for (run, slot) in runs.into_iter().zip(slots) {
                 match slot {
                     Some(Ok(())) => {
-                        committed_now = true;
                         self.committed.extend(run.iter().map(|e| e.seq));
                         outcome.applied.extend(run);
                     }
@@ -153,13 +146,6 @@ impl Replayer {
                     None => {}
                 }
             }
-            // Unless the batch's checkpoint follows at once, what this
-            // round committed is made durable now: a close or crash before
-            // the rest of the batch must not apply it again.
-            let more = applied.is_err() || n + 1 < count || !last_table;
-            if committed_now && more {
-                self.persist_committed()?;
-            }
             applied?;
         }
         Ok(())
@@ -167,8 +153,10 @@ impl Replayer {
 
     /// Writes the checkpoint with every committed entry of the current
     /// batch (`+<seq>` lines), and counts them done: a journal reopened
-    /// from this checkpoint does not count them pending either.
-    fn persist_committed(&mut self) -> Result<()> {
+    /// from this checkpoint does not count them pending either. Called when
+    /// a batch fails after part of it committed (a close stops the replayer
+    /// only between steps, so it never leaves committed entries unwritten).
+    pub(super) fn persist_committed(&mut self) -> Result<()> {
         let shared = &self.journal.shared;
         let mut cp = lock(&shared.checkpoint).clone();
         cp.applied.extend(self.committed.iter().copied());

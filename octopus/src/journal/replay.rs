@@ -214,14 +214,23 @@ impl Replayer {
         let started = Instant::now();
         // Entries this replayer committed are done for the checkpoint but
         // not yet counted: they stay in, and count as applied.
-        let todo: Vec<&Entry> = {
+        let (todo, skipped): (Vec<&Entry>, Vec<&Entry>) = {
             let cp = lock(&self.journal.shared.checkpoint);
             batch
                 .iter()
-                .filter(|e| !cp.done(e) || self.committed.contains(&e.seq))
-                .collect()
+                .partition(|e| !cp.done(e) || self.committed.contains(&e.seq))
         };
-        match self.apply(&todo).await {
+        // Done before this replayer read them (a replayer stopped mid-batch):
+        // their index slots must not outlive them.
+        self.journal.shared.index.remove_done(skipped.into_iter());
+        let applied = self.apply(&todo).await;
+        if applied.is_err()
+            && self.committed.iter().any(|s| !self.counted.contains(s))
+            && let Err(e) = self.persist_committed()
+        {
+            return self.failed(first, &e);
+        }
+        match applied {
             Ok(outcome) => match self.finish(last, outcome) {
                 Ok(()) => Next::Continue,
                 Err(e) => self.failed(first, &e),
@@ -267,8 +276,8 @@ impl Replayer {
             dead::append(&shared.dir, &outcome.dead)?;
         }
         self.dead.extend(outcome.dead.iter().map(|d| d.entry.seq));
-        if let Some(first) = outcome.waiting.first() {
-            self.deferred.get_or_insert(first.seq);
+        if let Some(first) = outcome.waiting.iter().map(|e| e.seq).min() {
+            self.deferred.get_or_insert(first);
         }
         let mut cp = lock(&shared.checkpoint).clone();
         match self.deferred {
@@ -286,6 +295,12 @@ impl Replayer {
                 for table in done {
                     if !self.deferred_tables.contains(table) {
                         cp.tables.insert(table.clone(), last);
+                    }
+                }
+                // `+seq` lines a table mark now covers are redundant.
+                for e in &outcome.applied {
+                    if cp.tables.get(&e.table).is_some_and(|w| e.seq <= *w) {
+                        cp.applied.remove(&e.seq);
                     }
                 }
             }
@@ -318,6 +333,7 @@ impl Replayer {
     /// mode, once a batch's outcome is durable.
     fn account(&mut self, outcome: Outcome<'_>, counted: usize) {
         let shared = &self.journal.shared;
+        let progressed = outcome.done() > 0;
         let done = outcome.done() - counted;
         shared
             .replayed
@@ -340,7 +356,7 @@ impl Replayer {
         if self.deferred.is_none() {
             *lock(&shared.replay_error) = None;
         }
-        if done > 0 {
+        if progressed {
             self.breaker.store_answered();
             self.backoff = MIN_BACKOFF;
             self.limit = (self.limit * 2).min(shared.options.replay_batch);
