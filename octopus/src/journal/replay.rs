@@ -10,7 +10,7 @@
 //! - **Rounds.** Each entry is its own change; round *n* of a batch holds
 //!   the *n*-th entry of every key, so each is checked against what the
 //!   entries before it left. An entry written after a refused one is
-//!   refused too. What a round commits is checkpointed before the next.
+//!   refused too. What committed before a batch failed is checkpointed.
 //! - **Narrowing.** A batch the primary refuses as a whole (a constraint, a
 //!   foreign key, a statement too large) is split in halves until the
 //!   culprit is alone; it is dead-lettered, the rest applied.
