@@ -55,6 +55,7 @@ mod entry;
 mod error;
 mod index;
 mod lifecycle;
+mod options;
 mod reader;
 mod recovery;
 mod replay;
@@ -67,13 +68,13 @@ use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, mpsc};
-use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedMutexGuard, broadcast, oneshot, watch};
 
 pub use dead::DeadLetter;
 pub use entry::{Entry, Op, crc32};
 pub use index::Pending;
+pub use options::{Durability, JournalOptions};
 
 use checkpoint::Checkpoint;
 use entry::Intent;
@@ -86,60 +87,6 @@ use crate::schema::Schema;
 use crate::store::key_of;
 use crate::value::Key;
 use crate::{Error, Result};
-
-/// When an entry reaches the disk relative to its acknowledgement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Durability {
-    /// Synced before acknowledging (group commit). The default, and the
-    /// only mode that keeps every acknowledged write through a power loss.
-    #[default]
-    Fsync,
-    /// Synced at most this often; acknowledged after the OS has the write.
-    /// Survives a process crash, not a power loss.
-    Interval(Duration),
-    /// Never synced by Octopus. Survives a process crash only.
-    None,
-}
-
-/// Settings of a [`Journal`].
-#[derive(Debug, Clone)]
-pub struct JournalOptions {
-    durability: Durability,
-    segment_bytes: u64,
-    replay_batch: usize,
-}
-
-impl Default for JournalOptions {
-    fn default() -> Self {
-        JournalOptions {
-            durability: Durability::Fsync,
-            segment_bytes: 64 * 1024 * 1024,
-            replay_batch: 1000,
-        }
-    }
-}
-
-impl JournalOptions {
-    /// Sync policy (default [`Durability::Fsync`]).
-    pub fn durability(mut self, d: Durability) -> Self {
-        self.durability = d;
-        self
-    }
-
-    /// Entries replayed per batch at most, each batch followed by a
-    /// checkpoint (default 1000). Replay halves it while batches time out
-    /// and grows it back as they succeed.
-    pub fn replay_batch(mut self, n: usize) -> Self {
-        self.replay_batch = n.max(1);
-        self
-    }
-
-    /// Size at which a new segment is started (default 64 MiB).
-    pub fn segment_bytes(mut self, n: u64) -> Self {
-        self.segment_bytes = n.max(1);
-        self
-    }
-}
 
 pub(crate) struct Shared {
     dir: PathBuf,
