@@ -16,7 +16,7 @@ pub enum Durability {
     None,
 }
 
-/// Settings of a [`Journal`].
+/// Settings of a [`Journal`](super::Journal).
 #[derive(Debug, Clone)]
 pub struct JournalOptions {
     pub(super) durability: Durability,
