@@ -45,6 +45,9 @@ impl VersionedRow {
 /// Entries per replayed journal.
 const N: u64 = 20_000;
 
+/// Rows per statement of the floor: the journal's default replay batch.
+const FLOOR_ROWS: usize = 4000;
+
 fn server() -> std::net::SocketAddr {
     let opts = mysql_async::Opts::from_url(&common::mysql_url()).unwrap();
     format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port())
@@ -132,7 +135,8 @@ fn replay(c: &mut Criterion) {
             }
         })
     });
-    // The floor: the same rows, 1000 per multi-row upsert, no checks.
+    // The floor: the same rows, as many per multi-row upsert as a replay
+    // batch holds by default, no checks.
     let pool = common::raw_mysql_pool(&url);
     let raw_version = AtomicU64::new(1_000_000);
     g.bench_function("mysql_raw_multirow_upsert_floor", |b| {
@@ -144,7 +148,7 @@ fn replay(c: &mut Criterion) {
                     let v = raw_version.fetch_add(1, Ordering::SeqCst);
                     let mut conn = pool.get_conn().await.unwrap();
                     let start = Instant::now();
-                    for chunk in (0..N).collect::<Vec<_>>().chunks(1000) {
+                    for chunk in (0..N).collect::<Vec<_>>().chunks(FLOOR_ROWS) {
                         let marks = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
                         let text = format!(
                             "INSERT INTO replay_rows (id, name, value, version) VALUES {marks} \

@@ -2,11 +2,14 @@
 //! call's deadline.
 //!
 //! 1. `START TRANSACTION` at `REPEATABLE READ`;
-//! 2. `SELECT <every column> … WHERE key IN (…) FOR UPDATE`, in runs that fit a
-//!    statement: present keys are locked, absent ones by their gap, so no
+//! 2. `SELECT key, version … WHERE key IN (…) FOR UPDATE`, in runs that fit
+//!    a statement: present keys are locked, absent ones by their gap, so no
 //!    other writer can create, change or delete any of them until the end;
-//! 3. each change is checked ([`Change::check`]) against the stored row, or
-//!    against the change of the same key before it in the batch;
+//! 3. each change is checked ([`Change::check_version`]) against the stored
+//!    version, or against the change of the same key before it in the
+//!    batch; the few that only the whole row decides (a failed precondition
+//!    whose row may already be stored) are checked against it, read by a
+//!    second locking `SELECT` of every column;
 //! 4. the passing changes written with multi-row statements: `INSERT` of
 //!    the rows whose key was absent, `INSERT … ON DUPLICATE KEY UPDATE` of
 //!    the rows whose key was present, `DELETE … WHERE key IN (…)` of the
@@ -155,14 +158,36 @@ async fn checked_writes(
     tx: &mut Transaction<'_>,
     b: &Batch<'_>,
 ) -> std::result::Result<Vec<Result<()>>, Failure> {
-    let stored = locked_rows(tx, b).await?;
-    let (outcomes, writes) = evaluate(b, &stored);
+    let keys: Vec<&Key> = b.todo.iter().map(|&i| &b.changes[i].key).collect();
+    let mut stored = Stored {
+        versions: locked_versions(tx, b, &keys).await?,
+        rows: HashMap::new(),
+    };
+    let (outcomes, writes) = loop {
+        match evaluate(b, &stored) {
+            Ok(evaluated) => break evaluated,
+            Err(undecided) => {
+                let rows = locked_rows(tx, b, &undecided).await?;
+                // The keys are locked: a row missing now is a server fault,
+                // and reading again would not end.
+                if let Some(key) = undecided.iter().find(|k| !rows.contains_key(*k)) {
+                    return Err(Error::Decode {
+                        table: b.schema.table(),
+                        column: b.schema.key_column().name(),
+                        reason: format!("the locked row of key {key} was not returned"),
+                    }
+                    .into());
+                }
+                stored.rows.extend(rows);
+            }
+        }
+    };
     // A row whose key was absent is a plain INSERT: with ON DUPLICATE KEY
     // UPDATE, a clash on a unique index the model does not know about would
     // update the other row instead of failing.
     let (mut inserts, mut updates, mut deletes) = (Vec::new(), Vec::new(), Vec::new());
     for change in writes.into_iter().map(|i| &b.changes[i]) {
-        match (&change.row, stored.contains_key(&change.key)) {
+        match (&change.row, stored.versions.contains_key(&change.key)) {
             (Some(_), false) => inserts.push(change),
             (Some(_), true) => updates.push(change),
             (None, true) => deletes.push(change),
@@ -184,20 +209,62 @@ async fn checked_writes(
     Ok(outcomes)
 }
 
-/// `SELECT … FOR UPDATE` of every key of the batch: the stored rows, by
-/// key.
-async fn locked_rows(
+/// What the locking reads found: every present key's version (`None` for
+/// a model without one), and the whole rows read for the changes the
+/// version alone does not decide.
+struct Stored {
+    versions: HashMap<Key, Option<u64>>,
+    rows: HashMap<Key, Record>,
+}
+
+/// `SELECT key, version … FOR UPDATE` of `keys`: each present key's version.
+async fn locked_versions(
     tx: &mut Transaction<'_>,
     b: &Batch<'_>,
-) -> std::result::Result<HashMap<Key, Record>, Failure> {
-    let keys: Vec<&Key> = b.todo.iter().map(|&i| &b.changes[i].key).collect();
+    keys: &[&Key],
+) -> std::result::Result<HashMap<Key, Option<u64>>, Failure> {
     let rows = exec_runs(
         tx,
         b,
-        &keys,
+        keys,
         |k| chunk::key_len(k),
         |k, out| out.push(key_param(k)),
         |n| b.st.lock_keys(n),
+        1,
+    )
+    .await?;
+    let mut versions = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let mut values = row.unwrap().into_iter();
+        let key = values
+            .next()
+            .map(|v| sql::read_value(b.schema, b.schema.key_index(), v))
+            .transpose()?
+            .as_ref()
+            .and_then(Key::from_value)
+            .ok_or_else(|| Error::Decode {
+                table: b.schema.table(),
+                column: b.schema.key_column().name(),
+                reason: "the locking read returned no usable key".to_owned(),
+            })?;
+        versions.insert(key, values.next().map(sql::version_number));
+    }
+    Ok(versions)
+}
+
+/// `SELECT <every column> … FOR UPDATE` of `keys`: their stored rows.
+async fn locked_rows(
+    tx: &mut Transaction<'_>,
+    b: &Batch<'_>,
+    keys: &[Key],
+) -> std::result::Result<HashMap<Key, Record>, Failure> {
+    let rows = exec_runs(
+        tx,
+        b,
+        keys,
+        chunk::key_len,
+        |k, out| out.push(key_param(k)),
+        |n| b.st.lock_rows(n),
         1,
     )
     .await?;
@@ -234,31 +301,48 @@ fn row_of<'c>(change: &&'c Change) -> &'c [octopus::Value] {
     change.row.as_ref().map_or(&[], |r| r.values())
 }
 
-/// Checks each change against the stored row of its key, or the row the
-/// last passing change of that key in this batch leaves; returns each
-/// change's outcome and the changes to write (the last passing one per key,
-/// in batch order).
-fn evaluate(b: &Batch<'_>, stored: &HashMap<Key, Record>) -> (Vec<Result<()>>, Vec<usize>) {
+/// Each change's outcome, and the changes to write.
+type Evaluated = (Vec<Result<()>>, Vec<usize>);
+
+/// Checks each change against the stored version (or row) of its key, or
+/// the row the last passing change of that key in this batch leaves;
+/// returns each change's outcome and the changes to write (the last passing
+/// one per key, in batch order). `Err`: the keys whose whole stored row
+/// must be read to decide.
+fn evaluate(
+    b: &Batch<'_>,
+    stored: &Stored,
+) -> std::result::Result<Evaluated, Vec<Key>> {
     let mut last: HashMap<&Key, usize> = HashMap::with_capacity(b.todo.len());
-    let outcomes = b
-        .todo
-        .iter()
-        .map(|&i| {
-            let change = &b.changes[i];
-            let current = match last.get(&change.key) {
-                Some(&j) => b.changes[j].row.as_ref(),
-                None => stored.get(&change.key),
-            };
-            let outcome = change.check(b.schema, current);
-            if outcome.is_ok() {
-                last.insert(&change.key, i);
+    let mut undecided = Vec::new();
+    let mut outcomes = Vec::with_capacity(b.todo.len());
+    for &i in b.todo {
+        let change = &b.changes[i];
+        let outcome = match (last.get(&change.key), stored.rows.get(&change.key)) {
+            (Some(&j), _) => change.check(b.schema, b.changes[j].row.as_ref()),
+            (None, Some(row)) => change.check(b.schema, Some(row)),
+            (None, None) => {
+                let version = stored.versions.get(&change.key).copied();
+                match change.check_version(b.schema, version) {
+                    Some(outcome) => outcome,
+                    None => {
+                        undecided.push(change.key.clone());
+                        continue;
+                    }
+                }
             }
-            outcome
-        })
-        .collect();
+        };
+        if outcome.is_ok() {
+            last.insert(&change.key, i);
+        }
+        outcomes.push(outcome);
+    }
+    if !undecided.is_empty() {
+        return Err(undecided);
+    }
     let mut writes: Vec<usize> = last.into_values().collect();
     writes.sort_unstable();
-    (outcomes, writes)
+    Ok((outcomes, writes))
 }
 
 /// Runs `text(n)` for each run of `items` that fits one statement, binding

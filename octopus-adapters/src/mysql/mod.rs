@@ -23,9 +23,10 @@
 //! # Conditional changes
 //!
 //! [`Store::apply`] runs in one `REPEATABLE READ` transaction: the keys are
-//! locked with `SELECT … FOR UPDATE` (absent keys too, by their gap, so no
-//! one can create them meanwhile), each change is checked against what is
-//! stored, and the passing ones are written with multi-row statements. Every
+//! locked with `SELECT key, version … FOR UPDATE` (absent keys too, by their
+//! gap, so no one can create them meanwhile), each change is checked against
+//! the stored version (against the whole row where only that decides), and
+//! the passing ones are written with multi-row statements. Every
 //! statement is sized to MySQL's placeholder limit and the server's
 //! `max_allowed_packet`.
 //!

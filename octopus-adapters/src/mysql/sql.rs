@@ -57,11 +57,14 @@ pub(crate) struct Statements {
     pub scan_first: String,
     pub scan_after: String,
     pub create: String,
-    /// `SELECT` of every column, up to `WHERE key IN (`: the locking read
-    /// of `apply`, which compares whole rows (a change whose exact row is
-    /// already stored was applied before a crash, or by a commit the client
-    /// gave up on, and passes).
+    /// `SELECT` of the key and the version (the key alone for a model
+    /// without one), up to `WHERE key IN (`: the locking read of `apply`.
     pub lock_head: String,
+    /// `SELECT` of every column, up to `WHERE key IN (`: the second locking
+    /// read of `apply`, of the keys whose changes only the whole row
+    /// decides (a change whose exact row is already stored was applied
+    /// before a crash, or by a commit the client gave up on, and passes).
+    pub lock_rows_head: String,
 }
 
 impl Statements {
@@ -126,7 +129,11 @@ impl Statements {
             scan_after: format!(
                 "SELECT {list} FROM {table} WHERE {key} > ? ORDER BY {key} LIMIT ?"
             ),
-            lock_head: format!("SELECT {list} FROM {table} WHERE {key} IN ("),
+            lock_head: match schema.version_index() {
+                Some(v) => format!("SELECT {key}, {} FROM {table} WHERE {key} IN (", cols[v]),
+                None => format!("SELECT {key} FROM {table} WHERE {key} IN ("),
+            },
+            lock_rows_head: format!("SELECT {list} FROM {table} WHERE {key} IN ("),
             key,
             create,
         }
@@ -153,9 +160,14 @@ impl Statements {
         )
     }
 
-    /// The locking read of `keys` keys' rows.
+    /// The locking read of `keys` keys' versions.
     pub fn lock_keys(&self, keys: usize) -> String {
         format!("{}{}) FOR UPDATE", self.lock_head, marks(keys))
+    }
+
+    /// The locking read of `keys` keys' whole rows.
+    pub fn lock_rows(&self, keys: usize) -> String {
+        format!("{}{}) FOR UPDATE", self.lock_rows_head, marks(keys))
     }
 }
 
@@ -267,48 +279,53 @@ pub(crate) fn read_row(schema: &'static Schema, row: mysql_async::Row) -> Result
         });
     }
     let mut out = Vec::with_capacity(values.len());
-    for (column, v) in schema.columns().iter().zip(values) {
-        let fail = |reason: String| Error::Decode {
-            table: schema.table(),
-            column: column.name(),
-            reason,
-        };
-        let ty = column.ty();
-        let value = match v {
-            My::NULL => Value::Null,
-            My::Int(i) => match ty {
-                ColumnType::Bool => Value::Bool(i != 0),
-                t if t.is_unsigned_int() => {
-                    Value::UInt(u64::try_from(i).map_err(|e| fail(e.to_string()))?)
-                }
-                ColumnType::F32 | ColumnType::F64 => Value::Float(i as f64),
-                _ => Value::Int(i),
-            },
-            My::UInt(u) => match ty {
-                ColumnType::Bool => Value::Bool(u != 0),
-                t if t.is_signed_int() => {
-                    Value::Int(i64::try_from(u).map_err(|e| fail(e.to_string()))?)
-                }
-                _ => Value::UInt(u),
-            },
-            My::Float(f) => Value::Float(f64::from(f)),
-            My::Double(d) => Value::Float(d),
-            My::Bytes(b) => match ty {
-                ColumnType::Bytes => Value::Bytes(b),
-                ColumnType::Text | ColumnType::Uuid | ColumnType::Json => {
-                    Value::Text(String::from_utf8(b).map_err(|e| fail(e.to_string()))?)
-                }
-                other => {
-                    let text = String::from_utf8_lossy(&b);
-                    parse_text(other, &text)
-                        .ok_or_else(|| fail(format!("cannot read {text:?} as {}", other.name())))?
-                }
-            },
-            other => return Err(fail(format!("unexpected MySQL value {other:?}"))),
-        };
-        out.push(value);
+    for (index, v) in values.into_iter().enumerate() {
+        out.push(read_value(schema, index, v)?);
     }
     Ok(Record::new(out))
+}
+
+/// Turns the value of column `index` into a [`Value`] of its type.
+pub(crate) fn read_value(schema: &'static Schema, index: usize, v: My) -> Result<Value, Error> {
+    let column = &schema.columns()[index];
+    let fail = |reason: String| Error::Decode {
+        table: schema.table(),
+        column: column.name(),
+        reason,
+    };
+    let ty = column.ty();
+    Ok(match v {
+        My::NULL => Value::Null,
+        My::Int(i) => match ty {
+            ColumnType::Bool => Value::Bool(i != 0),
+            t if t.is_unsigned_int() => {
+                Value::UInt(u64::try_from(i).map_err(|e| fail(e.to_string()))?)
+            }
+            ColumnType::F32 | ColumnType::F64 => Value::Float(i as f64),
+            _ => Value::Int(i),
+        },
+        My::UInt(u) => match ty {
+            ColumnType::Bool => Value::Bool(u != 0),
+            t if t.is_signed_int() => {
+                Value::Int(i64::try_from(u).map_err(|e| fail(e.to_string()))?)
+            }
+            _ => Value::UInt(u),
+        },
+        My::Float(f) => Value::Float(f64::from(f)),
+        My::Double(d) => Value::Float(d),
+        My::Bytes(b) => match ty {
+            ColumnType::Bytes => Value::Bytes(b),
+            ColumnType::Text | ColumnType::Uuid | ColumnType::Json => {
+                Value::Text(String::from_utf8(b).map_err(|e| fail(e.to_string()))?)
+            }
+            other => {
+                let text = String::from_utf8_lossy(&b);
+                parse_text(other, &text)
+                    .ok_or_else(|| fail(format!("cannot read {text:?} as {}", other.name())))?
+            }
+        },
+        other => return Err(fail(format!("unexpected MySQL value {other:?}"))),
+    })
 }
 
 /// Numbers sent as text (the text protocol, or DECIMAL arithmetic).

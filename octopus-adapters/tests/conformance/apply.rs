@@ -140,6 +140,45 @@ pub async fn apply_update_at_another_version_is_a_conflict(f: &Fixture) {
     assert_eq!(stored(f, &current).await, Some(current));
 }
 
+/// Replaying a batch again (after a crash between applying it and its
+/// checkpoint) finds its rows already stored: they pass whatever their
+/// precondition; a row of the same version with other values does not.
+pub async fn apply_of_a_change_already_stored_passes(f: &Fixture) {
+    let applied = book(1, "Emma", 2);
+    let other = book(2, "Persuasion", 2);
+    let fresh = book(3, "Sanditon", 1);
+    let created = book(4, "Lady Susan", 1);
+    seed(f, &[&applied, &other, &fresh, &created]).await;
+    let rival = book(2, "Persuasion, abridged", 2);
+    let next = book(3, "Sanditon", 2);
+    let out = apply::<Book>(
+        f,
+        &[
+            put(&applied, Precondition::Version(1)),
+            put(&rival, Precondition::Version(1)),
+            put(&next, Precondition::Version(1)),
+            put(&created, Precondition::Absent),
+        ],
+    )
+    .await;
+    assert_eq!(
+        out,
+        [
+            Outcome::Written,
+            Outcome::Conflict {
+                expected: 1,
+                actual: 2
+            },
+            Outcome::Written,
+            Outcome::Written,
+        ]
+    );
+    assert_eq!(stored(f, &applied).await, Some(applied));
+    assert_eq!(stored(f, &other).await, Some(other));
+    assert_eq!(stored(f, &next).await, Some(next));
+    assert_eq!(stored(f, &created).await, Some(created));
+}
+
 pub async fn apply_update_of_a_missing_key_is_not_found(f: &Fixture) {
     ready(f, Book::SCHEMA).await;
     let ghost = book(9, "nowhere", 4);

@@ -38,6 +38,7 @@ macro_rules! conformance {
                 apply_update_at_the_expected_version_writes,
                 apply_update_at_another_version_is_a_conflict,
                 apply_update_of_a_missing_key_is_not_found,
+                apply_of_a_change_already_stored_passes,
                 apply_delete_checks_the_version,
                 apply_unconditional_delete_of_a_missing_key_is_ok,
                 apply_exists_on_an_unversioned_model,

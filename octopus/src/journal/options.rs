@@ -29,7 +29,7 @@ impl Default for JournalOptions {
         JournalOptions {
             durability: Durability::Fsync,
             segment_bytes: 64 * 1024 * 1024,
-            replay_batch: 1000,
+            replay_batch: 4000,
         }
     }
 }
@@ -42,7 +42,7 @@ impl JournalOptions {
     }
 
     /// Entries replayed per batch at most, each batch followed by a
-    /// checkpoint (default 1000). Replay halves it while batches time out
+    /// checkpoint (default 4000). Replay halves it while batches time out
     /// and grows it back as they succeed.
     pub fn replay_batch(mut self, n: usize) -> Self {
         self.replay_batch = n.max(1);
