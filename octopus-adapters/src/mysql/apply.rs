@@ -309,10 +309,7 @@ type Evaluated = (Vec<Result<()>>, Vec<usize>);
 /// returns each change's outcome and the changes to write (the last passing
 /// one per key, in batch order). `Err`: the keys whose whole stored row
 /// must be read to decide.
-fn evaluate(
-    b: &Batch<'_>,
-    stored: &Stored,
-) -> std::result::Result<Evaluated, Vec<Key>> {
+fn evaluate(b: &Batch<'_>, stored: &Stored) -> std::result::Result<Evaluated, Vec<Key>> {
     let mut last: HashMap<&Key, usize> = HashMap::with_capacity(b.todo.len());
     let mut undecided = Vec::new();
     let mut outcomes = Vec::with_capacity(b.todo.len());

@@ -230,7 +230,7 @@ impl Replayer {
         {
             return self.failed(first, &e);
         }
-        match applied {
+        let next = match applied {
             Ok(outcome) => match self.finish(last, outcome) {
                 Ok(()) => Next::Continue,
                 Err(e) => self.failed(first, &e),
@@ -246,7 +246,11 @@ impl Replayer {
                 Next::Backoff(wait)
             }
             Err(e) => self.failed(first, &e),
-        }
+        };
+        // Freeing a batch's decoded rows takes a while: not on this task.
+        drop(todo);
+        tokio::task::spawn_blocking(move || drop(batch));
+        next
     }
 
     fn failed(&mut self, first: u64, e: &Error) -> Next {
