@@ -60,9 +60,11 @@
 //! `uuid::Uuid`, and `Option` of these (a nullable column). Every misuse is a
 //! compile error pointing at the offending token.
 //!
-//! Floats are stored as given, NaN and infinities included, in stores that
-//! can hold them; see each store's documentation (SQLite turns NaN into NULL,
-//! so a NaN in a non-nullable column is refused there with a clear error).
+//! Floats are stored as given, bit for bit, NaN and infinities included, in
+//! stores that can hold them, and through the journal; see each store's
+//! documentation (SQLite turns NaN into NULL, so a NaN in a non-nullable
+//! column is refused there with a clear error; SQLite and MySQL store `-0.0`
+//! as `0.0`, which compares equal).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -46,7 +46,8 @@
 //! `u64`, `FLOAT`/`DOUBLE`, `LONGBLOB`, `LONGTEXT` for text and `json`
 //! fields, `VARCHAR(768)` for text keys and `CHAR(36)` for UUIDs. MySQL
 //! cannot hold NaN or infinities: they are refused with an error naming the
-//! column.
+//! column. `-0.0` comes back as `0.0`; every other float round-trips bit for
+//! bit (`FLOAT` columns hold `f32` fields exactly).
 
 mod apply;
 mod call;

@@ -28,7 +28,9 @@
 //! show as negative numbers in the `sqlite3` shell, and `scan` pages `u64`
 //! keys in SQLite's signed order, so keys above `i64::MAX` come first).
 //! SQLite turns NaN into NULL, so a NaN is refused with an error naming the
-//! column; infinities are stored as they are.
+//! column; infinities are stored as they are. `-0.0` comes back as `0.0`
+//! (SQLite stores a whole-number REAL as an integer); every other float
+//! round-trips bit for bit.
 
 mod ops;
 mod options;
