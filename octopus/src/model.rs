@@ -317,20 +317,31 @@ pub mod private {
         })
     }
 
-    pub fn encode_json<T: serde::Serialize>(
+    /// A `json` field as JSON text, refused unless it reads back as `T`:
+    /// serde_json writes what it cannot read (NaN and infinities become
+    /// `null`; nesting deeper than its reader's limit of 128 levels).
+    pub fn encode_json<T: serde::Serialize + serde::de::DeserializeOwned>(
         schema: &'static Schema,
         index: usize,
         value: &T,
     ) -> Result<Value> {
-        serde_json::to_string(value)
-            .map(Value::Text)
-            .map_err(|e| Error::Invalid {
-                what: format!(
-                    "table `{}`, column `{}`: cannot serialize as JSON: {e}",
-                    schema.table(),
-                    schema.columns()[index].name()
-                ),
-            })
+        let refused = |why: String| Error::Invalid {
+            what: format!(
+                "table `{}`, column `{}`: {why}",
+                schema.table(),
+                schema.columns()[index].name()
+            ),
+        };
+        let text = serde_json::to_string(value)
+            .map_err(|e| refused(format!("cannot serialize as JSON: {e}")))?;
+        serde_json::from_str::<T>(&text).map_err(|e| {
+            refused(format!(
+                "the JSON it serializes to could not be read back ({e}); \
+                 NaN and infinities serialize as null, and JSON nested deeper than \
+                 128 levels cannot be read"
+            ))
+        })?;
+        Ok(Value::Text(text))
     }
 
     pub fn decode_json<T: serde::de::DeserializeOwned>(
