@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use octopus::{Error, Result};
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
 use super::sql;
@@ -75,6 +76,7 @@ pub(crate) fn open_writer(
     }
     .map_err(fail)?;
     conn.busy_timeout(options.busy_timeout).map_err(fail)?;
+    strict_quotes(&conn).map_err(fail)?;
     conn.set_prepared_statement_cache_capacity(128);
     if path.is_some() {
         let mode: String = conn
@@ -107,6 +109,17 @@ pub(crate) fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     )?;
     // Inline reads must not wait: busy is handed to the writer thread.
     conn.busy_timeout(Duration::ZERO)?;
+    strict_quotes(&conn)?;
     conn.set_prepared_statement_cache_capacity(128);
     Ok(conn)
+}
+
+/// Turns off SQLite's legacy double-quoted string literals: a quoted
+/// identifier that names no column is then an error, never the string of
+/// its name (a read of a column the table lacks would return `"note"` as
+/// the value of `note`).
+fn strict_quotes(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DML, false)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DDL, false)?;
+    Ok(())
 }

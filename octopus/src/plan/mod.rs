@@ -2,6 +2,7 @@
 //! the primary fails. The read path is in `read`, the write path in `write`,
 //! registries' per-table plans in `plans`.
 
+mod checked;
 mod plans;
 mod read;
 mod write;
@@ -80,6 +81,7 @@ pub struct Plan {
     flights: Flights,
     counters: Arc<PlanCounters>,
     retries: Retries,
+    unchecked: checked::Unchecked,
 }
 
 impl std::fmt::Debug for Plan {
@@ -180,6 +182,7 @@ impl PlanBuilder {
             flights: Flights::default(),
             retries: Retries::new(counters.clone()),
             counters,
+            unchecked: checked::Unchecked::default(),
         })
     }
 }
@@ -307,12 +310,18 @@ impl Plan {
 
     /// Ensures the model's table in the primary. With a durable fallback, a
     /// primary that is down does not stop the application from starting:
-    /// the table is ensured by the replayer before it applies entries to it.
+    /// the table is ensured before the plan first reads or writes it in the
+    /// primary, and by the replayer before it applies entries to it.
     pub(crate) async fn ensure_schema(&self, schema: &'static Schema) -> Result<()> {
         self.fallback.register(schema);
         match self.breaker.call(self.primary.ensure_schema(schema)).await {
             Err(e) if e.is_unavailable() && self.durable_fallback() => {
-                tracing::warn!(target: "octopus::plan", table = schema.table(), error = %e, "primary unavailable at open; its table will be ensured before replay");
+                tracing::warn!(target: "octopus::plan", table = schema.table(), error = %e, "primary unavailable at open; its table will be checked before its first use");
+                self.unchecked.insert(schema);
+                Ok(())
+            }
+            Ok(()) => {
+                self.unchecked.remove(schema);
                 Ok(())
             }
             other => other,

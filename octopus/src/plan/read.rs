@@ -78,6 +78,7 @@ impl Plan {
     }
 
     async fn primary_get(&self, schema: &'static Schema, key: &Key) -> Result<Option<Record>> {
+        self.checked(schema).await?;
         self.counters.primary_reads.incr();
         self.breaker.call(self.primary.get(schema, key)).await
     }
@@ -134,6 +135,7 @@ impl Plan {
         }
         if !missing.is_empty() {
             let ask: Vec<Key> = missing.iter().map(|&i| keys[i].clone()).collect();
+            self.checked(schema).await?;
             self.counters.primary_reads.incr();
             let rows = self
                 .breaker

@@ -56,6 +56,7 @@ impl Plan {
     /// The write, on the primary through its breaker; `true` unless a
     /// delete found nothing.
     async fn primary_write(&self, schema: &'static Schema, write: &Write) -> Result<bool> {
+        self.checked(schema).await?;
         let primary = &self.primary;
         match write {
             Write::Insert(r) => self
