@@ -8,13 +8,19 @@
 //! reads as a checkpoint without tables. `+<seq>` lines name entries after
 //! the first number already applied: the part of a batch one transaction
 //! committed before a later one failed, so a restart never applies it again.
+//! The last line, `crc <hex>`, is the CRC-32 of everything before it: a
+//! damaged or hand-edited checkpoint is an error naming the file, and only
+//! a checkpoint this version wrote may be ahead of the journal's last entry
+//! (see [`verify`](super::verify)). Files without it (written before it
+//! existed) are read as they are. Every number is at most [`MAX_SEQ`], so
+//! no arithmetic on a checkpoint can overflow.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::Write as _;
 use std::path::Path;
 
-use super::entry::Entry;
+use super::entry::{Entry, crc32};
 use super::segment;
 use crate::{Error, Result};
 
@@ -30,7 +36,20 @@ pub(super) struct Checkpoint {
     pub applied: BTreeSet<u64>,
 }
 
-const FILE: &str = "checkpoint";
+pub(super) const FILE: &str = "checkpoint";
+
+/// The largest sequence number a journal file may hold (2^62): far beyond
+/// any journal's life, and far enough below `u64::MAX` that `+ 1` never
+/// overflows.
+pub(super) const MAX_SEQ: u64 = 1 << 62;
+
+/// A checkpoint as read from its file.
+#[derive(Debug)]
+pub(super) struct Stored {
+    pub checkpoint: Checkpoint,
+    /// Whether the file carried its checksum (written by this version).
+    pub checksummed: bool,
+}
 
 impl Checkpoint {
     /// Whether `e` was already applied or dead-lettered.
@@ -48,35 +67,62 @@ impl Checkpoint {
         self.applied.retain(|s| *s > floor);
     }
 
-    pub(super) fn read(dir: &Path) -> Result<Checkpoint> {
+    /// The checkpoint file of `dir`; `None` if there is none.
+    pub(super) fn read(dir: &Path) -> Result<Option<Stored>> {
         let path = dir.join(FILE);
-        let text = match fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Checkpoint::default()),
+        let text = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(segment::io_error(&path, None, e)),
         };
-        let bad = |line: &str| Error::Journal {
+        let bad = |reason: String| Error::Journal {
             path: path.display().to_string(),
             offset: None,
-            reason: format!("not a checkpoint line: {line:?}"),
+            reason: format!("damaged checkpoint: {reason}"),
         };
-        let mut lines = text.lines();
+        let text = String::from_utf8(text).map_err(|_| bad("not UTF-8 text".into()))?;
+        let (body, checksummed) = match text.trim_end().rsplit_once('\n') {
+            Some((body, last)) if last.starts_with("crc ") => {
+                let body = format!("{body}\n");
+                let crc = format!("crc {:08x}", crc32(&[body.as_bytes()]));
+                if last != crc {
+                    return Err(bad(format!(
+                        "its checksum is {last:?}, its text's is {crc:?}"
+                    )));
+                }
+                (body, true)
+            }
+            _ => (text, false),
+        };
+        let number = |n: &str, line: &str| match n.parse::<u64>() {
+            Ok(n) if n <= MAX_SEQ => Ok(n),
+            Ok(n) => Err(bad(format!(
+                "sequence number {n} is out of range (at most {MAX_SEQ})"
+            ))),
+            Err(_) => Err(bad(format!("not a checkpoint line: {line:?}"))),
+        };
+        let mut lines = body.lines();
         let first = lines.next().unwrap_or("").trim();
-        let seq = first.parse().map_err(|_| bad(first))?;
+        let seq = number(first, first)?;
         let (mut tables, mut applied) = (BTreeMap::new(), BTreeSet::new());
         for line in lines.map(str::trim).filter(|l| !l.is_empty()) {
             if let Some(n) = line.strip_prefix('+') {
-                applied.insert(n.parse().map_err(|_| bad(line))?);
+                applied.insert(number(n, line)?);
                 continue;
             }
-            let (table, n) = line.rsplit_once(' ').ok_or_else(|| bad(line))?;
-            tables.insert(table.to_owned(), n.parse().map_err(|_| bad(line))?);
+            let (table, n) = line
+                .rsplit_once(' ')
+                .ok_or_else(|| bad(format!("not a checkpoint line: {line:?}")))?;
+            tables.insert(table.to_owned(), number(n, line)?);
         }
-        Ok(Checkpoint {
-            seq,
-            tables,
-            applied,
-        })
+        Ok(Some(Stored {
+            checkpoint: Checkpoint {
+                seq,
+                tables,
+                applied,
+            },
+            checksummed,
+        }))
     }
 
     /// Replaces the file atomically and durably.
@@ -90,6 +136,7 @@ impl Checkpoint {
         for seq in &self.applied {
             text.push_str(&format!("+{seq}\n"));
         }
+        text.push_str(&format!("crc {:08x}\n", crc32(&[text.as_bytes()])));
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
         fs::rename(&tmp, dir.join(FILE))?;

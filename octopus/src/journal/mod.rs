@@ -39,9 +39,14 @@
 //!
 //! # Recovery
 //!
-//! Opening reads every segment: a torn final entry (a crash mid-append) is
-//! truncated; a damaged entry anywhere else is an error naming the segment
-//! and byte offset, never skipped. Entries the checkpoint does not cover are
+//! Opening reads every segment. Damage at the end of the last segment that
+//! no intact entry follows at its place (a crash mid-append; a power loss
+//! during a group commit, which can leave a hole and then later pages) is
+//! cut off, its bytes kept in a quarantine file beside the journal
+//! ([`Journal::quarantined`]); damage anywhere else is an error naming the
+//! segment and byte offset, never skipped. The checkpoint is checked
+//! against the segments (see `verify`): a missing or inconsistent one is an
+//! error naming its file. Entries the checkpoint does not cover are
 //! pending: indexed in memory (the latest per key), so reads see them, and
 //! replayed by the plan that owns the journal once the primary answers.
 
@@ -61,6 +66,7 @@ mod recovery;
 mod replay;
 mod rules;
 mod segment;
+mod verify;
 mod writer;
 
 use std::collections::HashMap;
@@ -110,7 +116,7 @@ pub(crate) struct Shared {
     dead_file: Mutex<()>,
     schemas: RwLock<HashMap<String, &'static Schema>>,
     registrations: AtomicU64,
-    torn_tail: Option<(PathBuf, u64)>,
+    torn_tail: Option<recovery::Cut>,
     replayer: Mutex<Option<attach::Attached>>,
     /// Woken whenever the pending count drops.
     drain: Notify,
@@ -184,15 +190,25 @@ impl Journal {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir).map_err(|e| segment::io_error(&dir, None, e))?;
         let lock = take_lock(&dir)?;
-        let checkpoint = Checkpoint::read(&dir)?;
+        let stored = Checkpoint::read(&dir)?;
         let segments = segment::list(&dir)?;
-        let mut recovered = recovery::recover(&segments, checkpoint.seq)?;
+        let floor = stored.as_ref().map_or(0, |s| s.checkpoint.seq);
+        let mut recovered = recovery::recover(&dir, &segments, floor)?;
+        let verify::Verified {
+            checkpoint,
+            new_segment,
+        } = verify::verify(&dir, stored, &recovered)?;
         recovered.pending.retain(|e| !checkpoint.done(e));
+        let last_seq = recovered.last.unwrap_or(0).max(checkpoint.seq);
         let pending = recovered.pending.len() as u64;
         if pending > 0 {
             tracing::info!(target: "octopus::journal", dir = %dir.display(), pending, "journal opened with pending entries");
         }
-        let current = writer::reopen_last(&segments)?;
+        let current = if new_segment {
+            None
+        } else {
+            writer::reopen_last(&segments)?
+        };
         let initial_mode = if pending > 0 {
             Mode::Journaling
         } else {
@@ -202,8 +218,8 @@ impl Journal {
         let shared = Arc::new(Shared {
             dir: dir.clone(),
             options,
-            last_seq: AtomicU64::new(recovered.last_seq),
-            durable_seq: AtomicU64::new(recovered.last_seq),
+            last_seq: AtomicU64::new(last_seq),
+            durable_seq: AtomicU64::new(last_seq),
             index: Index::from_entries(&recovered.pending),
             checkpoint: Mutex::new(checkpoint),
             outstanding: AtomicI64::new(pending as i64),
@@ -243,13 +259,24 @@ impl Journal {
         &self.shared.dir
     }
 
-    /// The segment and byte offset where opening cut off a torn final entry
-    /// (left by a crash mid-append; never an acknowledged write), if it did.
+    /// The segment and byte offset where opening cut off damage at the end
+    /// of the journal (an append a crash or a power loss interrupted; never
+    /// an acknowledged write), if it did.
     pub fn torn_tail(&self) -> Option<(&Path, u64)> {
         self.shared
             .torn_tail
             .as_ref()
-            .map(|(p, o)| (p.as_path(), *o))
+            .map(|c| (c.segment.as_path(), c.offset))
+    }
+
+    /// The file beside the journal holding the bytes opening cut off (see
+    /// [`torn_tail`](Self::torn_tail)), if it cut any: recovery never
+    /// deletes bytes it cannot read.
+    pub fn quarantined(&self) -> Option<&Path> {
+        self.shared
+            .torn_tail
+            .as_ref()
+            .map(|c| c.quarantine.as_path())
     }
 
     /// Entries written (or being written) and not yet applied or

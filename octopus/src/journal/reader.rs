@@ -7,7 +7,7 @@
 //! line *means* (a torn tail to cut off, or an error) is the caller's call.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::entry::{Entry, parse};
@@ -20,8 +20,6 @@ use crate::Error;
 pub(crate) struct Line {
     /// The byte offset of the line's first byte in the segment.
     pub offset: u64,
-    /// Whether nothing follows the line in the file (as it was when read).
-    pub at_end: bool,
     /// The entry, or why the line is not one ([`EntryError::CutShort`] if
     /// the file ends before its newline).
     pub entry: Result<Entry, EntryError>,
@@ -89,30 +87,14 @@ impl SegmentReader {
                 .map_err(|e| io_error(&self.path, Some(offset), e))?;
             return Ok(Some(Line {
                 offset,
-                at_end: true,
                 entry: Err(EntryError::CutShort),
             }));
         }
         self.offset += read as u64;
-        let at_end = self
-            .at_eof()
-            .map_err(|e| io_error(&self.path, Some(self.offset), e))?;
         Ok(Some(Line {
             offset,
-            at_end,
             entry: parse(&self.buf[..read - 1]),
         }))
-    }
-
-    /// Whether the file has no byte after the current position.
-    fn at_eof(&mut self) -> io::Result<bool> {
-        loop {
-            match self.file.fill_buf() {
-                Ok(rest) => return Ok(rest.is_empty()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
     }
 }
 
@@ -159,13 +141,14 @@ mod tests {
     }
 
     /// Every line up to the end of the file (a cut-short line, which is
-    /// not consumed, included once): offset, whether last, seq or error.
-    fn all(r: &mut SegmentReader) -> Vec<(u64, bool, Result<u64, String>)> {
+    /// not consumed, included once): offset, seq or error.
+    fn all(r: &mut SegmentReader) -> Vec<(u64, Result<u64, String>)> {
         let mut out = Vec::new();
         while let Some(l) = r.next_line().unwrap() {
+            let torn = matches!(l.entry, Err(EntryError::CutShort));
             let seq = l.entry.map(|e| e.seq).map_err(|e| e.to_string());
-            out.push((l.offset, l.at_end, seq));
-            if l.at_end {
+            out.push((l.offset, seq));
+            if torn {
                 break;
             }
         }
@@ -179,15 +162,11 @@ mod tests {
         let mut r = SegmentReader::open(&path, 0).unwrap();
         assert_eq!(
             all(&mut r),
-            [
-                (at[0], false, Ok(1)),
-                (at[1], false, Ok(2)),
-                (at[2], true, Ok(3))
-            ]
+            [(at[0], Ok(1)), (at[1], Ok(2)), (at[2], Ok(3))]
         );
         assert_eq!(r.offset(), std::fs::metadata(&path).unwrap().len());
         let mut r = SegmentReader::open(&path, at[1]).unwrap();
-        assert_eq!(all(&mut r), [(at[1], false, Ok(2)), (at[2], true, Ok(3))]);
+        assert_eq!(all(&mut r), [(at[1], Ok(2)), (at[2], Ok(3))]);
     }
 
     #[test]
@@ -202,12 +181,12 @@ mod tests {
             .unwrap();
         f.write_all(&next[..20]).unwrap();
         let mut r = SegmentReader::open(&path, 0).unwrap();
-        let torn = (end, true, Err(EntryError::CutShort.to_string()));
-        assert_eq!(all(&mut r), [(at[0], false, Ok(1)), torn.clone()]);
+        let torn = (end, Err(EntryError::CutShort.to_string()));
+        assert_eq!(all(&mut r), [(at[0], Ok(1)), torn.clone()]);
         assert_eq!(r.offset(), end, "the cut-short line is not consumed");
         assert_eq!(all(&mut r), [torn]);
         f.write_all(&next[20..]).unwrap();
-        assert_eq!(all(&mut r), [(end, true, Ok(2))]);
+        assert_eq!(all(&mut r), [(end, Ok(2))]);
     }
 
     #[test]
@@ -221,10 +200,10 @@ mod tests {
         let mut r = SegmentReader::open(&path, 0).unwrap();
         let lines = all(&mut r);
         assert_eq!(lines.len(), 3);
-        let (offset, at_end, entry) = &lines[1];
-        assert_eq!((*offset, *at_end), (at[1], false));
+        let (offset, entry) = &lines[1];
+        assert_eq!(*offset, at[1]);
         assert!(entry.as_ref().unwrap_err().contains("checksum mismatch"));
-        assert_eq!(lines[2], (at[2], true, Ok(3)), "reading goes on");
+        assert_eq!(lines[2], (at[2], Ok(3)), "reading goes on");
         let e = corrupt(&path, at[1], &EntryError::TooShort);
         assert!(e.to_string().contains(&format!("at byte offset {}", at[1])));
     }

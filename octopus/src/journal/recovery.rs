@@ -1,9 +1,12 @@
-//! Recovery on open: every segment read and checked, a torn final entry cut
-//! off.
+//! Recovery on open: every segment read and checked; damage at the end of
+//! the last segment (what a crash or a power loss during an append leaves)
+//! cut off, its bytes kept in a quarantine file.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 
+use super::checkpoint::MAX_SEQ;
 use super::entry::Entry;
 use super::error::EntryError;
 use super::reader::{SegmentReader, corrupt, out_of_sequence};
@@ -15,41 +18,62 @@ use crate::Error;
 pub struct Recovered {
     /// Entries after the checkpoint, in order.
     pub pending: Vec<Entry>,
-    /// The highest sequence number in the journal (the checkpoint if no
-    /// entry is left).
-    pub last_seq: u64,
-    /// Bytes cut off a torn final entry, if there was one.
-    pub truncated: Option<(PathBuf, u64)>,
+    /// The first and the last sequence number the segments hold, if any.
+    pub first: Option<u64>,
+    /// See `first`.
+    pub last: Option<u64>,
+    /// Where the last segment was cut, if it was.
+    pub truncated: Option<Cut>,
 }
 
-/// Reads every segment, checking each entry; a torn final entry (the last
-/// line of the last segment, cut short or damaged by a crash mid-append) is
-/// truncated away, while damage anywhere else is an error naming the segment
-/// and byte offset.
-pub fn recover(segments: &[(u64, PathBuf)], checkpoint: u64) -> Result<Recovered, Error> {
+/// Damage cut off the end of the last segment.
+#[derive(Debug, Clone)]
+pub struct Cut {
+    /// The segment.
+    pub segment: PathBuf,
+    /// Where the damage started: the segment's new length.
+    pub offset: u64,
+    /// The file holding the bytes cut off.
+    pub quarantine: PathBuf,
+}
+
+/// Reads every segment, checking each entry and that sequence numbers
+/// follow each other (a segment may start past a gap the checkpoint
+/// covers: entries replayed, then lost to a power loss under a weaker
+/// durability). Damage in the last segment that no valid entry follows at
+/// its expected place is cut off (see [`cut_tail`]); damage anywhere else
+/// is an error naming the segment and byte offset.
+pub fn recover(
+    dir: &Path,
+    segments: &[(u64, PathBuf)],
+    checkpoint: u64,
+) -> Result<Recovered, Error> {
     let mut pending = Vec::new();
-    let mut last_seq: Option<u64> = None;
+    let (mut first_seq, mut last_seq): (Option<u64>, Option<u64>) = (None, None);
     let mut truncated = None;
     for (n, (first, path)) in segments.iter().enumerate() {
         let is_last_segment = n + 1 == segments.len();
         let mut reader = SegmentReader::open(path, 0)?;
+        let mut at_start = true;
         while let Some(line) = reader.next_line()? {
             match line.entry {
                 Ok(e) => {
-                    let expected = last_seq.map_or(*first, |s| s + 1);
-                    if e.seq != expected {
+                    let expected = last_seq.map_or(*first, |s| s.saturating_add(1));
+                    let past_replayed_gap =
+                        at_start && e.seq == *first && e.seq > expected && e.seq - 1 <= checkpoint;
+                    if e.seq > MAX_SEQ || (e.seq != expected && !past_replayed_gap) {
                         return Err(out_of_sequence(path, line.offset, e.seq, expected));
                     }
+                    at_start = false;
+                    first_seq.get_or_insert(e.seq);
                     last_seq = Some(e.seq);
                     if e.seq > checkpoint {
                         pending.push(e);
                     }
                 }
-                Err(why) if is_last_segment && line.at_end => {
-                    // A crash while appending: the entry was never
-                    // acknowledged. Cut it off.
-                    cut_off(path, line.offset, &why)?;
-                    truncated = Some((path.clone(), line.offset));
+                Err(why) if is_last_segment => {
+                    let base = last_seq.unwrap_or(first.saturating_sub(1));
+                    truncated = Some(cut_tail(dir, &mut reader, line.offset, base, &why)?);
                     break;
                 }
                 Err(why) => return Err(corrupt(path, line.offset, &why)),
@@ -58,19 +82,97 @@ pub fn recover(segments: &[(u64, PathBuf)], checkpoint: u64) -> Result<Recovered
     }
     Ok(Recovered {
         pending,
-        last_seq: last_seq.unwrap_or(checkpoint).max(checkpoint),
+        first: first_seq,
+        last: last_seq,
         truncated,
     })
 }
 
-/// Truncates the segment at `path` to `offset`, durably, and says so.
-fn cut_off(path: &Path, offset: u64, why: &EntryError) -> Result<(), Error> {
-    let io = |e| io_error(path, Some(offset), e);
-    let f = OpenOptions::new().write(true).open(path).map_err(io)?;
-    f.set_len(offset).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    tracing::warn!(target: "octopus::journal", segment = %path.display(), offset, reason = %why, "truncated a torn final entry");
-    Ok(())
+/// Damage at `offset` of the last segment, after the entry `base`. If a
+/// later line is a valid entry at the place the damaged line's successors
+/// have (`base + k` on the k-th line from the damaged one), acknowledged
+/// entries follow the damage: an error naming the offset. Otherwise the
+/// damage and all that follows are an append a crash or a power loss
+/// interrupted (a torn line; a hole where a group commit's pages never
+/// reached the disk, then some that did): the bytes are copied to a
+/// quarantine file beside the journal, durably, then cut off the segment.
+fn cut_tail(
+    dir: &Path,
+    reader: &mut SegmentReader,
+    offset: u64,
+    base: u64,
+    why: &EntryError,
+) -> Result<Cut, Error> {
+    let path = reader.path().to_path_buf();
+    let mut lines = 1u64;
+    let mut place = base.saturating_add(1);
+    // A line cut short is the file's last, and is not consumed.
+    let torn = matches!(why, EntryError::CutShort);
+    while let Some(line) = if torn { None } else { reader.next_line()? } {
+        lines += 1;
+        place = place.saturating_add(1);
+        match line.entry {
+            Ok(e) if e.seq == place => {
+                return Err(Error::Journal {
+                    path: path.display().to_string(),
+                    offset: Some(offset),
+                    reason: format!(
+                        "corrupt entry: {why}; entry {} follows it intact at byte offset {}, \
+                         so acknowledged entries come after the damage",
+                        e.seq, line.offset
+                    ),
+                });
+            }
+            Err(EntryError::CutShort) => break,
+            _ => {}
+        }
+    }
+    let io = |e| io_error(&path, Some(offset), e);
+    let mut segment = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    let mut tail = Vec::new();
+    segment.seek(SeekFrom::Start(offset)).map_err(io)?;
+    segment.read_to_end(&mut tail).map_err(io)?;
+    let quarantine = quarantine(dir, &path, offset, &tail)?;
+    segment.set_len(offset).map_err(io)?;
+    segment.sync_all().map_err(io)?;
+    let bytes = tail.len() as u64;
+    tracing::warn!(target: "octopus::journal", segment = %path.display(), offset, bytes, lines, quarantine = %quarantine.display(), reason = %why, "cut damage off the end of the journal: an append a crash interrupted, never acknowledged; the bytes are kept in the quarantine file");
+    Ok(Cut {
+        segment: path,
+        offset,
+        quarantine,
+    })
+}
+
+/// Writes `bytes` cut from `segment` at `offset` to a new file beside the
+/// journal, durably (its name too).
+fn quarantine(dir: &Path, segment: &Path, offset: u64, bytes: &[u8]) -> Result<PathBuf, Error> {
+    let stem = segment
+        .file_stem()
+        .map_or_else(|| "segment".into(), |s| s.to_string_lossy().into_owned());
+    let mut n = 0u32;
+    let (path, mut file) = loop {
+        let suffix = if n == 0 {
+            String::new()
+        } else {
+            format!("-{n}")
+        };
+        let path = dir.join(format!("quarantine-{stem}-at-{offset}{suffix}.bin"));
+        match OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(f) => break (path, f),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
+            Err(e) => return Err(io_error(&path, None, e)),
+        }
+    };
+    let io = |e| io_error(&path, None, e);
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    Ok(path)
 }
 
 #[cfg(test)]
@@ -113,18 +215,19 @@ mod tests {
         let segs = write(dir.path(), &[&[1, 2], &[3, 4]]);
         let last = &segs[1].1;
         let at = append(last, &line(5, BODY)[..30]);
-        let r = recover(&segs, 1).unwrap();
-        assert_eq!((seqs(&r), r.last_seq), (vec![2, 3, 4], 4));
-        assert_eq!(r.truncated, Some((last.clone(), at)));
+        let r = recover(dir.path(), &segs, 1).unwrap();
+        assert_eq!((seqs(&r), r.last), (vec![2, 3, 4], Some(4)));
+        let cut = r.truncated.unwrap();
+        assert_eq!((&cut.segment, cut.offset), (last, at));
+        assert_eq!(fs::read(&cut.quarantine).unwrap(), &line(5, BODY)[..30]);
         assert_eq!(fs::metadata(last).unwrap().len(), at);
         // A whole but damaged final line is torn too.
         append(last, b"\0\0\0\n");
-        assert_eq!(
-            recover(&segs, 0).unwrap().truncated,
-            Some((last.clone(), at))
-        );
-        let r = recover(&segs, 0).unwrap();
-        assert_eq!((seqs(&r), r.truncated), (vec![1, 2, 3, 4], None));
+        let cut = recover(dir.path(), &segs, 0).unwrap().truncated.unwrap();
+        assert_eq!((&cut.segment, cut.offset), (last, at));
+        assert_eq!(fs::read(&cut.quarantine).unwrap(), b"\0\0\0\n");
+        let r = recover(dir.path(), &segs, 0).unwrap();
+        assert_eq!((seqs(&r), r.truncated.is_none()), (vec![1, 2, 3, 4], true));
     }
 
     #[test]
@@ -134,19 +237,54 @@ mod tests {
         // The same torn line, but at the end of a segment that is not last.
         let first = &segs[0].1;
         let at = append(first, &line(3, BODY)[..30]);
-        let err = recover(&segs, 0).unwrap_err().to_string();
+        let err = recover(dir.path(), &segs, 0).unwrap_err().to_string();
         assert!(err.contains(&format!("at byte offset {at}")), "{err}");
         assert!(err.contains("corrupt entry: entry cut short"), "{err}");
         assert_eq!(fs::metadata(first).unwrap().len(), at + 30, "nothing cut");
-        // A damaged line in the middle of the last segment.
+        // A damaged line in the middle of the last segment, an intact
+        // entry after it where it belongs: acknowledged entries follow.
         let segs = write(dir.path(), &[&[1, 2], &[3, 4, 5]]);
         let mut bytes = fs::read(&segs[1].1).unwrap();
         let second = line(3, BODY).len();
         bytes[second + 12] ^= 1;
         fs::write(&segs[1].1, &bytes).unwrap();
-        let err = recover(&segs, 0).unwrap_err().to_string();
+        let err = recover(dir.path(), &segs, 0).unwrap_err().to_string();
         assert!(err.contains(&format!("at byte offset {second}")), "{err}");
         assert!(err.contains("corrupt entry: checksum mismatch"), "{err}");
+        assert!(err.contains("entry 5 follows it intact"), "{err}");
+        assert_eq!(fs::read(&segs[1].1).unwrap(), bytes, "nothing cut");
+    }
+
+    #[test]
+    fn a_hole_then_later_lines_of_the_same_append_is_cut_and_kept() {
+        // A power loss during a group commit of 3..=6: the page holding 3
+        // and 4 never reached the disk (zeros), the one holding 5 and 6 did.
+        let dir = tempfile::tempdir().unwrap();
+        let segs = write(dir.path(), &[&[1, 2]]);
+        let at = fs::metadata(&segs[0].1).unwrap().len();
+        let hole = vec![0u8; line(3, BODY).len() * 2];
+        let later: Vec<u8> = [5, 6].iter().flat_map(|s| line(*s, BODY)).collect();
+        let tail = [hole, later].concat();
+        append(&segs[0].1, &tail);
+        let r = recover(dir.path(), &segs, 0).unwrap();
+        assert_eq!((seqs(&r), r.last), (vec![1, 2], Some(2)));
+        let cut = r.truncated.unwrap();
+        assert_eq!(cut.offset, at);
+        assert_eq!(fs::read(&cut.quarantine).unwrap(), tail);
+        assert_eq!(fs::metadata(&segs[0].1).unwrap().len(), at);
+    }
+
+    #[test]
+    fn a_segment_may_start_past_a_gap_the_checkpoint_covers() {
+        let dir = tempfile::tempdir().unwrap();
+        let segs = write(dir.path(), &[&[1, 2], &[6, 7]]);
+        let r = recover(dir.path(), &segs, 5).unwrap();
+        assert_eq!((seqs(&r), r.first, r.last), (vec![6, 7], Some(1), Some(7)));
+        let err = recover(dir.path(), &segs, 4).unwrap_err().to_string();
+        assert!(
+            err.contains("sequence number 6 where 3 was expected"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -154,7 +292,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let segs = write(dir.path(), &[&[1, 2, 4]]);
         let at = 2 * line(1, BODY).len();
-        let err = recover(&segs, 0).unwrap_err().to_string();
+        let err = recover(dir.path(), &segs, 0).unwrap_err().to_string();
         assert!(err.contains(&format!("at byte offset {at}")), "{err}");
         assert!(
             err.contains("sequence number 4 where 3 was expected"),
