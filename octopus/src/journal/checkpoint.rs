@@ -1,27 +1,28 @@
 //! The checkpoint: how far replay has got, durably.
 //!
-//! The file holds the sequence number up to which every entry is done
+//! Its text holds the sequence number up to which every entry is done
 //! (applied or dead-lettered), then optional `<table> <seq>` lines: every
 //! entry of that table up to that number is done too. Those lines exist
 //! while entries of another table wait for their model, so replay of one
-//! table never waits for another's. A file of the first format (one number)
-//! reads as a checkpoint without tables. `+<seq>` lines name entries after
-//! the first number already applied: the part of a batch one transaction
-//! committed before a later one failed, so a restart never applies it again.
-//! The last line, `crc <hex>`, is the CRC-32 of everything before it: a
-//! damaged or hand-edited checkpoint is an error naming the file, and only
-//! a checkpoint this version wrote may be ahead of the journal's last entry
-//! (see [`verify`](super::verify)). Files without it (written before it
-//! existed) are read as they are. Every number is at most [`MAX_SEQ`], so
-//! no arithmetic on a checkpoint can overflow.
+//! table never waits for another's. `+<seq>` lines name entries after the
+//! first number already applied: the part of a batch one transaction
+//! committed before a later one failed, so a restart never applies it
+//! again. Then `gen <n>` (how many times it was written) and `crc <hex>`,
+//! the CRC-32 of everything before it. Every number is at most
+//! [`MAX_SEQ`], so no arithmetic on a checkpoint can overflow.
+//!
+//! How the text is kept in its file (two preallocated slots written in
+//! turn, so a full disk never blocks it) is in [`slots`](super::slots).
+//! Files of earlier versions (the text alone, without `gen` or `crc`) are
+//! read as they are; a damaged or hand-edited checkpoint is an error naming
+//! the file, and only a checksummed one may be ahead of the journal's last
+//! entry (see [`verify`](super::verify)).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File};
-use std::io::Write as _;
 use std::path::Path;
 
 use super::entry::{Entry, crc32};
-use super::segment;
+use super::slots;
 use crate::{Error, Result};
 
 /// How far replay has got.
@@ -34,6 +35,9 @@ pub(super) struct Checkpoint {
     /// Entries after `seq` already applied: the part of a batch a
     /// transaction committed before a later part failed (`+<seq>` lines).
     pub applied: BTreeSet<u64>,
+    /// How many times it was written: the newer of the file's two slots
+    /// has the higher number.
+    pub generation: u64,
 }
 
 pub(super) const FILE: &str = "checkpoint";
@@ -69,18 +73,32 @@ impl Checkpoint {
 
     /// The checkpoint file of `dir`; `None` if there is none.
     pub(super) fn read(dir: &Path) -> Result<Option<Stored>> {
-        let path = dir.join(FILE);
-        let text = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(segment::io_error(&path, None, e)),
-        };
-        let bad = |reason: String| Error::Journal {
-            path: path.display().to_string(),
-            offset: None,
-            reason: format!("damaged checkpoint: {reason}"),
-        };
-        let text = String::from_utf8(text).map_err(|_| bad("not UTF-8 text".into()))?;
+        slots::read(dir)
+    }
+
+    /// Writes the checkpoint durably, as its next generation.
+    pub(super) fn write(&mut self, dir: &Path) -> std::io::Result<()> {
+        self.generation += 1;
+        slots::write(dir, &self.render(), self.generation)
+    }
+
+    /// The checkpoint's text, checksummed.
+    pub(super) fn render(&self) -> String {
+        let mut text = format!("{}\n", self.seq);
+        for (table, seq) in &self.tables {
+            text.push_str(&format!("{table} {seq}\n"));
+        }
+        for seq in &self.applied {
+            text.push_str(&format!("+{seq}\n"));
+        }
+        text.push_str(&format!("gen {}\n", self.generation));
+        text.push_str(&format!("crc {:08x}\n", crc32(&[text.as_bytes()])));
+        text
+    }
+
+    /// Parses a checkpoint's text (`bad` words the error). Text with a
+    /// `crc` line must match it.
+    pub(super) fn parse(text: &str, bad: &dyn Fn(String) -> Error) -> Result<Stored> {
         let (body, checksummed) = match text.trim_end().rsplit_once('\n') {
             Some((body, last)) if last.starts_with("crc ") => {
                 let body = format!("{body}\n");
@@ -92,7 +110,7 @@ impl Checkpoint {
                 }
                 (body, true)
             }
-            _ => (text, false),
+            _ => (text.to_owned(), false),
         };
         let number = |n: &str, line: &str| match n.parse::<u64>() {
             Ok(n) if n <= MAX_SEQ => Ok(n),
@@ -101,45 +119,42 @@ impl Checkpoint {
             ))),
             Err(_) => Err(bad(format!("not a checkpoint line: {line:?}"))),
         };
-        let mut lines = body.lines();
-        let first = lines.next().unwrap_or("").trim();
-        let seq = number(first, first)?;
-        let (mut tables, mut applied) = (BTreeMap::new(), BTreeSet::new());
-        for line in lines.map(str::trim).filter(|l| !l.is_empty()) {
-            if let Some(n) = line.strip_prefix('+') {
-                applied.insert(number(n, line)?);
-                continue;
+        let mut lines: Vec<&str> = body
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        // The generation is the last line of a checksummed text (a table
+        // may be called `gen`).
+        let generation = match lines.last() {
+            Some(last) if checksummed && last.starts_with("gen ") => {
+                let n = last["gen ".len()..]
+                    .parse()
+                    .map_err(|_| bad(format!("not a checkpoint line: {last:?}")))?;
+                lines.pop();
+                n
             }
-            let (table, n) = line
-                .rsplit_once(' ')
-                .ok_or_else(|| bad(format!("not a checkpoint line: {line:?}")))?;
-            tables.insert(table.to_owned(), number(n, line)?);
+            _ => 0,
+        };
+        let first = lines.first().copied().unwrap_or("");
+        let mut cp = Checkpoint {
+            seq: number(first, first)?,
+            generation,
+            ..Checkpoint::default()
+        };
+        for line in lines.into_iter().skip(1) {
+            if let Some(n) = line.strip_prefix('+') {
+                cp.applied.insert(number(n, line)?);
+            } else {
+                let (table, n) = line
+                    .rsplit_once(' ')
+                    .ok_or_else(|| bad(format!("not a checkpoint line: {line:?}")))?;
+                cp.tables.insert(table.to_owned(), number(n, line)?);
+            }
         }
-        Ok(Some(Stored {
-            checkpoint: Checkpoint {
-                seq,
-                tables,
-                applied,
-            },
+        Ok(Stored {
+            checkpoint: cp,
             checksummed,
-        }))
-    }
-
-    /// Replaces the file atomically and durably.
-    pub(super) fn write(&self, dir: &Path) -> std::io::Result<()> {
-        let tmp = dir.join("checkpoint.tmp");
-        let mut f = File::create(&tmp)?;
-        let mut text = format!("{}\n", self.seq);
-        for (table, seq) in &self.tables {
-            text.push_str(&format!("{table} {seq}\n"));
-        }
-        for seq in &self.applied {
-            text.push_str(&format!("+{seq}\n"));
-        }
-        text.push_str(&format!("crc {:08x}\n", crc32(&[text.as_bytes()])));
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, dir.join(FILE))?;
-        File::open(dir)?.sync_all()
+        })
     }
 }

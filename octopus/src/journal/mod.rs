@@ -66,6 +66,7 @@ mod recovery;
 mod replay;
 mod rules;
 mod segment;
+mod slots;
 mod verify;
 mod writer;
 

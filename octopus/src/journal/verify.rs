@@ -58,7 +58,7 @@ pub(super) fn verify(
             }
             tracing::warn!(target: "octopus::journal", dir = %dir.display(), "journal of the first format without a checkpoint: replaying it from its first entry");
         }
-        let checkpoint = Checkpoint::default();
+        let mut checkpoint = Checkpoint::default();
         checkpoint
             .write(dir)
             .map_err(|e| segment::io_error(&path, None, e))?;

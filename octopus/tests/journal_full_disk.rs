@@ -1,0 +1,146 @@
+//! A full disk, for real: the journal lives on a small tmpfs the test mounts.
+//! Appends fail with a clear error while it is full and the pending count
+//! counts only acknowledged entries; replay still checkpoints (the
+//! checkpoint never needs new space), so it frees the disk by itself; then
+//! appends work again; and the primary ends with exactly the acknowledged
+//! writes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use octopus::journal::{Journal, JournalOptions};
+use octopus::{Dao, Key, MemoryStore, Model, Plan, Store, Write};
+
+#[derive(Debug, Clone, PartialEq, Model)]
+#[octopus(table = "crates")]
+struct Crate {
+    #[octopus(key)]
+    id: u64,
+    label: String,
+}
+
+fn create(id: u64) -> Write {
+    let c = Crate {
+        id,
+        label: format!("crate {id} {}", "x".repeat(200)),
+    };
+    Write::Insert(c.to_record().unwrap())
+}
+
+/// A tmpfs of `size` mounted at a new directory; unmounted on drop.
+struct SmallDisk {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .output()
+            .expect("this test runs `mount` (util-linux)");
+        assert!(
+            out.status.success(),
+            "this test mounts a {size} tmpfs at {} and needs root (or CAP_SYS_ADMIN): {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk { path, _dir: dir }
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_appends_cleanly_and_replay_frees_it() {
+    let disk = SmallDisk::mount("512k");
+    let dir = disk.path().join("journal");
+    let options = || JournalOptions::default().segment_bytes(32 * 1024);
+    let journal = Journal::open(&dir, options()).unwrap();
+
+    // Fill the disk: every append is acknowledged or fails, none hangs.
+    let (mut acknowledged, mut failed) = (Vec::new(), Vec::new());
+    let mut error = None;
+    for id in 0..10_000u64 {
+        match journal.append(Crate::SCHEMA, &create(id)).await {
+            Ok(_) => acknowledged.push(id),
+            Err(e) => {
+                failed.push(id);
+                error.get_or_insert(e.to_string());
+                if failed.len() == 20 {
+                    break;
+                }
+            }
+        }
+    }
+    let error = error.expect("the disk filled up");
+    assert!(
+        error.contains("No space left on device")
+            && error.contains(&disk.path().display().to_string()),
+        "the error says what and where: {error}"
+    );
+    assert_eq!(
+        journal.pending(),
+        acknowledged.len() as u64,
+        "only acknowledged entries are pending"
+    );
+
+    // Replay, with the disk still full: it checkpoints and frees segments.
+    let primary = Arc::new(MemoryStore::new());
+    let plan = Arc::new(
+        Plan::builder(primary.clone())
+            .journal(journal.clone())
+            .build()
+            .unwrap(),
+    );
+    let _dao: Dao<Crate> = Dao::new(plan.clone());
+    if tokio::time::timeout(Duration::from_secs(30), plan.drained())
+        .await
+        .is_err()
+    {
+        panic!("replay did not drain a full disk: {:?}", journal.stats());
+    }
+    // The disk has room again.
+    let next = 1_000_000;
+    journal.append(Crate::SCHEMA, &create(next)).await.unwrap();
+    acknowledged.push(next);
+    tokio::time::timeout(Duration::from_secs(30), plan.drained())
+        .await
+        .expect("the new entry drains");
+    plan.close().await.unwrap();
+
+    // The primary holds exactly what was acknowledged.
+    for id in &acknowledged {
+        assert!(
+            primary
+                .get(Crate::SCHEMA, &Key::UInt(*id))
+                .await
+                .unwrap()
+                .is_some(),
+            "acknowledged crate {id} is missing"
+        );
+    }
+    for id in &failed {
+        assert!(
+            primary
+                .get(Crate::SCHEMA, &Key::UInt(*id))
+                .await
+                .unwrap()
+                .is_none(),
+            "crate {id}, whose append failed, was applied"
+        );
+    }
+}
