@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use octopus::journal::{Journal, JournalOptions};
+mod support;
+
 use octopus::{Dao, Key, MemoryStore, Model, Plan, Store, Write};
 
 #[derive(Debug, Clone, PartialEq, Model)]
@@ -143,4 +145,87 @@ async fn a_full_disk_fails_appends_cleanly_and_replay_frees_it() {
             "crate {id}, whose append failed, was applied"
         );
     }
+}
+
+/// Writers and replay overlap on a disk that keeps filling up: replay is
+/// slow at first (so the disk fills), then catches up and frees it. Every
+/// append is acknowledged or fails; the primary ends with every
+/// acknowledged row and none whose append failed, whatever the failed
+/// batches left in the page cache or in the replayer's read buffer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_and_replay_overlap_on_a_disk_that_fills_up() {
+    let disk = SmallDisk::mount("192k");
+    let dir = disk.path().join("journal");
+    let journal = Journal::open(&dir, JournalOptions::default().segment_bytes(16 * 1024)).unwrap();
+    let primary = support::Scripted::new();
+    primary.then_n(30, || support::Step::Slow(Duration::from_millis(20)));
+    let plan = Arc::new(
+        Plan::builder(primary.clone())
+            .journal(journal.clone())
+            .build()
+            .unwrap(),
+    );
+    let _dao: Dao<Crate> = Dao::new(plan.clone());
+    let writers: Vec<_> = (0..4u64)
+        .map(|w| {
+            let journal = journal.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (Vec::new(), Vec::new());
+                for i in 0..1500u64 {
+                    let id = w * 100_000 + i;
+                    match journal.append(Crate::SCHEMA, &create(id)).await {
+                        Ok(_) => ok.push(id),
+                        Err(_) => failed.push(id),
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let (mut acknowledged, mut failed) = (Vec::new(), Vec::new());
+    for w in writers {
+        let (ok, bad) = w.await.unwrap();
+        acknowledged.extend(ok);
+        failed.extend(bad);
+    }
+    assert!(!failed.is_empty(), "the disk never filled up");
+    if tokio::time::timeout(Duration::from_secs(60), plan.drained())
+        .await
+        .is_err()
+    {
+        panic!("the journal did not drain: {:?}", journal.stats());
+    }
+    plan.close().await.unwrap();
+    let mut missing = Vec::new();
+    for id in &acknowledged {
+        if primary
+            .inner
+            .get(Crate::SCHEMA, &Key::UInt(*id))
+            .await
+            .unwrap()
+            .is_none()
+        {
+            missing.push(*id);
+        }
+    }
+    let mut applied_failed = Vec::new();
+    for id in &failed {
+        if primary
+            .inner
+            .get(Crate::SCHEMA, &Key::UInt(*id))
+            .await
+            .unwrap()
+            .is_some()
+        {
+            applied_failed.push(*id);
+        }
+    }
+    assert!(
+        missing.is_empty() && applied_failed.is_empty(),
+        "{} acknowledged, {} failed; acknowledged but missing: {:?}; failed but applied: {:?}",
+        acknowledged.len(),
+        failed.len(),
+        missing,
+        applied_failed
+    );
 }

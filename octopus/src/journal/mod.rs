@@ -100,6 +100,10 @@ pub(crate) struct Shared {
     options: JournalOptions,
     last_seq: AtomicU64,
     durable_seq: AtomicU64,
+    /// Writes of the segment that failed: a reader drops what it buffered
+    /// when this changes (the failed bytes were cut off and the next batch
+    /// is written where they were).
+    write_failures: AtomicU64,
     checkpoint: Mutex<Checkpoint>,
     /// Entries requested or written and not yet applied or dead-lettered.
     outstanding: AtomicI64,
@@ -221,6 +225,7 @@ impl Journal {
             options,
             last_seq: AtomicU64::new(last_seq),
             durable_seq: AtomicU64::new(last_seq),
+            write_failures: AtomicU64::new(0),
             index: Index::from_entries(&recovered.pending),
             checkpoint: Mutex::new(checkpoint),
             outstanding: AtomicI64::new(pending as i64),

@@ -382,8 +382,11 @@ type Read = (Cursor, Result<Vec<Entry>>);
 /// Reads up to `limit` entries up to `up_to` on a blocking thread.
 fn spawn_read(mut cursor: Cursor, journal: &Journal, up_to: u64, limit: usize) -> JoinHandle<Read> {
     let dir = journal.shared.dir.clone();
+    // After `up_to`: a failure before the batch that made `up_to` durable
+    // is seen.
+    let failures = journal.shared.write_failures.load(Ordering::SeqCst);
     tokio::task::spawn_blocking(move || {
-        let batch = cursor.read(&dir, up_to, limit);
+        let batch = cursor.read(&dir, up_to, failures, limit);
         (cursor, batch)
     })
 }

@@ -54,6 +54,9 @@ pub struct Cursor {
     pub next_seq: u64,
     /// The segment being read, positioned at the next line.
     file: Option<SegmentReader>,
+    /// The writer's count of failed writes when `file` was last read: when
+    /// it changes, what `file` buffered may be bytes since cut off.
+    failures: u64,
 }
 
 impl Cursor {
@@ -62,12 +65,27 @@ impl Cursor {
         Cursor {
             next_seq,
             file: None,
+            failures: 0,
         }
     }
 
     /// Up to `limit` entries with sequence numbers from `next_seq` to
-    /// `up_to`, advancing the cursor.
-    pub fn read(&mut self, dir: &Path, up_to: u64, limit: usize) -> Result<Vec<Entry>, Error> {
+    /// `up_to` (the durable end), advancing the cursor. `failures` is the
+    /// writer's count of failed writes, read after `up_to`: if it changed,
+    /// the segment is read again from its start, so no byte of a failed
+    /// batch (cut off, then written over by the next batch with the same
+    /// sequence numbers) is taken from a buffer.
+    pub fn read(
+        &mut self,
+        dir: &Path,
+        up_to: u64,
+        failures: u64,
+        limit: usize,
+    ) -> Result<Vec<Entry>, Error> {
+        if failures != self.failures {
+            self.file = None;
+            self.failures = failures;
+        }
         let mut out = Vec::new();
         while out.len() < limit && self.next_seq <= up_to {
             let reader = match &mut self.file {
@@ -159,16 +177,33 @@ mod tests {
         f.write_all(&third[..25]).unwrap();
 
         let mut c = Cursor::new(2);
-        assert_eq!(seqs(c.read(dir.path(), 10, 10).unwrap()), [2]);
-        assert_eq!(seqs(c.read(dir.path(), 10, 10).unwrap()), [0u64; 0]);
+        assert_eq!(seqs(c.read(dir.path(), 10, 0, 10).unwrap()), [2]);
+        assert_eq!(seqs(c.read(dir.path(), 10, 0, 10).unwrap()), [0u64; 0]);
         f.write_all(&third[25..]).unwrap();
-        assert_eq!(seqs(c.read(dir.path(), 10, 10).unwrap()), [3]);
+        assert_eq!(seqs(c.read(dir.path(), 10, 0, 10).unwrap()), [3]);
         let next: Vec<u8> = (4..=6).flat_map(|s| line(s, BODY)).collect();
         std::fs::write(path(dir.path(), 4), next).unwrap();
-        assert_eq!(seqs(c.read(dir.path(), 5, 1).unwrap()), [4]);
-        assert_eq!(seqs(c.read(dir.path(), 5, 10).unwrap()), [5]);
-        assert_eq!(seqs(c.read(dir.path(), 10, 10).unwrap()), [6]);
+        assert_eq!(seqs(c.read(dir.path(), 5, 0, 1).unwrap()), [4]);
+        assert_eq!(seqs(c.read(dir.path(), 5, 0, 10).unwrap()), [5]);
+        assert_eq!(seqs(c.read(dir.path(), 10, 0, 10).unwrap()), [6]);
         assert_eq!(c.next_seq, 7);
+    }
+
+    #[test]
+    fn after_a_failed_write_the_cursor_reads_the_disk_not_its_buffer() {
+        let dir = tempfile::tempdir().unwrap();
+        let durable: Vec<u8> = (1..=2).flat_map(|s| line(s, BODY)).collect();
+        let failed = line(3, &BODY.replace("\"k\"", "\"failed\""));
+        std::fs::write(path(dir.path(), 1), [durable.clone(), failed].concat()).unwrap();
+        let mut c = Cursor::new(1);
+        // Reads up to the durable end; the failed line is in its buffer.
+        assert_eq!(seqs(c.read(dir.path(), 2, 0, 10).unwrap()), [1, 2]);
+        // The writer cuts the failed line off and writes entry 3 again.
+        let again = line(3, &BODY.replace("\"k\"", "\"written\""));
+        std::fs::write(path(dir.path(), 1), [durable, again].concat()).unwrap();
+        let read = c.read(dir.path(), 3, 1, 10).unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].key, crate::value::Key::Text("written".into()));
     }
 
     #[test]
@@ -177,18 +212,18 @@ mod tests {
         let mut bytes: Vec<u8> = [1, 2, 4].iter().flat_map(|s| line(*s, BODY)).collect();
         let gap_at = 2 * line(1, BODY).len();
         std::fs::write(path(dir.path(), 1), &bytes).unwrap();
-        let err = Cursor::new(1).read(dir.path(), 10, 10).unwrap_err();
+        let err = Cursor::new(1).read(dir.path(), 10, 0, 10).unwrap_err();
         let text = err.to_string();
         assert!(text.contains(&format!("at byte offset {gap_at}")), "{text}");
         assert!(text.contains("sequence number 4 where 3 was expected"));
         bytes[gap_at + 9] ^= 1;
         std::fs::write(path(dir.path(), 1), &bytes).unwrap();
         let text = Cursor::new(3)
-            .read(dir.path(), 10, 10)
+            .read(dir.path(), 10, 0, 10)
             .unwrap_err()
             .to_string();
         assert!(text.contains("corrupt entry: checksum mismatch"), "{text}");
-        let text = Cursor::new(1).read(tempfile::tempdir().unwrap().path(), 1, 1);
+        let text = Cursor::new(1).read(tempfile::tempdir().unwrap().path(), 1, 0, 1);
         assert!(
             text.unwrap_err()
                 .to_string()

@@ -107,11 +107,20 @@ fn run(shared: &Shared, rx: mpsc::Receiver<Msg>, mut current: Option<Segment>) {
                 Ok(Msg::Append(a)) => a,
                 Ok(Msg::Close) => break,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if let Some(seg) = &current
-                        && seg.file.sync_data().is_ok()
-                    {
-                        unsynced = false;
-                        last_sync = Instant::now();
+                    if let Some(seg) = &current {
+                        match seg.file.sync_data() {
+                            Ok(()) => {
+                                unsynced = false;
+                                last_sync = Instant::now();
+                            }
+                            Err(e) => {
+                                // After a failed sync nothing in the page
+                                // cache is trusted (see `undo`).
+                                tracing::error!(target: "octopus::journal", error = %e, "journal sync failed: appends stopped until the journal is reopened");
+                                poisoned = true;
+                                unsynced = false;
+                            }
+                        }
                     }
                     continue;
                 }
@@ -136,7 +145,7 @@ fn run(shared: &Shared, rx: mpsc::Receiver<Msg>, mut current: Option<Segment>) {
         }
         let outcome = if poisoned {
             Err(std::io::Error::other(
-                "an earlier failed write could not be undone; reopen the journal",
+                "appends stopped after a failed sync (or a failed write that could not be cut off); reopen the journal",
             ))
         } else {
             write_batch(
@@ -209,32 +218,74 @@ fn write_batch(
     let written = seg
         .file
         .write_all(&bytes)
-        .and_then(|()| match shared.options.durability {
-            Durability::Fsync => seg.file.sync_data(),
-            Durability::Interval(every) if last_sync.elapsed() >= every => {
-                seg.file.sync_data()?;
-                *last_sync = Instant::now();
-                *unsynced = false;
-                Ok(())
+        .map_err(Failed::Write)
+        .and_then(|()| {
+            match shared.options.durability {
+                Durability::Fsync => seg.file.sync_data(),
+                Durability::Interval(every) if last_sync.elapsed() >= every => {
+                    seg.file.sync_data().map(|()| {
+                        *last_sync = Instant::now();
+                        *unsynced = false;
+                    })
+                }
+                Durability::Interval(_) => {
+                    *unsynced = true;
+                    Ok(())
+                }
+                Durability::None => Ok(()),
             }
-            Durability::Interval(_) => {
-                *unsynced = true;
-                Ok(())
-            }
-            Durability::None => Ok(()),
+            .map_err(Failed::Sync)
         });
     if let Err(e) = written {
-        // Leave nothing of the failed batch behind: its sequence numbers
-        // are used again by the next batch, and recovery must never see
-        // them twice. If even that fails, the segment cannot be trusted.
-        if seg.file.set_len(seg.size).is_err() {
-            *poisoned = true;
-        }
-        return Err(e);
+        return Err(undo(shared, seg, e, poisoned));
     }
     seg.size += bytes.len() as u64;
     shared
         .last_seq
         .store(first_seq + batch.len() as u64 - 1, Ordering::SeqCst);
     Ok(first_seq)
+}
+
+/// How a batch failed.
+enum Failed {
+    /// `write` failed (a full disk, say): the page cache holds what it
+    /// holds, and cutting the file back is trustworthy.
+    Write(std::io::Error),
+    /// `fsync` failed: what the disk holds is unknown, and a later sync
+    /// may report success for pages it never wrote (PostgreSQL's
+    /// "fsyncgate").
+    Sync(std::io::Error),
+}
+
+/// Undoes a failed batch. Its bytes are cut off the segment (the next batch
+/// is written where they were, with the same sequence numbers: none of
+/// them was acknowledged or made visible to replay, which reads only up to
+/// the durable end, and readers drop what they buffered). After a failed
+/// sync, or if the cut fails, nothing in the page cache is trusted:
+/// appending stops until the journal is reopened, and recovery then reads
+/// what the disk really holds.
+fn undo(shared: &Shared, seg: &mut Segment, failed: Failed, poisoned: &mut bool) -> std::io::Error {
+    let cut = seg.file.set_len(seg.size);
+    shared.write_failures.fetch_add(1, Ordering::SeqCst);
+    match (failed, cut) {
+        (Failed::Write(e), Ok(())) => e,
+        (Failed::Write(e), Err(cut)) => {
+            *poisoned = true;
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "{e}; cutting the failed write off failed too ({cut}): appends stopped until the journal is reopened"
+                ),
+            )
+        }
+        (Failed::Sync(e), _) => {
+            *poisoned = true;
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "syncing failed ({e}): after a failed sync the disk's state is unknown, so appends stopped until the journal is reopened"
+                ),
+            )
+        }
+    }
 }
