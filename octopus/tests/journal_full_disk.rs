@@ -99,6 +99,21 @@ async fn a_full_disk_fails_appends_cleanly_and_replay_frees_it() {
         acknowledged.len() as u64,
         "only acknowledged entries are pending"
     );
+    // Callers that give up while their append fails leave no count behind.
+    let cancelled: Vec<_> = (0..50u64)
+        .map(|i| {
+            let journal = journal.clone();
+            tokio::spawn(async move { journal.append(Crate::SCHEMA, &create(500_000 + i)).await })
+        })
+        .collect();
+    for task in &cancelled {
+        task.abort();
+    }
+    for task in cancelled {
+        if let Ok(Ok(_)) = task.await {
+            panic!("an append succeeded on a full disk");
+        }
+    }
 
     // Replay, with the disk still full: it checkpoints and frees segments.
     let primary = Arc::new(MemoryStore::new());
