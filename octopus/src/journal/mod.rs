@@ -83,6 +83,14 @@ pub use entry::{Entry, Op, crc32};
 pub use index::Pending;
 pub use options::{Durability, JournalOptions};
 
+/// Decodes one journal line (without its newline), as recovery and replay
+/// do: the entry, or why the line is not one. For fuzzing and tools; not a
+/// stable API.
+#[doc(hidden)]
+pub fn decode_line(line: &[u8]) -> std::result::Result<Entry, String> {
+    decode::parse(line).map_err(|e| e.to_string())
+}
+
 use checkpoint::Checkpoint;
 use entry::Intent;
 use index::{Index, IndexKey, IndexUpdate, KeyLocks, Row, index_key};
