@@ -156,12 +156,12 @@ impl Replayer {
     /// from this checkpoint does not count them pending either. Called when
     /// a batch fails after part of it committed (a close stops the replayer
     /// only between steps, so it never leaves committed entries unwritten).
-    pub(super) fn persist_committed(&mut self) -> Result<()> {
-        let shared = &self.journal.shared;
+    pub(super) async fn persist_committed(&mut self) -> Result<()> {
+        let shared = self.journal.shared.clone();
         let mut cp = lock(&shared.checkpoint).clone();
         cp.applied.extend(self.committed.iter().copied());
-        cp.write(&shared.dir)
-            .map_err(|e| super::segment::io_error(&shared.dir, None, e))?;
+        let seq = cp.seq;
+        let cp = super::replay::persist(&shared, Vec::new(), cp, seq).await?;
         *lock(&shared.checkpoint) = cp;
         let fresh: Vec<u64> = self
             .committed

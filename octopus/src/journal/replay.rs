@@ -28,10 +28,11 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::batch::Outcome;
-use super::dead;
+use super::checkpoint::Checkpoint;
+use super::dead::{self, DeadLetter};
 use super::entry::Entry;
 use super::segment::{self, Cursor};
-use super::{Journal, lock};
+use super::{Journal, Shared, lock};
 use crate::breaker::CircuitBreaker;
 use crate::fallback::Mode;
 use crate::store::Store;
@@ -226,12 +227,12 @@ impl Replayer {
         let applied = self.apply(&todo).await;
         if applied.is_err()
             && self.committed.iter().any(|s| !self.counted.contains(s))
-            && let Err(e) = self.persist_committed()
+            && let Err(e) = self.persist_committed().await
         {
             return self.failed(first, &e);
         }
         let next = match applied {
-            Ok(outcome) => match self.finish(last, outcome) {
+            Ok(outcome) => match self.finish(last, outcome).await {
                 Ok(()) => Next::Continue,
                 Err(e) => self.failed(first, &e),
             },
@@ -273,13 +274,8 @@ impl Replayer {
 
     /// Makes a batch's outcome durable: dead letters first, then the
     /// checkpoint; then counters, the index, the mode and old segments.
-    fn finish(&mut self, last: u64, outcome: Outcome<'_>) -> Result<()> {
-        let shared = &self.journal.shared;
-        {
-            let _file = lock(&shared.dead_file);
-            dead::append(&shared.dir, &outcome.dead)?;
-        }
-        self.dead.extend(outcome.dead.iter().map(|d| d.entry.seq));
+    async fn finish(&mut self, last: u64, outcome: Outcome<'_>) -> Result<()> {
+        let shared = self.journal.shared.clone();
         if let Some(first) = outcome.waiting.iter().map(|e| e.seq).min() {
             self.deferred.get_or_insert(first);
         }
@@ -309,10 +305,10 @@ impl Replayer {
                 }
             }
         }
-        cp.write(&shared.dir)
-            .map_err(|e| segment::io_error(&shared.dir, None, e))?;
-        let new_seq = cp.seq;
-        let old_seq = std::mem::replace(&mut *lock(&shared.checkpoint), cp).seq;
+        let old_seq = lock(&shared.checkpoint).seq;
+        let cp = persist(&shared, outcome.dead.clone(), cp, old_seq).await?;
+        self.dead.extend(outcome.dead.iter().map(|d| d.entry.seq));
+        *lock(&shared.checkpoint) = cp;
         let counted = outcome
             .applied
             .iter()
@@ -322,13 +318,6 @@ impl Replayer {
         // smaller batch) stay remembered until their batch finishes.
         self.committed.retain(|s| *s > last);
         self.counted.retain(|s| *s > last);
-        if new_seq > old_seq
-            && let Err(e) = remove_replayed_segments(&self.journal, new_seq)
-        {
-            // Replayed segments are only garbage: the next checkpoint
-            // tries again.
-            tracing::warn!(target: "octopus::journal", error = %e, "could not remove replayed segments");
-        }
         self.account(outcome, counted);
         Ok(())
     }
@@ -391,9 +380,43 @@ fn spawn_read(mut cursor: Cursor, journal: &Journal, up_to: u64, limit: usize) -
     })
 }
 
+/// Makes a batch's outcome durable, on a blocking thread: its dead letters
+/// (synced), then the checkpoint `cp`; then, if the checkpoint passed
+/// `old_seq`, removes the segments it covers (only garbage: a failure is
+/// logged, and the next checkpoint tries again). Returns `cp` as written.
+pub(super) async fn persist(
+    shared: &Arc<Shared>,
+    letters: Vec<DeadLetter>,
+    mut cp: Checkpoint,
+    old_seq: u64,
+) -> Result<Checkpoint> {
+    let shared = shared.clone();
+    let dir = shared.dir.clone();
+    tokio::task::spawn_blocking(move || {
+        {
+            let _file = lock(&shared.dead_file);
+            dead::append(&shared.dir, &letters)?;
+        }
+        cp.write(&shared.dir)
+            .map_err(|e| segment::io_error(&shared.dir, None, e))?;
+        if cp.seq > old_seq
+            && let Err(e) = remove_replayed_segments(&shared.dir, cp.seq)
+        {
+            tracing::warn!(target: "octopus::journal", error = %e, "could not remove replayed segments");
+        }
+        Ok(cp)
+    })
+    .await
+    .map_err(|e| Error::Journal {
+        path: dir.display().to_string(),
+        offset: None,
+        reason: format!("writing the checkpoint failed: {e}"),
+    })?
+}
+
 /// Removes segments that hold nothing after `seq`.
-fn remove_replayed_segments(journal: &Journal, seq: u64) -> Result<()> {
-    let segments = segment::list(&journal.shared.dir)?;
+fn remove_replayed_segments(dir: &std::path::Path, seq: u64) -> Result<()> {
+    let segments = segment::list(dir)?;
     for pair in segments.windows(2) {
         if pair[1].0 <= seq + 1 {
             std::fs::remove_file(&pair[0].1).map_err(|e| segment::io_error(&pair[0].1, None, e))?;
