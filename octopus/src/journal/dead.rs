@@ -16,7 +16,7 @@ use serde_json::{Map, Value as Json};
 use tokio::sync::broadcast;
 
 use super::entry::{self, Entry};
-use super::index::{IndexUpdate, Row, index_key};
+use super::index::IndexUpdate;
 use super::segment::{self, io_error};
 use super::{Journal, lock};
 use crate::{Error, Result};
@@ -219,14 +219,14 @@ impl Journal {
         let mut requeued: Vec<(u64, u64)> = Vec::new();
         for letter in &chosen {
             let e = &letter.entry;
-            let key = index_key(&e.table, &e.key);
+            let key = self.shared.index.key(&e.table, &e.key);
             let guard = self.shared.locks.lock(&key).await;
             if self.shared.index.contains(&key) {
                 continue;
             }
             let update = IndexUpdate {
                 key,
-                value: e.op.record().map(|m| (e.fingerprint, Row::Json(m.clone()))),
+                put: e.op.record().is_some(),
             };
             let seq = self.send(entry::body_of(e), update, Some(guard)).await?;
             requeued.push((e.seq, seq));

@@ -340,15 +340,6 @@ pub fn entry_from_json(m: &Map<String, Json>) -> Result<Entry, String> {
     parse(&line).map_err(|e| e.to_string())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
-        s.push(char::from_digit(u32::from(b & 0xf), 16).unwrap_or('0'));
-    }
-    s
-}
-
 fn unhex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
@@ -356,31 +347,6 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-/// A record as a JSON object keyed by column name.
-pub fn record_json(schema: &'static Schema, record: &Record) -> Map<String, Json> {
-    schema
-        .columns()
-        .iter()
-        .zip(record.values())
-        .map(|(c, v)| {
-            let j = match v {
-                Value::Null => Json::Null,
-                Value::Bool(b) => Json::Bool(*b),
-                Value::Int(i) => Json::from(*i),
-                Value::UInt(u) => Json::from(*u),
-                Value::Float(f) if f.is_nan() => Json::from("NaN"),
-                Value::Float(f) if f.is_infinite() => {
-                    Json::from(if *f > 0.0 { "Infinity" } else { "-Infinity" })
-                }
-                Value::Float(f) => Json::from(*f),
-                Value::Text(s) => Json::from(s.as_str()),
-                Value::Bytes(b) => Json::from(hex(b)),
-            };
-            (c.name().to_owned(), j)
-        })
         .collect()
 }
 

@@ -1,17 +1,27 @@
-//! The pending index (the latest pending entry of each key, so reads and
-//! write-time checks see writes made during an outage) and the per-key
-//! locks that make a write's check and its append one step.
+//! The pending index: for each key with a pending entry, where its latest
+//! entry is in the segments (not the row: memory stays bounded however long
+//! the outage; a read of a pending key reads the entry back, see
+//! [`read_back`]). Reads and write-time checks see writes made during an
+//! outage through it. Also the per-key locks that make a write's check and
+//! its append one step.
+//!
+//! An entry costs its key (a table number and the key: 32 bytes, plus the
+//! text of a text key) and its position (24 bytes), in a hash map.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::os::unix::fs::FileExt as _;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use serde_json::{Map, Value as Json};
 use tokio::sync::OwnedMutexGuard;
 
 use super::entry::{self, Entry};
+use super::segment;
 use crate::schema::Schema;
 use crate::value::{Key, Record};
+use crate::{Error, Result};
 
 /// A pending write, as reads see it during an outage.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,151 +32,179 @@ pub enum Pending {
     Deleted,
 }
 
-/// The row of an indexed put: as written in this process, or as read back
-/// from a segment on open (decoded by column name on lookup).
-#[derive(Debug, Clone)]
-pub(super) enum Row {
-    Record(Record),
-    Json(Map<String, Json>),
+/// A key as the index keeps it: `5` and `"5"` differ; `Int(5)` and
+/// `UInt(5)` are one key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) enum KeyRepr {
+    Natural(u64),
+    Negative(i64),
+    Text(Box<str>),
 }
 
-/// The latest pending entry of one key.
-#[derive(Debug, Clone)]
-pub(super) enum Indexed {
-    Put {
-        seq: u64,
-        fingerprint: u64,
-        row: Row,
-    },
-    Delete {
-        seq: u64,
-    },
+/// `(table number, key)`.
+pub(super) type IndexKey = (u32, KeyRepr);
+
+/// Where an entry is: its sequence number, the segment holding it (as the
+/// distance back to the segment's first sequence number), and its line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Position {
+    /// The sequence number; the top bit says the entry stores a row.
+    seq_put: u64,
+    /// The line's byte offset in the segment.
+    pub offset: u64,
+    /// `seq` minus the segment's first sequence number.
+    back: u32,
+    /// The line's length, without its newline.
+    pub len: u32,
 }
 
-impl Indexed {
+const PUT: u64 = 1 << 63;
+
+impl Position {
+    /// `seq`'s line of `len` bytes at `offset` in the segment starting at
+    /// `segment`.
+    pub(super) fn new(seq: u64, put: bool, segment: u64, offset: u64, len: u64) -> Self {
+        Position {
+            seq_put: seq | if put { PUT } else { 0 },
+            offset,
+            back: u32::try_from(seq.saturating_sub(segment)).unwrap_or(u32::MAX),
+            len: u32::try_from(len).unwrap_or(u32::MAX),
+        }
+    }
+
     pub(super) fn seq(&self) -> u64 {
-        match self {
-            Indexed::Put { seq, .. } | Indexed::Delete { seq } => *seq,
-        }
+        self.seq_put & !PUT
     }
 
-    /// The entry as the index keeps it, from a decoded one.
-    pub(super) fn of_entry(e: &Entry) -> Self {
-        match e.op.record() {
-            Some(map) => Indexed::Put {
-                seq: e.seq,
-                fingerprint: e.fingerprint,
-                row: Row::Json(map.clone()),
-            },
-            None => Indexed::Delete { seq: e.seq },
-        }
+    /// Whether the entry stores a row (else it deletes the key).
+    pub(super) fn put(&self) -> bool {
+        self.seq_put & PUT != 0
+    }
+
+    /// The first sequence number of the segment holding the entry.
+    pub(super) fn segment(&self) -> u64 {
+        self.seq() - u64::from(self.back)
     }
 }
 
-/// `(table, key)`, with the key's type kept apart (`5` and `"5"` differ).
-pub(super) type IndexKey = (String, String);
-
-pub(super) fn index_key(table: &str, key: &Key) -> IndexKey {
-    let k = match key {
-        Key::Int(i) => format!("n{i}"),
-        Key::UInt(u) => format!("n{u}"),
-        Key::Text(s) => format!("s{s}"),
-    };
-    (table.to_owned(), k)
-}
-
-/// What an append does to the index once it is durable.
+/// What an append does to the index once it is durable: the key, and
+/// whether the entry stores a row.
 pub(super) struct IndexUpdate {
     pub key: IndexKey,
-    pub value: Option<(u64, Row)>,
-}
-
-impl IndexUpdate {
-    fn indexed(&self, seq: u64) -> Indexed {
-        match &self.value {
-            Some((fingerprint, row)) => Indexed::Put {
-                seq,
-                fingerprint: *fingerprint,
-                row: row.clone(),
-            },
-            None => Indexed::Delete { seq },
-        }
-    }
+    pub put: bool,
 }
 
 /// The latest pending entry per key.
 #[derive(Default)]
 pub(super) struct Index {
-    map: Mutex<HashMap<IndexKey, Indexed>>,
+    map: Mutex<HashMap<IndexKey, Position>>,
+    /// Table names by number.
+    tables: RwLock<HashMap<Box<str>, u32>>,
 }
 
 impl Index {
-    pub(super) fn from_entries<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Self {
-        let map = entries
-            .into_iter()
-            .map(|e| (index_key(&e.table, &e.key), Indexed::of_entry(e)))
-            .collect();
-        Index {
-            map: Mutex::new(map),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, HashMap<IndexKey, Indexed>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<IndexKey, Position>> {
         // Every critical section leaves the map consistent.
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(super) fn get(&self, key: &IndexKey) -> Option<Indexed> {
-        self.lock().get(key).cloned()
+    /// The index's key of `key` in `table`.
+    pub(super) fn key(&self, table: &str, key: &Key) -> IndexKey {
+        let known = self
+            .tables
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(table)
+            .copied();
+        let number = known.unwrap_or_else(|| {
+            let mut tables = self.tables.write().unwrap_or_else(|e| e.into_inner());
+            let next = tables.len() as u32;
+            *tables.entry(table.into()).or_insert(next)
+        });
+        let repr = match key {
+            Key::UInt(u) => KeyRepr::Natural(*u),
+            Key::Int(i) => match u64::try_from(*i) {
+                Ok(u) => KeyRepr::Natural(u),
+                Err(_) => KeyRepr::Negative(*i),
+            },
+            Key::Text(s) => KeyRepr::Text(s.as_str().into()),
+        };
+        (number, repr)
+    }
+
+    pub(super) fn get(&self, key: &IndexKey) -> Option<Position> {
+        self.lock().get(key).copied()
     }
 
     pub(super) fn contains(&self, key: &IndexKey) -> bool {
         self.lock().contains_key(key)
     }
 
-    /// Records durable appends, `first_seq` onwards.
-    pub(super) fn apply<'a>(&self, first_seq: u64, updates: impl Iterator<Item = &'a IndexUpdate>) {
+    /// Records durable entries: each key's latest position.
+    pub(super) fn apply(&self, entries: impl Iterator<Item = (IndexKey, Position)>) {
         let mut map = self.lock();
-        for (i, u) in updates.enumerate() {
-            map.insert(u.key.clone(), u.indexed(first_seq + i as u64));
+        for (key, position) in entries {
+            map.insert(key, position);
         }
     }
 
     /// Forgets the given entries of a replayed batch: a key's slot goes only
     /// if it holds no later entry.
     pub(super) fn remove_done<'a>(&self, done: impl Iterator<Item = &'a Entry>) {
+        let keys: Vec<(IndexKey, u64)> =
+            done.map(|e| (self.key(&e.table, &e.key), e.seq)).collect();
         let mut map = self.lock();
-        for e in done {
-            let k = index_key(&e.table, &e.key);
-            if map.get(&k).is_some_and(|i| i.seq() <= e.seq) {
+        for (k, seq) in keys {
+            if map.get(&k).is_some_and(|p| p.seq() <= seq) {
                 map.remove(&k);
             }
         }
     }
 }
 
-/// Decodes an indexed entry for `schema`; an entry written under another
-/// shape of the model is read by column name.
+/// Reads the entry at `position` back from its segment in `dir`; `None` if
+/// its segment is gone (replay applied it and removed the segment after the
+/// position was looked up).
+pub(super) fn read_back(dir: &Path, position: Position) -> Result<Option<Entry>> {
+    let path = segment::path(dir, position.segment());
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(segment::io_error(&path, Some(position.offset), e)),
+    };
+    let mut line = vec![0u8; position.len as usize];
+    file.read_exact_at(&mut line, position.offset)
+        .map_err(|e| segment::io_error(&path, Some(position.offset), e))?;
+    let e = entry::parse(&line).map_err(|why| Error::Journal {
+        path: path.display().to_string(),
+        offset: Some(position.offset),
+        reason: format!("reading a pending entry back: {why}"),
+    })?;
+    if e.seq != position.seq() {
+        return Err(Error::Journal {
+            path: path.display().to_string(),
+            offset: Some(position.offset),
+            reason: format!(
+                "reading pending entry {} back found entry {}",
+                position.seq(),
+                e.seq
+            ),
+        });
+    }
+    Ok(Some(e))
+}
+
+/// A read-back entry for `schema`; an entry written under another shape of
+/// the model is read by column name.
 pub(super) fn decode(
     schema: &'static Schema,
-    indexed: Indexed,
-) -> Result<Pending, (u64, String, String)> {
-    match indexed {
-        Indexed::Delete { .. } => Ok(Pending::Deleted),
-        Indexed::Put {
-            row: Row::Record(r),
-            fingerprint,
-            ..
-        } if fingerprint == schema.fingerprint() => Ok(Pending::Put(r)),
-        Indexed::Put { row, seq, .. } => {
-            let map = match row {
-                Row::Json(m) => m,
-                Row::Record(r) => entry::record_json(schema, &r),
-            };
-            entry::record_from_json(schema, &map)
-                .map(Pending::Put)
-                .map_err(|(column, reason)| (seq, column, reason))
-        }
+    e: &Entry,
+) -> std::result::Result<Pending, (u64, String, String)> {
+    match e.op.record() {
+        None => Ok(Pending::Deleted),
+        Some(map) => entry::record_from_json(schema, map)
+            .map(Pending::Put)
+            .map_err(|(column, reason)| (e.seq, column, reason)),
     }
 }
 

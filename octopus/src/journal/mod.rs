@@ -93,7 +93,7 @@ pub fn decode_line(line: &[u8]) -> std::result::Result<Entry, String> {
 
 use checkpoint::Checkpoint;
 use entry::Intent;
-use index::{Index, IndexKey, IndexUpdate, KeyLocks, Row, index_key};
+use index::{Index, IndexKey, IndexUpdate, KeyLocks, Position};
 use lifecycle::WriterHandle;
 
 use crate::fallback::{FallbackStats, Mode, Write};
@@ -205,15 +205,20 @@ impl Journal {
         let lock = take_lock(&dir)?;
         let stored = Checkpoint::read(&dir)?;
         let segments = segment::list(&dir)?;
-        let floor = stored.as_ref().map_or(0, |s| s.checkpoint.seq);
-        let mut recovered = recovery::recover(&dir, &segments, floor)?;
+        let index = Index::default();
+        let as_read = stored
+            .as_ref()
+            .map(|s| s.checkpoint.clone())
+            .unwrap_or_default();
+        let recovered = recovery::recover(&dir, &segments, &as_read, &mut |e, position| {
+            index.apply(std::iter::once((index.key(&e.table, &e.key), position)));
+        })?;
         let verify::Verified {
             checkpoint,
             new_segment,
         } = verify::verify(&dir, stored, &recovered)?;
-        recovered.pending.retain(|e| !checkpoint.done(e));
         let last_seq = recovered.last.unwrap_or(0).max(checkpoint.seq);
-        let pending = recovered.pending.len() as u64;
+        let pending = recovered.pending;
         if pending > 0 {
             tracing::info!(target: "octopus::journal", dir = %dir.display(), pending, "journal opened with pending entries");
         }
@@ -234,7 +239,7 @@ impl Journal {
             last_seq: AtomicU64::new(last_seq),
             durable_seq: AtomicU64::new(last_seq),
             write_failures: AtomicU64::new(0),
-            index: Index::from_entries(&recovered.pending),
+            index,
             checkpoint: Mutex::new(checkpoint),
             outstanding: AtomicI64::new(pending as i64),
             locks: KeyLocks::default(),
@@ -366,10 +371,8 @@ impl Journal {
     ) -> Result<u64> {
         let body = entry::body(schema, now_millis(), key, intent, after);
         let update = IndexUpdate {
-            key: index_key(schema.table(), key),
-            value: intent
-                .record()
-                .map(|r| (schema.fingerprint(), Row::Record(r.clone()))),
+            key: self.shared.index.key(schema.table(), key),
+            put: intent.record().is_some(),
         };
         self.send(body, update, guard).await
     }
@@ -420,31 +423,44 @@ impl Journal {
         if self.pending() == 0 {
             return Ok(None);
         }
-        self.lookup_indexed(schema, &index_key(schema.table(), key))
+        self.lookup_indexed(schema, &self.shared.index.key(schema.table(), key))
     }
 
     fn lookup_indexed(&self, schema: &'static Schema, key: &IndexKey) -> Result<Option<Pending>> {
-        self.shared
-            .index
-            .get(key)
-            .map(|indexed| self.decode_indexed(schema, indexed))
-            .transpose()
+        match self.shared.index.get(key) {
+            Some(position) => self.read_pending(schema, position),
+            None => Ok(None),
+        }
     }
 
-    fn decode_indexed(&self, schema: &'static Schema, indexed: index::Indexed) -> Result<Pending> {
-        index::decode(schema, indexed).map_err(|(seq, column, reason)| {
-            journal_error(
-                &self.shared.dir,
-                format!(
-                    "entry {seq} (table `{}`), column `{column}`: {reason}",
-                    schema.table()
-                ),
-            )
-        })
+    /// The pending write at `position`, read back from its segment; `None`
+    /// if replay applied it meanwhile (and removed its segment).
+    fn read_pending(&self, schema: &'static Schema, position: Position) -> Result<Option<Pending>> {
+        if !position.put() {
+            return Ok(Some(Pending::Deleted));
+        }
+        let Some(e) = index::read_back(&self.shared.dir, position)? else {
+            return Ok(None);
+        };
+        index::decode(schema, &e)
+            .map(Some)
+            .map_err(|(seq, column, reason)| {
+                journal_error(
+                    &self.shared.dir,
+                    format!(
+                        "entry {seq} (table `{}`), column `{column}`: {reason}",
+                        schema.table()
+                    ),
+                )
+            })
     }
 
     /// Whether `key` has a pending entry (written or being written).
     pub(crate) fn has_pending_key(&self, schema: &'static Schema, key: &Key) -> bool {
-        self.pending() > 0 && self.shared.index.contains(&index_key(schema.table(), key))
+        self.pending() > 0
+            && self
+                .shared
+                .index
+                .contains(&self.shared.index.key(schema.table(), key))
     }
 }

@@ -6,9 +6,10 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 
-use super::checkpoint::MAX_SEQ;
-use super::entry::Entry;
+use super::checkpoint::{Checkpoint, MAX_SEQ};
+use super::entry::{Entry, Op};
 use super::error::EntryError;
+use super::index::Position;
 use super::reader::{SegmentReader, corrupt, out_of_sequence};
 use super::segment::io_error;
 use crate::Error;
@@ -16,8 +17,11 @@ use crate::Error;
 /// What recovery found.
 #[derive(Debug)]
 pub struct Recovered {
-    /// Entries after the checkpoint, in order.
-    pub pending: Vec<Entry>,
+    /// How many entries the checkpoint does not cover.
+    pub pending: u64,
+    /// Whether every one of them is of the journal's first format (`put`,
+    /// or `delete` without a version).
+    pub first_format: bool,
     /// The first and the last sequence number the segments hold, if any.
     pub first: Option<u64>,
     /// See `first`.
@@ -46,9 +50,10 @@ pub struct Cut {
 pub fn recover(
     dir: &Path,
     segments: &[(u64, PathBuf)],
-    checkpoint: u64,
+    checkpoint: &Checkpoint,
+    on_pending: &mut dyn FnMut(&Entry, Position),
 ) -> Result<Recovered, Error> {
-    let mut pending = Vec::new();
+    let (mut pending, mut first_format) = (0u64, true);
     let (mut first_seq, mut last_seq): (Option<u64>, Option<u64>) = (None, None);
     let mut truncated = None;
     for (n, (first, path)) in segments.iter().enumerate() {
@@ -59,16 +64,22 @@ pub fn recover(
             match line.entry {
                 Ok(e) => {
                     let expected = last_seq.map_or(*first, |s| s.saturating_add(1));
-                    let past_replayed_gap =
-                        at_start && e.seq == *first && e.seq > expected && e.seq - 1 <= checkpoint;
+                    let past_replayed_gap = at_start
+                        && e.seq == *first
+                        && e.seq > expected
+                        && e.seq - 1 <= checkpoint.seq;
                     if e.seq > MAX_SEQ || (e.seq != expected && !past_replayed_gap) {
                         return Err(out_of_sequence(path, line.offset, e.seq, expected));
                     }
                     at_start = false;
                     first_seq.get_or_insert(e.seq);
                     last_seq = Some(e.seq);
-                    if e.seq > checkpoint {
-                        pending.push(e);
+                    if !checkpoint.done(&e) {
+                        pending += 1;
+                        first_format &= matches!(e.op, Op::Put(_) | Op::Delete { expect: None });
+                        let len = reader.offset() - line.offset - 1;
+                        let put = e.op.record().is_some();
+                        on_pending(&e, Position::new(e.seq, put, *first, line.offset, len));
                     }
                 }
                 Err(why) if is_last_segment => {
@@ -82,6 +93,7 @@ pub fn recover(
     }
     Ok(Recovered {
         pending,
+        first_format,
         first: first_seq,
         last: last_seq,
         truncated,
@@ -205,8 +217,23 @@ mod tests {
         at
     }
 
-    fn seqs(r: &Recovered) -> Vec<u64> {
-        r.pending.iter().map(|e| e.seq).collect()
+    /// Recovers with a checkpoint at `seq`; the pending sequence numbers.
+    fn recover(
+        dir: &Path,
+        segments: &[(u64, PathBuf)],
+        seq: u64,
+    ) -> Result<(Vec<u64>, Recovered), Error> {
+        let checkpoint = Checkpoint {
+            seq,
+            ..Checkpoint::default()
+        };
+        let mut pending = Vec::new();
+        let r = super::recover(dir, segments, &checkpoint, &mut |e, _| pending.push(e.seq))?;
+        Ok((pending, r))
+    }
+
+    fn seqs(r: &(Vec<u64>, Recovered)) -> Vec<u64> {
+        r.0.clone()
     }
 
     #[test]
@@ -216,18 +243,21 @@ mod tests {
         let last = &segs[1].1;
         let at = append(last, &line(5, BODY)[..30]);
         let r = recover(dir.path(), &segs, 1).unwrap();
-        assert_eq!((seqs(&r), r.last), (vec![2, 3, 4], Some(4)));
-        let cut = r.truncated.unwrap();
+        assert_eq!((seqs(&r), r.1.last), (vec![2, 3, 4], Some(4)));
+        let cut = r.1.truncated.unwrap();
         assert_eq!((&cut.segment, cut.offset), (last, at));
         assert_eq!(fs::read(&cut.quarantine).unwrap(), &line(5, BODY)[..30]);
         assert_eq!(fs::metadata(last).unwrap().len(), at);
         // A whole but damaged final line is torn too.
         append(last, b"\0\0\0\n");
-        let cut = recover(dir.path(), &segs, 0).unwrap().truncated.unwrap();
+        let cut = recover(dir.path(), &segs, 0).unwrap().1.truncated.unwrap();
         assert_eq!((&cut.segment, cut.offset), (last, at));
         assert_eq!(fs::read(&cut.quarantine).unwrap(), b"\0\0\0\n");
         let r = recover(dir.path(), &segs, 0).unwrap();
-        assert_eq!((seqs(&r), r.truncated.is_none()), (vec![1, 2, 3, 4], true));
+        assert_eq!(
+            (seqs(&r), r.1.truncated.is_none()),
+            (vec![1, 2, 3, 4], true)
+        );
     }
 
     #[test]
@@ -267,8 +297,8 @@ mod tests {
         let tail = [hole, later].concat();
         append(&segs[0].1, &tail);
         let r = recover(dir.path(), &segs, 0).unwrap();
-        assert_eq!((seqs(&r), r.last), (vec![1, 2], Some(2)));
-        let cut = r.truncated.unwrap();
+        assert_eq!((seqs(&r), r.1.last), (vec![1, 2], Some(2)));
+        let cut = r.1.truncated.unwrap();
         assert_eq!(cut.offset, at);
         assert_eq!(fs::read(&cut.quarantine).unwrap(), tail);
         assert_eq!(fs::metadata(&segs[0].1).unwrap().len(), at);
@@ -279,7 +309,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let segs = write(dir.path(), &[&[1, 2], &[6, 7]]);
         let r = recover(dir.path(), &segs, 5).unwrap();
-        assert_eq!((seqs(&r), r.first, r.last), (vec![6, 7], Some(1), Some(7)));
+        assert_eq!(
+            (seqs(&r), r.1.first, r.1.last),
+            (vec![6, 7], Some(1), Some(7))
+        );
         let err = recover(dir.path(), &segs, 4).unwrap_err().to_string();
         assert!(
             err.contains("sequence number 6 where 3 was expected"),

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 use super::Journal;
 use super::entry::Intent;
-use super::index::{Pending, index_key};
+use super::index::Pending;
 use crate::breaker::CircuitBreaker;
 use crate::fallback::{Fallback, FallbackStats, Mode, Write, WriteOutcome};
 use crate::schema::Schema;
@@ -113,13 +113,12 @@ impl Journal {
             Write::Insert(r) | Write::Update { record: r, .. } => key_of(schema, r)?,
             Write::Delete { key, .. } => key.clone(),
         };
-        let ikey = index_key(schema.table(), &key);
+        let ikey = self.shared.index.key(schema.table(), &key);
         let guard = self.shared.locks.lock(&ikey).await;
-        let indexed = self.shared.index.get(&ikey);
-        let after = indexed.as_ref().map(|i| i.seq());
-        let pending = indexed
-            .map(|i| self.decode_indexed(schema, i))
-            .transpose()?;
+        let (after, pending) = match self.shared.index.get(&ikey) {
+            Some(position) => (Some(position.seq()), self.read_pending(schema, position)?),
+            None => (None, None),
+        };
         let known = match pending {
             Some(Pending::Put(row)) => Known::Row(row),
             Some(Pending::Deleted) => Known::Absent,

@@ -17,7 +17,6 @@
 use std::path::Path;
 
 use super::checkpoint::{self, Checkpoint, Stored};
-use super::entry::Op;
 use super::recovery::Recovered;
 use super::segment;
 use crate::{Error, Result};
@@ -43,11 +42,7 @@ pub(super) fn verify(
     };
     let Some(stored) = stored else {
         if let Some(first) = recovered.first {
-            let first_format = recovered
-                .pending
-                .iter()
-                .all(|e| matches!(e.op, Op::Put(_) | Op::Delete { expect: None }));
-            if first != 1 || !first_format {
+            if first != 1 || !recovered.first_format {
                 return Err(wrong(format!(
                     "the checkpoint is missing, but the journal holds entries {first} to {}: \
                      some may have been applied already, and applying them again could undo \

@@ -13,7 +13,7 @@ use std::time::Instant;
 use tokio::sync::{OwnedMutexGuard, oneshot, watch};
 
 use super::entry;
-use super::index::IndexUpdate;
+use super::index::{IndexUpdate, Position};
 use super::segment;
 use super::{Durability, Shared};
 
@@ -46,6 +46,8 @@ pub(super) struct Owned {
 pub(super) struct Segment {
     pub file: File,
     pub size: u64,
+    /// Its first sequence number (its name).
+    pub first: u64,
 }
 
 pub(super) fn spawn(
@@ -75,7 +77,7 @@ fn next(msg: Result<Msg, ()>) -> Option<Append> {
 pub(super) fn reopen_last(
     segments: &[(u64, std::path::PathBuf)],
 ) -> crate::Result<Option<Segment>> {
-    let Some((_, path)) = segments.last() else {
+    let Some((first, path)) = segments.last() else {
         return Ok(None);
     };
     let file = OpenOptions::new()
@@ -86,7 +88,11 @@ pub(super) fn reopen_last(
         .metadata()
         .map_err(|e| segment::io_error(path, None, e))?
         .len();
-    Ok(Some(Segment { file, size }))
+    Ok(Some(Segment {
+        file,
+        size,
+        first: *first,
+    }))
 }
 
 fn open_segment(dir: &Path, first_seq: u64) -> std::io::Result<Segment> {
@@ -94,7 +100,11 @@ fn open_segment(dir: &Path, first_seq: u64) -> std::io::Result<Segment> {
     let file = OpenOptions::new().create(true).append(true).open(&path)?;
     // Make the new file's name durable before anything in it is acknowledged.
     File::open(dir)?.sync_all()?;
-    Ok(Segment { file, size: 0 })
+    Ok(Segment {
+        file,
+        size: 0,
+        first: first_seq,
+    })
 }
 
 fn run(shared: &Shared, rx: mpsc::Receiver<Msg>, mut current: Option<Segment>) {
@@ -157,10 +167,14 @@ fn run(shared: &Shared, rx: mpsc::Receiver<Msg>, mut current: Option<Segment>) {
             )
         };
         match outcome {
-            Ok(first_seq) => {
-                shared
-                    .index
-                    .apply(first_seq, batch.iter().map(|a| &a.index));
+            Ok(Written { first_seq, lines }) => {
+                shared.index.apply(batch.iter().zip(lines).enumerate().map(
+                    |(i, (a, (segment, offset, len)))| {
+                        let seq = first_seq + i as u64;
+                        let position = Position::new(seq, a.index.put, segment, offset, len);
+                        (a.index.key.clone(), position)
+                    },
+                ));
                 let last = first_seq + batch.len() as u64 - 1;
                 shared.durable_seq.store(last, Ordering::SeqCst);
                 for (i, a) in batch.into_iter().enumerate() {
@@ -190,18 +204,28 @@ fn run(shared: &Shared, rx: mpsc::Receiver<Msg>, mut current: Option<Segment>) {
     }
 }
 
-/// Writes the batch's lines; returns the first sequence number used.
+/// A batch written: its first sequence number, and where each line is
+/// (segment, byte offset, length without the newline).
+struct Written {
+    first_seq: u64,
+    lines: Vec<(u64, u64, u64)>,
+}
+
+/// Writes the batch's lines.
 fn write_batch(
     shared: &Shared,
     current: &mut Option<Segment>,
     batch: &[Append],
     last_sync: &mut Instant,
     (unsynced, poisoned): (&mut bool, &mut bool),
-) -> std::io::Result<u64> {
+) -> std::io::Result<Written> {
     let first_seq = shared.last_seq.load(Ordering::SeqCst) + 1;
     let mut bytes = Vec::with_capacity(batch.iter().map(|a| a.body.len() + 48).sum());
+    let mut spans = Vec::with_capacity(batch.len());
     for (i, a) in batch.iter().enumerate() {
-        bytes.extend_from_slice(&entry::line(first_seq + i as u64, &a.body));
+        let line = entry::line(first_seq + i as u64, &a.body);
+        spans.push((bytes.len() as u64, line.len() as u64 - 1));
+        bytes.extend_from_slice(&line);
     }
     let rotate = current
         .as_ref()
@@ -239,11 +263,15 @@ fn write_batch(
     if let Err(e) = written {
         return Err(undo(shared, seg, e, poisoned));
     }
+    let lines = spans
+        .into_iter()
+        .map(|(at, len)| (seg.first, seg.size + at, len))
+        .collect();
     seg.size += bytes.len() as u64;
     shared
         .last_seq
         .store(first_seq + batch.len() as u64 - 1, Ordering::SeqCst);
-    Ok(first_seq)
+    Ok(Written { first_seq, lines })
 }
 
 /// How a batch failed.
