@@ -58,9 +58,14 @@ pub(super) struct Stored {
 impl Checkpoint {
     /// Whether `e` was already applied or dead-lettered.
     pub(super) fn done(&self, e: &Entry) -> bool {
-        e.seq <= self.seq
-            || self.tables.get(&e.table).is_some_and(|w| e.seq <= *w)
-            || self.applied.contains(&e.seq)
+        self.done_at(e.seq, &e.table)
+    }
+
+    /// Whether entry `seq` of `table` was already applied or dead-lettered.
+    pub(super) fn done_at(&self, seq: u64, table: &str) -> bool {
+        seq <= self.seq
+            || self.tables.get(table).is_some_and(|w| seq <= *w)
+            || self.applied.contains(&seq)
     }
 
     /// Marks everything up to `seq` done, dropping table marks it covers.

@@ -7,11 +7,59 @@ use super::entry::{CRC_SUFFIX_LEN, Entry, Op, crc32};
 use super::error::EntryError;
 use crate::value::Key;
 
+/// What recovery needs of an entry: where it belongs and what it does,
+/// without its row (which is read back when needed).
+#[derive(Debug)]
+pub(crate) struct Head {
+    pub seq: u64,
+    pub table: String,
+    pub key: Key,
+    /// Whether it stores a row (else it deletes).
+    pub put: bool,
+    /// Whether it is of the journal's first format (`put`, or `delete`
+    /// without a version).
+    pub first_format: bool,
+}
+
+/// The fields of a line [`Head`] reads; the others (the row among them)
+/// are skipped without being built.
+#[derive(serde::Deserialize)]
+struct RawHead<'a> {
+    seq: u64,
+    #[serde(borrow)]
+    table: std::borrow::Cow<'a, str>,
+    key: Json,
+    #[serde(borrow)]
+    op: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    expect: Option<u64>,
+}
+
+/// Parses the [`Head`] of one line (without its newline), checking the
+/// checksum.
+pub(crate) fn parse_head(line: &[u8]) -> Result<Head, EntryError> {
+    check(line)?;
+    let raw: RawHead<'_> = serde_json::from_slice(line).map_err(EntryError::NotJson)?;
+    let (put, first_format) = match raw.op.as_ref() {
+        "create" | "update" => (true, false),
+        "put" => (true, true),
+        "delete" => (false, raw.expect.is_none()),
+        _ => return Err(EntryError::UnknownOp),
+    };
+    Ok(Head {
+        seq: raw.seq,
+        table: raw.table.into_owned(),
+        key: key(&raw.key)?,
+        put,
+        first_format,
+    })
+}
+
 /// Parses one line (without its newline), checking the checksum.
 pub(crate) fn parse(line: &[u8]) -> Result<Entry, EntryError> {
     check(line)?;
     let json: Map<String, Json> = serde_json::from_slice(line).map_err(EntryError::NotJson)?;
-    fields(&json)
+    fields(json)
 }
 
 /// Checks that the line ends with the checksum of the bytes before it.
@@ -34,7 +82,9 @@ fn check(line: &[u8]) -> Result<(), EntryError> {
 }
 
 /// The entry of a line's JSON object.
-fn fields(json: &Map<String, Json>) -> Result<Entry, EntryError> {
+fn fields(mut json: Map<String, Json>) -> Result<Entry, EntryError> {
+    // The record is moved out, not copied.
+    let record = json.remove("record");
     let field = |name: &'static str| json.get(name).ok_or(EntryError::Missing(name));
     let text = |name: &'static str| {
         field(name)?
@@ -51,11 +101,12 @@ fn fields(json: &Map<String, Json>) -> Result<Entry, EntryError> {
     let fingerprint = u64::from_str_radix(text("fingerprint")?, 16)
         .map_err(|_| EntryError::bad("fingerprint", "not hex"))?;
     let key = key(field("key")?)?;
-    let record = || -> Result<Map<String, Json>, EntryError> {
-        Ok(field("record")?
-            .as_object()
-            .ok_or(EntryError::bad("record", "not an object"))?
-            .clone())
+    let record = move || -> Result<Map<String, Json>, EntryError> {
+        match record {
+            Some(Json::Object(map)) => Ok(map),
+            Some(_) => Err(EntryError::bad("record", "not an object")),
+            None => Err(EntryError::Missing("record")),
+        }
     };
     let expect = match json.get("expect") {
         None => None,

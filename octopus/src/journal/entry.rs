@@ -120,35 +120,13 @@ pub struct Entry {
 /// The length of the `,"crc":"xxxxxxxx"}` that ends every line.
 pub(super) const CRC_SUFFIX_LEN: usize = r#","crc":"00000000"}"#.len();
 
-fn crc_table() -> &'static [u32; 256] {
-    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
-    TABLE.get_or_init(|| {
-        let mut t = [0u32; 256];
-        for (i, slot) in t.iter_mut().enumerate() {
-            let mut c = i as u32;
-            for _ in 0..8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-            }
-            *slot = c;
-        }
-        t
-    })
-}
-
 /// CRC-32 (IEEE 802.3), as zlib computes it.
 pub fn crc32(parts: &[&[u8]]) -> u32 {
-    let table = crc_table();
-    let mut c = !0u32;
+    let mut h = crc32fast::Hasher::new();
     for part in parts {
-        for b in *part {
-            c = table[((c ^ u32::from(*b)) & 0xff) as usize] ^ (c >> 8);
-        }
+        h.update(part);
     }
-    !c
+    h.finalize()
 }
 
 /// The JSON form of a key (number or string).

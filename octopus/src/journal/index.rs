@@ -5,8 +5,9 @@
 //! outage through it. Also the per-key locks that make a write's check and
 //! its append one step.
 //!
-//! An entry costs its key (a table number and the key: 32 bytes, plus the
-//! text of a text key) and its position (24 bytes), in a hash map.
+//! An entry with an integer key costs 32 bytes in a hash map (a table
+//! number, the key, the position); one with a text or negative key costs
+//! 48, plus the key's text.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -45,31 +46,35 @@ pub(super) enum KeyRepr {
 pub(super) type IndexKey = (u32, KeyRepr);
 
 /// Where an entry is: its sequence number, the segment holding it (as the
-/// distance back to the segment's first sequence number), and its line.
+/// distance back to the segment's first sequence number), and where its
+/// line starts (segments stay under 4 GiB).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Position {
     /// The sequence number; the top bit says the entry stores a row.
     seq_put: u64,
     /// The line's byte offset in the segment.
-    pub offset: u64,
+    offset: u32,
     /// `seq` minus the segment's first sequence number.
     back: u32,
-    /// The line's length, without its newline.
-    pub len: u32,
 }
 
 const PUT: u64 = 1 << 63;
 
 impl Position {
-    /// `seq`'s line of `len` bytes at `offset` in the segment starting at
-    /// `segment`.
-    pub(super) fn new(seq: u64, put: bool, segment: u64, offset: u64, len: u64) -> Self {
+    /// `seq`'s line at `offset` in the segment starting at `segment`.
+    pub(super) fn new(seq: u64, put: bool, segment: u64, offset: u64) -> Self {
         Position {
             seq_put: seq | if put { PUT } else { 0 },
-            offset,
+            // Out of range only past 4 GiB, which segments never reach:
+            // reading back would then find another entry, an error.
+            offset: u32::try_from(offset).unwrap_or(u32::MAX),
             back: u32::try_from(seq.saturating_sub(segment)).unwrap_or(u32::MAX),
-            len: u32::try_from(len).unwrap_or(u32::MAX),
         }
+    }
+
+    /// The line's byte offset in its segment.
+    pub(super) fn offset(&self) -> u64 {
+        u64::from(self.offset)
     }
 
     pub(super) fn seq(&self) -> u64 {
@@ -97,14 +102,44 @@ pub(super) struct IndexUpdate {
 /// The latest pending entry per key.
 #[derive(Default)]
 pub(super) struct Index {
-    map: Mutex<HashMap<IndexKey, Position>>,
+    map: Mutex<Maps>,
     /// Table names by number.
     tables: RwLock<HashMap<Box<str>, u32>>,
 }
 
+/// Keys that are natural numbers (most keys) apart, stored compactly.
+#[derive(Default)]
+struct Maps {
+    natural: HashMap<(u32, u64), Position>,
+    other: HashMap<IndexKey, Position>,
+}
+
+impl Maps {
+    fn get(&self, key: &IndexKey) -> Option<&Position> {
+        match key {
+            (t, KeyRepr::Natural(u)) => self.natural.get(&(*t, *u)),
+            _ => self.other.get(key),
+        }
+    }
+
+    fn insert(&mut self, key: IndexKey, position: Position) {
+        match key {
+            (t, KeyRepr::Natural(u)) => self.natural.insert((t, u), position),
+            _ => self.other.insert(key, position),
+        };
+    }
+
+    fn remove(&mut self, key: &IndexKey) {
+        match key {
+            (t, KeyRepr::Natural(u)) => self.natural.remove(&(*t, *u)),
+            _ => self.other.remove(key),
+        };
+    }
+}
+
 impl Index {
-    fn lock(&self) -> MutexGuard<'_, HashMap<IndexKey, Position>> {
-        // Every critical section leaves the map consistent.
+    fn lock(&self) -> MutexGuard<'_, Maps> {
+        // Every critical section leaves the maps consistent.
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -137,7 +172,7 @@ impl Index {
     }
 
     pub(super) fn contains(&self, key: &IndexKey) -> bool {
-        self.lock().contains_key(key)
+        self.lock().get(key).is_some()
     }
 
     /// Records durable entries: each key's latest position.
@@ -167,23 +202,39 @@ impl Index {
 /// position was looked up).
 pub(super) fn read_back(dir: &Path, position: Position) -> Result<Option<Entry>> {
     let path = segment::path(dir, position.segment());
+    let at = position.offset();
+    let io = |e| segment::io_error(&path, Some(at), e);
     let file = match File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(segment::io_error(&path, Some(position.offset), e)),
+        Err(e) => return Err(io(e)),
     };
-    let mut line = vec![0u8; position.len as usize];
-    file.read_exact_at(&mut line, position.offset)
-        .map_err(|e| segment::io_error(&path, Some(position.offset), e))?;
-    let e = entry::parse(&line).map_err(|why| Error::Journal {
+    // The line, up to its newline, read in growing chunks.
+    let mut line = Vec::new();
+    let mut chunk = vec![0u8; 1024];
+    let end = loop {
+        let n = file
+            .read_at(&mut chunk, at + line.len() as u64)
+            .map_err(io)?;
+        let scanned = line.len();
+        line.extend_from_slice(&chunk[..n]);
+        if let Some(i) = chunk[..n].iter().position(|b| *b == b'\n') {
+            break scanned + i;
+        }
+        if n == 0 {
+            break line.len();
+        }
+        chunk.resize(chunk.len() * 2, 0);
+    };
+    let e = entry::parse(&line[..end]).map_err(|why| Error::Journal {
         path: path.display().to_string(),
-        offset: Some(position.offset),
+        offset: Some(at),
         reason: format!("reading a pending entry back: {why}"),
     })?;
     if e.seq != position.seq() {
         return Err(Error::Journal {
             path: path.display().to_string(),
-            offset: Some(position.offset),
+            offset: Some(at),
             reason: format!(
                 "reading pending entry {} back found entry {}",
                 position.seq(),

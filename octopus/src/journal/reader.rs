@@ -15,14 +15,14 @@ use super::error::EntryError;
 use super::segment::io_error;
 use crate::Error;
 
-/// One line of a segment.
+/// One line of a segment, decoded as a `T` (an [`Entry`], or less).
 #[derive(Debug)]
-pub(crate) struct Line {
+pub(crate) struct Line<T = Entry> {
     /// The byte offset of the line's first byte in the segment.
     pub offset: u64,
     /// The entry, or why the line is not one ([`EntryError::CutShort`] if
     /// the file ends before its newline).
-    pub entry: Result<Entry, EntryError>,
+    pub entry: Result<T, EntryError>,
 }
 
 /// Reads a segment's lines in order from a byte offset.
@@ -72,6 +72,15 @@ impl SegmentReader {
     /// its start and the next call reads it again, complete if its writer
     /// has finished it since.
     pub(crate) fn next_line(&mut self) -> Result<Option<Line>, Error> {
+        self.next_line_as(parse)
+    }
+
+    /// [`Self::next_line`], decoded by `decode` (recovery needs less than
+    /// the whole entry).
+    pub(crate) fn next_line_as<T>(
+        &mut self,
+        decode: fn(&[u8]) -> Result<T, EntryError>,
+    ) -> Result<Option<Line<T>>, Error> {
         let offset = self.offset;
         self.buf.clear();
         let read = self
@@ -93,7 +102,7 @@ impl SegmentReader {
         self.offset += read as u64;
         Ok(Some(Line {
             offset,
-            entry: parse(&self.buf[..read - 1]),
+            entry: decode(&self.buf[..read - 1]),
         }))
     }
 }

@@ -7,7 +7,7 @@ use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 
 use super::checkpoint::{Checkpoint, MAX_SEQ};
-use super::entry::{Entry, Op};
+use super::decode::{Head, parse_head};
 use super::error::EntryError;
 use super::index::Position;
 use super::reader::{SegmentReader, corrupt, out_of_sequence};
@@ -51,7 +51,7 @@ pub fn recover(
     dir: &Path,
     segments: &[(u64, PathBuf)],
     checkpoint: &Checkpoint,
-    on_pending: &mut dyn FnMut(&Entry, Position),
+    on_pending: &mut dyn FnMut(&Head, Position),
 ) -> Result<Recovered, Error> {
     let (mut pending, mut first_format) = (0u64, true);
     let (mut first_seq, mut last_seq): (Option<u64>, Option<u64>) = (None, None);
@@ -60,7 +60,7 @@ pub fn recover(
         let is_last_segment = n + 1 == segments.len();
         let mut reader = SegmentReader::open(path, 0)?;
         let mut at_start = true;
-        while let Some(line) = reader.next_line()? {
+        while let Some(line) = reader.next_line_as(parse_head)? {
             match line.entry {
                 Ok(e) => {
                     let expected = last_seq.map_or(*first, |s| s.saturating_add(1));
@@ -74,12 +74,10 @@ pub fn recover(
                     at_start = false;
                     first_seq.get_or_insert(e.seq);
                     last_seq = Some(e.seq);
-                    if !checkpoint.done(&e) {
+                    if !checkpoint.done_at(e.seq, &e.table) {
                         pending += 1;
-                        first_format &= matches!(e.op, Op::Put(_) | Op::Delete { expect: None });
-                        let len = reader.offset() - line.offset - 1;
-                        let put = e.op.record().is_some();
-                        on_pending(&e, Position::new(e.seq, put, *first, line.offset, len));
+                        first_format &= e.first_format;
+                        on_pending(&e, Position::new(e.seq, e.put, *first, line.offset));
                     }
                 }
                 Err(why) if is_last_segment => {

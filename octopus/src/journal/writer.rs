@@ -169,9 +169,9 @@ fn run(shared: &Shared, rx: mpsc::Receiver<Msg>, mut current: Option<Segment>) {
         match outcome {
             Ok(Written { first_seq, lines }) => {
                 shared.index.apply(batch.iter().zip(lines).enumerate().map(
-                    |(i, (a, (segment, offset, len)))| {
+                    |(i, (a, (segment, offset)))| {
                         let seq = first_seq + i as u64;
-                        let position = Position::new(seq, a.index.put, segment, offset, len);
+                        let position = Position::new(seq, a.index.put, segment, offset);
                         (a.index.key.clone(), position)
                     },
                 ));
@@ -205,10 +205,10 @@ fn run(shared: &Shared, rx: mpsc::Receiver<Msg>, mut current: Option<Segment>) {
 }
 
 /// A batch written: its first sequence number, and where each line is
-/// (segment, byte offset, length without the newline).
+/// (segment, byte offset).
 struct Written {
     first_seq: u64,
-    lines: Vec<(u64, u64, u64)>,
+    lines: Vec<(u64, u64)>,
 }
 
 /// Writes the batch's lines.
@@ -224,12 +224,14 @@ fn write_batch(
     let mut spans = Vec::with_capacity(batch.len());
     for (i, a) in batch.iter().enumerate() {
         let line = entry::line(first_seq + i as u64, &a.body);
-        spans.push((bytes.len() as u64, line.len() as u64 - 1));
+        spans.push(bytes.len() as u64);
         bytes.extend_from_slice(&line);
     }
+    // Under 4 GiB, whatever the setting: the index keeps 32-bit offsets.
+    let limit = shared.options.segment_bytes.min(u64::from(u32::MAX));
     let rotate = current
         .as_ref()
-        .is_none_or(|s| s.size > 0 && s.size + bytes.len() as u64 > shared.options.segment_bytes);
+        .is_none_or(|s| s.size > 0 && s.size + bytes.len() as u64 > limit);
     if rotate {
         if let Some(old) = current.take() {
             old.file.sync_all()?;
@@ -265,7 +267,7 @@ fn write_batch(
     }
     let lines = spans
         .into_iter()
-        .map(|(at, len)| (seg.first, seg.size + at, len))
+        .map(|at| (seg.first, seg.size + at))
         .collect();
     seg.size += bytes.len() as u64;
     shared
