@@ -6,12 +6,17 @@
 //!    resident memory before and after, pending entries, time.
 //! 2. `reopen`: opens that journal in a fresh process; open time, resident
 //!    memory, a read of a pending key.
-//! 3. `replayed`: a journal whose N entries were all replayed (checkpoint at
+//! 3. `drain`: opens it again behind a plan over MySQL (a fresh database)
+//!    and drains it; time, rows/s, and the process's peak resident memory.
+//! 4. `replayed`: a journal whose N entries were all replayed (checkpoint at
 //!    N) but whose last segment is still there, with 1,000 pending after
 //!    them; open time.
 //!
-//! N is 1,000,000, or `OCTOPUS_JOURNAL_ENTRIES`. Run with
-//! `cargo bench -p octopus-benches --bench journal_memory`.
+//! N is 1,000,000, or `OCTOPUS_JOURNAL_ENTRIES` (10,000,000 for the
+//! outage of BENCHMARKS.md: about 2 GB of segments and a few minutes). Run
+//! with `cargo bench -p octopus-benches --bench journal_memory`.
+
+mod common;
 
 use std::path::Path;
 use std::process::Command;
@@ -44,14 +49,22 @@ fn order(id: u64) -> Write {
 
 /// Resident memory of this process, in bytes.
 fn rss() -> u64 {
+    status_kb("VmRSS:") * 1024
+}
+
+/// This process's peak resident memory, in bytes.
+fn peak_rss() -> u64 {
+    status_kb("VmHWM:") * 1024
+}
+
+fn status_kb(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kb: u64 = status
+    status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .unwrap();
-    kb * 1024
+        .unwrap()
 }
 
 fn mb(bytes: u64) -> f64 {
@@ -93,6 +106,10 @@ async fn write(dir: &Path, n: u64) {
     let after = rss();
     assert_eq!(journal.pending(), n);
     println!(
+        "journal_memory/write (peak resident {:.1} MB):",
+        mb(peak_rss())
+    );
+    println!(
         "journal_memory/write: {n} creates by 64 tasks in {:.1} s ({:.0}/s); resident {:.1} MB before, {:.1} MB after: {:.0} bytes per pending entry; {:.1} MB on disk",
         took.as_secs_f64(),
         n as f64 / took.as_secs_f64(),
@@ -126,6 +143,35 @@ async fn reopen(dir: &Path, n: u64) {
         read.elapsed().as_secs_f64() * 1e6
     );
     journal.close().await.unwrap();
+}
+
+/// Drains the journal in `dir` into a fresh MySQL database.
+async fn drain(dir: &Path, n: u64) {
+    let url = common::fresh_database("journal_memory").await;
+    let store = octopus_adapters::mysql::MysqlStore::new(&url).unwrap();
+    octopus::Store::ensure_schema(&store, Order::SCHEMA)
+        .await
+        .unwrap();
+    let journal = Journal::open(dir, JournalOptions::default()).unwrap();
+    let start = Instant::now();
+    let plan = Arc::new(
+        octopus::Plan::builder(Arc::new(store))
+            .journal(journal.clone())
+            .build()
+            .unwrap(),
+    );
+    let _dao: octopus::Dao<Order> = octopus::Dao::new(plan.clone());
+    plan.drained().await;
+    let took = start.elapsed();
+    let stats = journal.stats();
+    assert_eq!((stats.replayed, stats.dead_letters), (n, 0));
+    plan.close().await.unwrap();
+    println!(
+        "journal_memory/drain: {n} entries replayed into MySQL in {:.1} s ({:.0} rows/s); peak resident {:.1} MB",
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64(),
+        mb(peak_rss())
+    );
 }
 
 /// Writes N entries, marks them replayed (as a drain would, through a
@@ -198,12 +244,15 @@ fn main() {
     match args.get(1).map(String::as_str) {
         Some("write") => rt.block_on(write(Path::new(&args[2]), n)),
         Some("reopen") => rt.block_on(reopen(Path::new(&args[2]), n)),
-        Some("replayed") => rt.block_on(replayed(Path::new(&args[2]), n)),
+        Some("drain") => rt.block_on(drain(Path::new(&args[2]), n)),
+        // The open-time figure is for 1M replayed entries, whatever N.
+        Some("replayed") => rt.block_on(replayed(Path::new(&args[2]), 1_000_000)),
         // `cargo bench` passes `--bench`: run every phase.
         _ => {
             let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
             child("write", dir.path());
             child("reopen", dir.path());
+            child("drain", dir.path());
             let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
             child("replayed", dir.path());
         }
