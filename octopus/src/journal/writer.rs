@@ -287,15 +287,20 @@ enum Failed {
     Sync(std::io::Error),
 }
 
-/// Undoes a failed batch. Its bytes are cut off the segment (the next batch
-/// is written where they were, with the same sequence numbers: none of
-/// them was acknowledged or made visible to replay, which reads only up to
-/// the durable end, and readers drop what they buffered). After a failed
+/// Undoes a failed batch. Its bytes are cut off the segment, durably (the
+/// next batch is written where they were, with the same sequence numbers:
+/// none of them was acknowledged or made visible to replay, which reads
+/// only up to the durable end, and readers drop what they buffered). After a failed
 /// sync, or if the cut fails, nothing in the page cache is trusted:
 /// appending stops until the journal is reopened, and recovery then reads
 /// what the disk really holds.
 fn undo(shared: &Shared, seg: &mut Segment, failed: Failed, poisoned: &mut bool) -> std::io::Error {
-    let cut = seg.file.set_len(seg.size);
+    // The cut is synced: a crash must not bring the failed lines back (the
+    // kernel may have written them out already).
+    let cut = seg
+        .file
+        .set_len(seg.size)
+        .and_then(|()| seg.file.sync_data());
     shared.write_failures.fetch_add(1, Ordering::SeqCst);
     match (failed, cut) {
         (Failed::Write(e), Ok(())) => e,
