@@ -85,10 +85,8 @@ fn disk_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-async fn write(dir: &Path, n: u64) {
-    let before = rss();
-    let journal = Journal::open(dir, JournalOptions::default()).unwrap();
-    let start = Instant::now();
+/// Journals orders 0 to `n` from 64 tasks.
+async fn journal_orders(journal: &Journal, n: u64) {
     let tasks: Vec<_> = (0..64u64)
         .map(|t| {
             let journal = journal.clone();
@@ -102,6 +100,13 @@ async fn write(dir: &Path, n: u64) {
     for t in tasks {
         t.await.unwrap();
     }
+}
+
+async fn write(dir: &Path, n: u64) {
+    let before = rss();
+    let journal = Journal::open(dir, JournalOptions::default()).unwrap();
+    let start = Instant::now();
+    journal_orders(&journal, n).await;
     let took = start.elapsed();
     let after = rss();
     assert_eq!(journal.pending(), n);
@@ -178,20 +183,7 @@ async fn drain(dir: &Path, n: u64) {
 /// checkpoint), then 1,000 more; opens it again and times the open.
 async fn replayed(dir: &Path, n: u64) {
     let journal = Journal::open(dir, JournalOptions::default()).unwrap();
-    let journal = Arc::new(journal);
-    let tasks: Vec<_> = (0..64u64)
-        .map(|t| {
-            let journal = journal.clone();
-            tokio::spawn(async move {
-                for id in (t..n).step_by(64) {
-                    journal.append(Order::SCHEMA, &order(id)).await.unwrap();
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    journal_orders(&journal, n).await;
     journal.close().await.unwrap();
     drop(journal);
     // Drain all N through a primary in this process.

@@ -140,26 +140,16 @@ async fn a_full_disk_fails_appends_cleanly_and_replay_frees_it() {
     plan.close().await.unwrap();
 
     // The primary holds exactly what was acknowledged.
-    for id in &acknowledged {
-        assert!(
-            primary
-                .get(Crate::SCHEMA, &Key::UInt(*id))
-                .await
-                .unwrap()
-                .is_some(),
-            "acknowledged crate {id} is missing"
-        );
-    }
-    for id in &failed {
-        assert!(
-            primary
-                .get(Crate::SCHEMA, &Key::UInt(*id))
-                .await
-                .unwrap()
-                .is_none(),
-            "crate {id}, whose append failed, was applied"
-        );
-    }
+    assert_eq!(
+        stored(&primary, &acknowledged, false).await,
+        Vec::<u64>::new(),
+        "acknowledged crates missing"
+    );
+    assert_eq!(
+        stored(&primary, &failed, true).await,
+        Vec::<u64>::new(),
+        "crates whose append failed, applied"
+    );
 }
 
 /// Writers and replay overlap on a disk that keeps filling up: replay is
@@ -211,30 +201,8 @@ async fn writers_and_replay_overlap_on_a_disk_that_fills_up() {
         panic!("the journal did not drain: {:?}", journal.stats());
     }
     plan.close().await.unwrap();
-    let mut missing = Vec::new();
-    for id in &acknowledged {
-        if primary
-            .inner
-            .get(Crate::SCHEMA, &Key::UInt(*id))
-            .await
-            .unwrap()
-            .is_none()
-        {
-            missing.push(*id);
-        }
-    }
-    let mut applied_failed = Vec::new();
-    for id in &failed {
-        if primary
-            .inner
-            .get(Crate::SCHEMA, &Key::UInt(*id))
-            .await
-            .unwrap()
-            .is_some()
-        {
-            applied_failed.push(*id);
-        }
-    }
+    let missing = stored(&primary.inner, &acknowledged, false).await;
+    let applied_failed = stored(&primary.inner, &failed, true).await;
     assert!(
         missing.is_empty() && applied_failed.is_empty(),
         "{} acknowledged, {} failed; acknowledged but missing: {:?}; failed but applied: {:?}",
@@ -243,4 +211,16 @@ async fn writers_and_replay_overlap_on_a_disk_that_fills_up() {
         missing,
         applied_failed
     );
+}
+
+/// Those of `ids` whose row the store holds (`present`) or lacks.
+async fn stored(store: &MemoryStore, ids: &[u64], present: bool) -> Vec<u64> {
+    let mut out = Vec::new();
+    for id in ids {
+        let row = store.get(Crate::SCHEMA, &Key::UInt(*id)).await.unwrap();
+        if row.is_some() == present {
+            out.push(*id);
+        }
+    }
+    out
 }
