@@ -213,3 +213,64 @@ async fn a_power_loss_that_takes_replayed_entries_still_opens() {
     journal.close().await.unwrap();
     assert_eq!(segments(dir.path()).len(), 2, "it went to a new segment");
 }
+
+/// A checkpoint whose per-table mark is past the journal's end (replay of
+/// a table ran ahead while another table waited, then a power loss took
+/// the tail): a new entry never gets a number the checkpoint calls done.
+#[tokio::test]
+async fn new_entries_are_numbered_past_every_mark_of_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    journal_with(dir.path(), 1..=3, JournalOptions::default()).await;
+    let text = "1\nparcels 5\ngen 7\n";
+    let crc = octopus::journal::crc32(&[text.as_bytes()]);
+    fs::write(
+        dir.path().join("checkpoint"),
+        format!("{text}crc {crc:08x}\n"),
+    )
+    .unwrap();
+    let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
+    assert_eq!(journal.pending(), 0, "2 and 3 are done by the table's mark");
+    let seq = journal.append(Parcel::SCHEMA, &parcel(9)).await.unwrap();
+    assert_eq!(seq, 6);
+    assert_eq!(journal.pending(), 1);
+    journal.close().await.unwrap();
+    let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
+    assert_eq!(journal.pending(), 1, "still pending after a reopen");
+    journal.close().await.unwrap();
+}
+
+/// Zeros over entries synced long ago, in the middle of the last segment,
+/// with later group commits after them: an error naming the offset, never
+/// a silent cut of acknowledged entries.
+#[tokio::test]
+async fn damage_followed_by_later_group_commits_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    journal_with(dir.path(), 1..=6, JournalOptions::default()).await;
+    let segment = segments(dir.path()).pop().unwrap();
+    let mut bytes = fs::read(&segment).unwrap();
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(
+            bytes
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| i + 1),
+        )
+        .collect();
+    bytes[starts[1]..starts[3]].fill(0);
+    fs::write(&segment, &bytes).unwrap();
+    match Journal::open(dir.path(), JournalOptions::default()) {
+        Err(e) => {
+            let text = e.to_string();
+            assert!(
+                text.contains(&format!("at byte offset {}", starts[1])),
+                "{text}"
+            );
+        }
+        Ok(j) => panic!(
+            "opened with {} pending: acknowledged entries were cut",
+            j.pending()
+        ),
+    }
+    assert_eq!(fs::read(&segment).unwrap(), bytes, "nothing cut");
+}

@@ -61,6 +61,14 @@ impl Checkpoint {
         self.done_at(e.seq, &e.table)
     }
 
+    /// The highest sequence number it calls done (its per-table marks and
+    /// `+seq` lines included).
+    pub(super) fn highest(&self) -> u64 {
+        let tables = self.tables.values().copied().max().unwrap_or(0);
+        let applied = self.applied.last().copied().unwrap_or(0);
+        self.seq.max(tables).max(applied)
+    }
+
     /// Whether entry `seq` of `table` was already applied or dead-lettered.
     pub(super) fn done_at(&self, seq: u64, table: &str) -> bool {
         seq <= self.seq

@@ -16,9 +16,9 @@ pub(crate) struct Head {
     pub key: Key,
     /// Whether it stores a row (else it deletes).
     pub put: bool,
-    /// Whether it is of the journal's first format (`put`, or `delete`
-    /// without a version).
-    pub first_format: bool,
+    /// The first sequence number of the group commit that wrote it, if
+    /// the line says (lines written before the mark existed do not).
+    pub batch: Option<u64>,
 }
 
 /// The fields of a line [`Head`] reads; the others (the row among them)
@@ -32,7 +32,7 @@ struct RawHead<'a> {
     #[serde(borrow)]
     op: std::borrow::Cow<'a, str>,
     #[serde(default)]
-    expect: Option<u64>,
+    batch: Option<u64>,
 }
 
 /// Parses the [`Head`] of one line (without its newline), checking the
@@ -40,10 +40,9 @@ struct RawHead<'a> {
 pub(crate) fn parse_head(line: &[u8]) -> Result<Head, EntryError> {
     check(line)?;
     let raw: RawHead<'_> = serde_json::from_slice(line).map_err(EntryError::NotJson)?;
-    let (put, first_format) = match raw.op.as_ref() {
-        "create" | "update" => (true, false),
-        "put" => (true, true),
-        "delete" => (false, raw.expect.is_none()),
+    let put = match raw.op.as_ref() {
+        "create" | "update" | "put" => true,
+        "delete" => false,
         _ => return Err(EntryError::UnknownOp),
     };
     Ok(Head {
@@ -51,7 +50,7 @@ pub(crate) fn parse_head(line: &[u8]) -> Result<Head, EntryError> {
         table: raw.table.into_owned(),
         key: key(&raw.key)?,
         put,
-        first_format,
+        batch: raw.batch,
     })
 }
 

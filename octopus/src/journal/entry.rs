@@ -266,9 +266,22 @@ pub fn body_of(e: &Entry) -> String {
     text[1..text.len() - 1].to_owned()
 }
 
-/// The full line (with newline) for `body` at `seq`.
+/// The full line (with newline) for `body` at `seq`, without a group
+/// commit mark (as journals before it were written).
+#[cfg(test)]
 pub fn line(seq: u64, body: &str) -> Vec<u8> {
-    let head = format!("{{\"seq\":{seq},");
+    framed(format!("{{\"seq\":{seq},"), body)
+}
+
+/// The full line (with newline) for `body` at `seq`, written by the group
+/// commit whose first entry is `batch`: recovery tells an append a power
+/// loss interrupted (damage, then only lines of the same group commit) from
+/// damage to synced entries (lines of a later group commit follow).
+pub fn line_in_batch(seq: u64, batch: u64, body: &str) -> Vec<u8> {
+    framed(format!("{{\"seq\":{seq},\"batch\":{batch},"), body)
+}
+
+fn framed(head: String, body: &str) -> Vec<u8> {
     let crc = crc32(&[head.as_bytes(), body.as_bytes(), b"}"]);
     let mut out = Vec::with_capacity(head.len() + body.len() + CRC_SUFFIX_LEN + 1);
     out.extend_from_slice(head.as_bytes());

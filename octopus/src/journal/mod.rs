@@ -210,14 +210,16 @@ impl Journal {
             .as_ref()
             .map(|s| s.checkpoint.clone())
             .unwrap_or_default();
-        let recovered = recovery::recover(&dir, &segments, &as_read, &mut |e, position| {
-            index.apply(std::iter::once((index.key(&e.table, &e.key), position)));
-        })?;
+        let synced = options.durability == Durability::Fsync;
+        let recovered =
+            recovery::recover(&dir, &segments, &as_read, synced, &mut |e, position| {
+                index.apply(std::iter::once((index.key(&e.table, &e.key), position)));
+            })?;
         let verify::Verified {
             checkpoint,
             new_segment,
         } = verify::verify(&dir, stored, &recovered)?;
-        let last_seq = recovered.last.unwrap_or(0).max(checkpoint.seq);
+        let last_seq = recovered.last.unwrap_or(0).max(checkpoint.highest());
         let pending = recovered.pending;
         if pending > 0 {
             tracing::info!(target: "octopus::journal", dir = %dir.display(), pending, "journal opened with pending entries");

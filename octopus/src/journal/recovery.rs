@@ -19,9 +19,9 @@ use crate::Error;
 pub struct Recovered {
     /// How many entries the checkpoint does not cover.
     pub pending: u64,
-    /// Whether every one of them is of the journal's first format (`put`,
-    /// or `delete` without a version).
-    pub first_format: bool,
+    /// Whether any line carries a group commit mark: the journal was
+    /// written by a version that creates the checkpoint with the journal.
+    pub marked: bool,
     /// The first and the last sequence number the segments hold, if any.
     pub first: Option<u64>,
     /// See `first`.
@@ -44,16 +44,19 @@ pub struct Cut {
 /// Reads every segment, checking each entry and that sequence numbers
 /// follow each other (a segment may start past a gap the checkpoint
 /// covers: entries replayed, then lost to a power loss under a weaker
-/// durability). Damage in the last segment that no valid entry follows at
-/// its expected place is cut off (see [`cut_tail`]); damage anywhere else
-/// is an error naming the segment and byte offset.
+/// durability). Damage at the end of the last segment is cut off when
+/// nothing after it shows acknowledged entries (see [`cut_tail`]); damage
+/// anywhere else is an error naming the segment and byte offset. `synced`:
+/// every group commit was synced before the next was written
+/// ([`Durability::Fsync`](super::Durability::Fsync)).
 pub fn recover(
     dir: &Path,
     segments: &[(u64, PathBuf)],
     checkpoint: &Checkpoint,
+    synced: bool,
     on_pending: &mut dyn FnMut(&Head, Position),
 ) -> Result<Recovered, Error> {
-    let (mut pending, mut first_format) = (0u64, true);
+    let (mut pending, mut marked) = (0u64, false);
     let (mut first_seq, mut last_seq): (Option<u64>, Option<u64>) = (None, None);
     let mut truncated = None;
     for (n, (first, path)) in segments.iter().enumerate() {
@@ -67,22 +70,30 @@ pub fn recover(
                     let past_replayed_gap = at_start
                         && e.seq == *first
                         && e.seq > expected
-                        && e.seq - 1 <= checkpoint.seq;
+                        && e.seq - 1 <= checkpoint.highest();
                     if e.seq > MAX_SEQ || (e.seq != expected && !past_replayed_gap) {
                         return Err(out_of_sequence(path, line.offset, e.seq, expected));
                     }
                     at_start = false;
+                    marked |= e.batch.is_some();
                     first_seq.get_or_insert(e.seq);
                     last_seq = Some(e.seq);
                     if !checkpoint.done_at(e.seq, &e.table) {
                         pending += 1;
-                        first_format &= e.first_format;
                         on_pending(&e, Position::new(e.seq, e.put, *first, line.offset));
                     }
                 }
                 Err(why) if is_last_segment => {
-                    let base = last_seq.unwrap_or(first.saturating_sub(1));
-                    truncated = Some(cut_tail(dir, &mut reader, line.offset, base, &why)?);
+                    // The entry the damage follows (at a segment's start, the
+                    // one before the segment's first).
+                    let before = first.saturating_sub(1);
+                    let damage = Damage {
+                        offset: line.offset,
+                        after: last_seq.map_or(before, |s| s.max(before)),
+                        why,
+                        synced,
+                    };
+                    truncated = Some(cut_tail(dir, &mut reader, &damage)?);
                     break;
                 }
                 Err(why) => return Err(corrupt(path, line.offset, &why)),
@@ -91,50 +102,69 @@ pub fn recover(
     }
     Ok(Recovered {
         pending,
-        first_format,
+        marked,
         first: first_seq,
         last: last_seq,
         truncated,
     })
 }
 
-/// Damage at `offset` of the last segment, after the entry `base`. If a
-/// later line is a valid entry at the place the damaged line's successors
-/// have (`base + k` on the k-th line from the damaged one), acknowledged
-/// entries follow the damage: an error naming the offset. Otherwise the
-/// damage and all that follows are an append a crash or a power loss
-/// interrupted (a torn line; a hole where a group commit's pages never
-/// reached the disk, then some that did): the bytes are copied to a
-/// quarantine file beside the journal, durably, then cut off the segment.
-fn cut_tail(
-    dir: &Path,
-    reader: &mut SegmentReader,
+/// A damaged line of the last segment.
+struct Damage {
+    /// Where it starts.
     offset: u64,
-    base: u64,
-    why: &EntryError,
-) -> Result<Cut, Error> {
+    /// The last intact entry before it.
+    after: u64,
+    why: EntryError,
+    /// Whether group commits were synced one by one.
+    synced: bool,
+}
+
+/// The damage and everything after it, if nothing there shows acknowledged
+/// entries: then they are an append a crash or a power loss interrupted (a
+/// torn line; a hole where a group commit's pages never reached the disk,
+/// then some that did), copied to a quarantine file beside the journal,
+/// durably, then cut off the segment. Acknowledged entries follow the
+/// damage, an error naming its offset, when an intact line after it
+///
+/// - belongs to a later group commit than the damaged line (its mark is
+///   past `after + 1`, the damaged line's place): under `synced`, a group
+///   commit is synced before the next is written, so the damaged one was
+///   acknowledged;
+/// - or, for lines without a mark (written before it existed), stands at
+///   the place the damaged line's successors have (`after + k` on the k-th
+///   line from the damaged one).
+fn cut_tail(dir: &Path, reader: &mut SegmentReader, damage: &Damage) -> Result<Cut, Error> {
     let path = reader.path().to_path_buf();
-    let mut lines = 1u64;
-    let mut place = base.saturating_add(1);
+    let offset = damage.offset;
+    let mut place = damage.after.saturating_add(1);
     // A line cut short is the file's last, and is not consumed.
-    let torn = matches!(why, EntryError::CutShort);
-    while let Some(line) = if torn { None } else { reader.next_line()? } {
-        lines += 1;
+    let torn = matches!(damage.why, EntryError::CutShort);
+    while let Some(line) = if torn {
+        None
+    } else {
+        reader.next_line_as(parse_head)?
+    } {
         place = place.saturating_add(1);
-        match line.entry {
-            Ok(e) if e.seq == place => {
-                return Err(Error::Journal {
-                    path: path.display().to_string(),
-                    offset: Some(offset),
-                    reason: format!(
-                        "corrupt entry: {why}; entry {} follows it intact at byte offset {}, \
-                         so acknowledged entries come after the damage",
-                        e.seq, line.offset
-                    ),
-                });
-            }
+        let acknowledged = match &line.entry {
+            Ok(h) => match h.batch {
+                Some(batch) => damage.synced && batch > damage.after.saturating_add(1),
+                None => h.seq == place,
+            },
             Err(EntryError::CutShort) => break,
-            _ => {}
+            Err(_) => false,
+        };
+        if acknowledged {
+            let seq = line.entry.as_ref().map_or(0, |h| h.seq);
+            return Err(Error::Journal {
+                path: path.display().to_string(),
+                offset: Some(offset),
+                reason: format!(
+                    "corrupt entry: {}; entry {seq} follows it intact at byte offset {}, \
+                     so acknowledged entries come after the damage",
+                    damage.why, line.offset
+                ),
+            });
         }
     }
     let io = |e| io_error(&path, Some(offset), e);
@@ -150,7 +180,8 @@ fn cut_tail(
     segment.set_len(offset).map_err(io)?;
     segment.sync_all().map_err(io)?;
     let bytes = tail.len() as u64;
-    tracing::warn!(target: "octopus::journal", segment = %path.display(), offset, bytes, lines, quarantine = %quarantine.display(), reason = %why, "cut damage off the end of the journal: an append a crash interrupted, never acknowledged; the bytes are kept in the quarantine file");
+    let why = &damage.why;
+    tracing::warn!(target: "octopus::journal", segment = %path.display(), offset, bytes, quarantine = %quarantine.display(), reason = %why, "cut damage off the end of the journal: an append a crash interrupted, never acknowledged; the bytes are kept in the quarantine file");
     Ok(Cut {
         segment: path,
         offset,
@@ -189,7 +220,7 @@ fn quarantine(dir: &Path, segment: &Path, offset: u64, bytes: &[u8]) -> Result<P
 mod tests {
     use std::fs;
 
-    use super::super::entry::line;
+    use super::super::entry::{line, line_in_batch};
     use super::super::segment;
     use super::*;
 
@@ -226,7 +257,9 @@ mod tests {
             ..Checkpoint::default()
         };
         let mut pending = Vec::new();
-        let r = super::recover(dir, segments, &checkpoint, &mut |e, _| pending.push(e.seq))?;
+        let r = super::recover(dir, segments, &checkpoint, true, &mut |e, _| {
+            pending.push(e.seq)
+        })?;
         Ok((pending, r))
     }
 
@@ -300,6 +333,56 @@ mod tests {
         assert_eq!(cut.offset, at);
         assert_eq!(fs::read(&cut.quarantine).unwrap(), tail);
         assert_eq!(fs::metadata(&segs[0].1).unwrap().len(), at);
+    }
+
+    /// Lines `seqs` as group commits `groups` wrote them (each group the
+    /// list of its sequence numbers).
+    fn batches(groups: &[&[u64]]) -> Vec<u8> {
+        groups
+            .iter()
+            .flat_map(|g| g.iter().flat_map(move |s| line_in_batch(*s, g[0], BODY)))
+            .collect()
+    }
+
+    #[test]
+    fn damage_inside_the_last_group_commit_is_cut() {
+        // Group commit 3..=6 torn by a power loss: 3 and 4 lost (a hole
+        // that swallows their newlines), 5 and 6 on disk.
+        let dir = tempfile::tempdir().unwrap();
+        let segs = write(dir.path(), &[&[1, 2]]);
+        let at = fs::metadata(&segs[0].1).unwrap().len();
+        let group = batches(&[&[3, 4, 5, 6]]);
+        let two = line_in_batch(3, 3, BODY).len() + line_in_batch(4, 3, BODY).len();
+        let mut tail = vec![0u8; two];
+        tail.extend_from_slice(&group[two..]);
+        append(&segs[0].1, &tail);
+        let r = recover(dir.path(), &segs, 0).unwrap();
+        assert_eq!(seqs(&r), vec![1, 2]);
+        assert_eq!(r.1.truncated.unwrap().offset, at);
+    }
+
+    #[test]
+    fn damage_followed_by_a_later_group_commit_is_an_error() {
+        // A block of zeros over 2 and 3 (synced long ago); 4 and 5 were
+        // written by later group commits.
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = batches(&[&[1], &[2], &[3], &[4], &[5]]);
+        let path = segment::path(dir.path(), 1);
+        let one = line_in_batch(1, 1, BODY).len();
+        let mut damaged = bytes.clone();
+        damaged[one..3 * one].fill(0);
+        fs::write(&path, &damaged).unwrap();
+        let segs = segment::list(dir.path()).unwrap();
+        let err = recover(dir.path(), &segs, 0).unwrap_err().to_string();
+        assert!(err.contains(&format!("at byte offset {one}")), "{err}");
+        // The zeros have no newline: the damaged line runs through 4.
+        assert!(err.contains("entry 5 follows it intact"), "{err}");
+        assert_eq!(fs::read(&path).unwrap(), damaged, "nothing cut");
+        // Under a weaker durability later group commits may be unsynced
+        // too: it is cut, and kept.
+        let checkpoint = Checkpoint::default();
+        let r = super::recover(dir.path(), &segs, &checkpoint, false, &mut |_, _| {}).unwrap();
+        assert_eq!(r.truncated.unwrap().offset, one as u64);
     }
 
     #[test]

@@ -3,16 +3,19 @@
 //! entries already applied (which could undo newer writes) or a silent drop
 //! of pending ones.
 //!
-//! - **Missing.** A journal is created with its checkpoint, so a missing one
-//!   beside segments was lost: an error. The exception is a journal of the
-//!   first format (only `put` and unconditional `delete` entries, from 1),
-//!   which had no checkpoint until its first replay: it replays from 1.
+//! - **Missing.** A journal is created with its checkpoint, and its lines
+//!   carry group commit marks, so a missing checkpoint beside marked lines
+//!   was lost: an error. A journal written before both (no marks, from 1)
+//!   had no checkpoint until its first replay: it replays from 1, with a
+//!   warning.
 //! - **Behind the first entry.** Entries between them are gone: an error.
 //! - **Ahead of the last entry.** Replay applied entries a power loss then
 //!   took from the segments (possible under `Durability::Interval` or
 //!   `None`): accepted, with a warning, only from a checksummed checkpoint
 //!   (one this version wrote); new entries then start a new segment, so the
-//!   gap sits between segments where recovery accepts it.
+//!   gap sits between segments where recovery accepts it. "Ahead" counts
+//!   the per-table marks and `+seq` lines too: a new entry must never get a
+//!   number the checkpoint already calls done.
 
 use std::path::Path;
 
@@ -42,7 +45,7 @@ pub(super) fn verify(
     };
     let Some(stored) = stored else {
         if let Some(first) = recovered.first {
-            if first != 1 || !recovered.first_format {
+            if first != 1 || recovered.marked {
                 return Err(wrong(format!(
                     "the checkpoint is missing, but the journal holds entries {first} to {}: \
                      some may have been applied already, and applying them again could undo \
@@ -51,7 +54,7 @@ pub(super) fn verify(
                     recovered.last.unwrap_or(first)
                 )));
             }
-            tracing::warn!(target: "octopus::journal", dir = %dir.display(), "journal of the first format without a checkpoint: replaying it from its first entry");
+            tracing::warn!(target: "octopus::journal", dir = %dir.display(), "journal written before checkpoints were created with it, without one: replaying it from its first entry");
         }
         let mut checkpoint = Checkpoint::default();
         checkpoint
@@ -75,16 +78,16 @@ pub(super) fn verify(
         )));
     }
     let last = recovered.last.unwrap_or(0);
-    let new_segment = cp.seq > last;
+    let high = cp.highest();
+    let new_segment = high > last;
     if new_segment {
         if !stored.checksummed {
             return Err(wrong(format!(
-                "the checkpoint covers entries up to {}, past the journal's last entry ({last}), \
-                 and carries no checksum: it was not written by this journal",
-                cp.seq
+                "the checkpoint covers entries up to {high}, past the journal's last entry ({last}), \
+                 and carries no checksum: it was not written by this journal"
             )));
         }
-        tracing::warn!(target: "octopus::journal", dir = %dir.display(), checkpoint = cp.seq, last, "the checkpoint is past the journal's last entry: entries it covers were applied, then lost from the journal's files (a power loss under Durability::Interval or None); new entries start a new segment");
+        tracing::warn!(target: "octopus::journal", dir = %dir.display(), checkpoint = high, last, "the checkpoint is past the journal's last entry: entries it covers were applied, then lost from the journal's files (a power loss under Durability::Interval or None); new entries start a new segment");
     }
     Ok(Verified {
         checkpoint: cp,

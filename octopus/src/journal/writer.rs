@@ -223,7 +223,7 @@ fn write_batch(
     let mut bytes = Vec::with_capacity(batch.iter().map(|a| a.body.len() + 48).sum());
     let mut spans = Vec::with_capacity(batch.len());
     for (i, a) in batch.iter().enumerate() {
-        let line = entry::line(first_seq + i as u64, &a.body);
+        let line = entry::line_in_batch(first_seq + i as u64, first_seq, &a.body);
         spans.push(bytes.len() as u64);
         bytes.extend_from_slice(&line);
     }
