@@ -247,7 +247,9 @@ async fn locked_versions(
                 column: b.schema.key_column().name(),
                 reason: "the locking read returned no usable key".to_owned(),
             })?;
-        versions.insert(key, values.next().map(sql::version_number));
+        // A NULL version is no version, as `version_of` reads it.
+        let version = values.next().filter(|v| *v != mysql_async::Value::NULL);
+        versions.insert(key, version.map(sql::version_number));
     }
     Ok(versions)
 }

@@ -141,9 +141,7 @@ impl Checkpoint {
         // may be called `gen`).
         let generation = match lines.last() {
             Some(last) if checksummed && last.starts_with("gen ") => {
-                let n = last["gen ".len()..]
-                    .parse()
-                    .map_err(|_| bad(format!("not a checkpoint line: {last:?}")))?;
+                let n = number(&last["gen ".len()..], last)?;
                 lines.pop();
                 n
             }

@@ -115,15 +115,16 @@ impl Journal {
         };
         let ikey = self.shared.index.key(schema.table(), &key);
         let guard = self.shared.locks.lock(&ikey).await;
-        let (after, pending) = match self.shared.index.get(&ikey) {
-            Some(position) => (Some(position.seq()), self.read_pending(schema, position)?),
-            None => (None, None),
-        };
-        let known = match pending {
-            Some(Pending::Put(row)) => Known::Row(row),
-            Some(Pending::Deleted) => Known::Absent,
+        let position = self.shared.index.get(&ikey);
+        let known = match position.map(|p| self.read_pending(schema, p)).transpose()? {
+            Some(Some(Pending::Put(row))) => Known::Row(row),
+            Some(Some(Pending::Deleted)) => Known::Absent,
+            // Replay applied the pending entry a moment ago: the cache may
+            // still hold the row from before it.
+            Some(None) => Known::Unknown,
             None => cached.map_or(Known::Unknown, |r| Known::Row(r.clone())),
         };
+        let after = position.map(|p| p.seq());
         let intent = check(schema, &key, write, &known)?;
         self.append_intent(schema, &key, (intent, after), Some(guard))
             .await

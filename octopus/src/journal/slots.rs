@@ -24,8 +24,12 @@ use crate::{Error, Result};
 const MAGIC: &str = "octopus checkpoint, two slots of";
 /// The header's size: the first line, padded.
 const HEADER: u64 = 64;
-/// The smallest slot.
-const MIN_SLOT: u64 = 4096;
+/// The smallest slot: room for the `+seq` lines of a whole replay batch
+/// that failed part way (about 10 bytes each), so even that checkpoint is
+/// written in place on a full disk.
+const MIN_SLOT: u64 = 64 * 1024;
+/// The largest slot a header may name (a larger one is damage).
+const MAX_SLOT: u64 = 1 << 30;
 
 /// Reads the checkpoint of `dir`; `None` if it has none.
 pub(super) fn read(dir: &Path) -> Result<Option<Stored>> {
@@ -58,14 +62,15 @@ pub(super) fn read(dir: &Path) -> Result<Option<Stored>> {
                 true => Ok(s),
                 false => Err(bad("no checksum".into())),
             });
+        // Of two slots with one generation (a write retried after its
+        // rename path failed to report), the one of its parity was written
+        // last.
+        let newer = |s: &Stored, b: &Stored| {
+            let (g, h) = (s.checkpoint.generation, b.checkpoint.generation);
+            g > h || (g == h && g % 2 == n as u64)
+        };
         match parsed {
-            Ok(s)
-                if best
-                    .as_ref()
-                    .is_none_or(|b| b.checkpoint.generation < s.checkpoint.generation) =>
-            {
-                best = Some(s)
-            }
+            Ok(s) if best.as_ref().is_none_or(|b| newer(&s, b)) => best = Some(s),
             Ok(_) => {}
             Err(e) => why.push(format!("slot {n}: {e}")),
         }
@@ -83,7 +88,8 @@ fn slot_size(bytes: &[u8]) -> Option<u64> {
         .next()?
         .parse()
         .ok()?;
-    (size >= MIN_SLOT && bytes.len() as u64 == HEADER + 2 * size).then_some(size)
+    (size >= MIN_SLOT && size <= MAX_SLOT && bytes.len() as u64 == HEADER + 2 * size)
+        .then_some(size)
 }
 
 /// Writes `text` (a checkpoint of generation `generation`) durably: in
@@ -126,7 +132,7 @@ fn header_slot(head: &[u8]) -> Option<u64> {
         .next()?
         .parse()
         .ok()
-        .filter(|s| *s >= MIN_SLOT)
+        .filter(|s| (MIN_SLOT..=MAX_SLOT).contains(s))
 }
 
 /// `text` padded with newlines to `slot` bytes.
@@ -185,7 +191,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut cp = checkpoint(3, 0);
         cp.write(dir.path()).unwrap();
-        cp.applied = (4..2000).collect();
+        cp.applied = (4..20_000).collect();
         cp.write(dir.path()).unwrap();
         let len = fs::metadata(dir.path().join(FILE)).unwrap().len();
         assert!(len > HEADER + 2 * MIN_SLOT, "{len}");

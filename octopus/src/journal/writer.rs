@@ -233,8 +233,17 @@ fn write_batch(
         .as_ref()
         .is_none_or(|s| s.size > 0 && s.size + bytes.len() as u64 > limit);
     if rotate {
-        if let Some(old) = current.take() {
-            old.file.sync_all()?;
+        if let Some(old) = current.take()
+            && let Err(e) = old.file.sync_all()
+        {
+            // As any failed sync (see `undo`).
+            *poisoned = true;
+            return Err(std::io::Error::new(
+                e.kind(),
+                format!(
+                    "syncing the full segment failed ({e}): after a failed sync the disk's state is unknown, so appends stopped until the journal is reopened"
+                ),
+            ));
         }
         *current = Some(open_segment(&shared.dir, first_seq)?);
     }
