@@ -88,7 +88,7 @@ fn slot_size(bytes: &[u8]) -> Option<u64> {
         .next()?
         .parse()
         .ok()?;
-    (size >= MIN_SLOT && size <= MAX_SLOT && bytes.len() as u64 == HEADER + 2 * size)
+    ((MIN_SLOT..=MAX_SLOT).contains(&size) && bytes.len() as u64 == HEADER + 2 * size)
         .then_some(size)
 }
 
