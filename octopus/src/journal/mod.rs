@@ -40,11 +40,12 @@
 //! # Recovery
 //!
 //! Opening reads every segment. Damage at the end of the last segment that
-//! no intact entry follows at its place (a crash mid-append; a power loss
-//! during a group commit, which can leave a hole and then later pages) is
-//! cut off, its bytes kept in a quarantine file beside the journal
-//! ([`Journal::quarantined`]); damage anywhere else is an error naming the
-//! segment and byte offset, never skipped. The checkpoint is checked
+//! only lines of the same, last group commit follow (a crash mid-append; a
+//! power loss during a group commit, which can leave a hole and then later
+//! pages) is cut off, its bytes kept in a quarantine file beside the journal
+//! ([`Journal::quarantined`]); damage followed by a later group commit, or
+//! anywhere else, is an error naming the segment and byte offset, never
+//! skipped. The checkpoint is checked
 //! against the segments (see `verify`): a missing or inconsistent one is an
 //! error naming its file. Entries the checkpoint does not cover are
 //! pending: indexed in memory (the latest per key), so reads see them, and
