@@ -75,10 +75,13 @@ async fn a_full_disk_fails_appends_cleanly_and_replay_frees_it() {
 
     // Fill the disk: every append is acknowledged or fails, none hangs.
     let (mut acknowledged, mut failed) = (Vec::new(), Vec::new());
-    let mut error = None;
+    let (mut error, mut last_seq) = (None, 0);
     for id in 0..10_000u64 {
         match journal.append(Crate::SCHEMA, &create(id)).await {
-            Ok(_) => acknowledged.push(id),
+            Ok(seq) => {
+                acknowledged.push(id);
+                last_seq = seq;
+            }
             Err(e) => {
                 failed.push(id);
                 error.get_or_insert(e.to_string());
@@ -130,14 +133,30 @@ async fn a_full_disk_fails_appends_cleanly_and_replay_frees_it() {
     {
         panic!("replay did not drain a full disk: {:?}", journal.stats());
     }
-    // The disk has room again.
+    // The disk has room again. The failed appends' sequence numbers are
+    // not given again.
     let next = 1_000_000;
-    journal.append(Crate::SCHEMA, &create(next)).await.unwrap();
+    let seq = journal.append(Crate::SCHEMA, &create(next)).await.unwrap();
+    assert!(
+        seq > last_seq + failed.len() as u64,
+        "entry {seq} after {last_seq} and {} failed appends: a failed append's number was reused",
+        failed.len()
+    );
     acknowledged.push(next);
     tokio::time::timeout(Duration::from_secs(30), plan.drained())
         .await
         .expect("the new entry drains");
     plan.close().await.unwrap();
+
+    // The journal, with its gap, opens again and goes on from there.
+    let journal = Journal::open(&dir, options()).unwrap();
+    assert_eq!(journal.pending(), 0);
+    let after = journal
+        .append(Crate::SCHEMA, &create(next + 1))
+        .await
+        .unwrap();
+    assert_eq!(after, seq + 1);
+    journal.close().await.unwrap();
 
     // The primary holds exactly what was acknowledged.
     assert_eq!(

@@ -19,6 +19,9 @@ pub(crate) struct Head {
     /// The first sequence number of the group commit that wrote it, if
     /// the line says (lines written before the mark existed do not).
     pub batch: Option<u64>,
+    /// The entry written before its group commit, if appends that failed
+    /// took the numbers between (see [`Entry::prev`]).
+    pub prev: Option<u64>,
 }
 
 /// The fields of a line [`Head`] reads; the others (the row among them)
@@ -33,6 +36,8 @@ struct RawHead<'a> {
     op: std::borrow::Cow<'a, str>,
     #[serde(default)]
     batch: Option<u64>,
+    #[serde(default)]
+    prev: Option<u64>,
 }
 
 /// Parses the [`Head`] of one line (without its newline), checking the
@@ -51,6 +56,7 @@ pub(crate) fn parse_head(line: &[u8]) -> Result<Head, EntryError> {
         key: key(&raw.key)?,
         put,
         batch: raw.batch,
+        prev: raw.prev,
     })
 }
 
@@ -114,13 +120,15 @@ fn fields(mut json: Map<String, Json>) -> Result<Entry, EntryError> {
                 .ok_or(EntryError::bad("expect", "not a version number"))?,
         ),
     };
-    let after = match json.get("after") {
-        None => None,
-        Some(v) => Some(
-            v.as_u64()
-                .ok_or(EntryError::bad("after", "not a sequence number"))?,
-        ),
+    let number = |name: &'static str| match json.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .map(Some)
+            .ok_or(EntryError::bad(name, "not a sequence number")),
     };
+    let after = number("after")?;
+    let prev = number("prev")?;
     let op = match field("op")?.as_str() {
         Some("create") => Op::Create(record()?),
         Some("update") => Op::Update {
@@ -139,6 +147,7 @@ fn fields(mut json: Map<String, Json>) -> Result<Entry, EntryError> {
         key,
         op,
         after,
+        prev,
     })
 }
 

@@ -7,6 +7,11 @@
 //! {"seq":7,"time":1795297488052,"table":"books","op":"update","expect":3,"key":"b-1","fingerprint":"4c66ee2b4da6ce3f","record":{...},"crc":"1a2b3c4d"}
 //! ```
 //!
+//! Lines the writer writes also carry, after `seq`, `batch`: the first
+//! sequence number of the group commit that wrote them; and, in the group
+//! commit after appends that failed, `prev`: the entry written before it
+//! (the numbers between went to the failed appends and are never reused).
+//!
 //! `after`, when present, is the sequence number of the pending entry of the
 //! same key the write was checked against. `op` is `create` (the key must be absent), `update` (the row must exist;
 //! with `expect`, at that version) or `delete` (with `expect`, only at that
@@ -99,7 +104,8 @@ impl Intent<'_> {
 /// One decoded entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
-    /// Position in the journal, from 1, without gaps.
+    /// Position in the journal, from 1, without gaps but those appends
+    /// that failed left (see [`Entry::prev`]).
     pub seq: u64,
     /// When it was written, unix milliseconds.
     pub time: i64,
@@ -115,6 +121,11 @@ pub struct Entry {
     /// it was written, if there was one: if that entry is refused at
     /// replay, so is this one (it was built on a state that never was).
     pub after: Option<u64>,
+    /// The entry written before this one's group commit, when that is not
+    /// the one numbered just before it: the numbers between were given to
+    /// appends that failed (never acknowledged, never written), and are not
+    /// used again.
+    pub prev: Option<u64>,
 }
 
 /// The length of the `,"crc":"xxxxxxxx"}` that ends every line.
@@ -276,9 +287,17 @@ pub fn line(seq: u64, body: &str) -> Vec<u8> {
 /// The full line (with newline) for `body` at `seq`, written by the group
 /// commit whose first entry is `batch`: recovery tells an append a power
 /// loss interrupted (damage, then only lines of the same group commit) from
-/// damage to synced entries (lines of a later group commit follow).
-pub fn line_in_batch(seq: u64, batch: u64, body: &str) -> Vec<u8> {
-    framed(format!("{{\"seq\":{seq},\"batch\":{batch},"), body)
+/// damage to synced entries (lines of a later group commit follow). `prev`:
+/// the entry written before the group commit, when appends that failed
+/// took the numbers between (see [`Entry::prev`]).
+pub fn line_in_batch(seq: u64, batch: u64, prev: Option<u64>, body: &str) -> Vec<u8> {
+    match prev {
+        Some(prev) => framed(
+            format!("{{\"seq\":{seq},\"batch\":{batch},\"prev\":{prev},"),
+            body,
+        ),
+        None => framed(format!("{{\"seq\":{seq},\"batch\":{batch},"), body),
+    }
 }
 
 fn framed(head: String, body: &str) -> Vec<u8> {

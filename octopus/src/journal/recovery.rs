@@ -71,12 +71,19 @@ pub fn recover(
                         && e.seq == *first
                         && e.seq > expected
                         && e.seq - 1 <= checkpoint.highest();
-                    if e.seq > MAX_SEQ || (e.seq != expected && !past_replayed_gap) {
+                    if e.seq > MAX_SEQ
+                        || (e.seq != expected && !past_replayed_gap && !declared_gap(&e, expected))
+                    {
                         return Err(out_of_sequence(path, line.offset, e.seq, expected));
                     }
                     at_start = false;
                     marked |= e.batch.is_some();
-                    first_seq.get_or_insert(e.seq);
+                    // A journal whose first entry follows failed appends
+                    // accounts for their numbers too.
+                    first_seq.get_or_insert(match e.prev {
+                        Some(prev) if e.seq > expected => prev + 1,
+                        _ => e.seq,
+                    });
                     last_seq = Some(e.seq);
                     if !checkpoint.done_at(e.seq, &e.table) {
                         pending += 1;
@@ -107,6 +114,15 @@ pub fn recover(
         last: last_seq,
         truncated,
     })
+}
+
+/// Whether `e`, found where entry `expected` was, starts the group commit
+/// after appends that failed, which took the numbers from `expected` to
+/// just before it (see [`Entry::prev`](super::entry::Entry::prev)).
+fn declared_gap(e: &Head, expected: u64) -> bool {
+    e.batch == Some(e.seq)
+        && e.seq > expected
+        && e.prev.and_then(|p| p.checked_add(1)) == Some(expected)
 }
 
 /// A damaged line of the last segment.
@@ -148,6 +164,9 @@ fn cut_tail(dir: &Path, reader: &mut SegmentReader, damage: &Damage) -> Result<C
         place = place.saturating_add(1);
         let acknowledged = match &line.entry {
             Ok(h) => match h.batch {
+                // The damaged line starts a group commit after failed
+                // appends: this line belongs to it.
+                Some(_) if h.prev == Some(damage.after) => false,
                 Some(batch) => damage.synced && batch > damage.after.saturating_add(1),
                 None => h.seq == place,
             },
@@ -340,7 +359,10 @@ mod tests {
     fn batches(groups: &[&[u64]]) -> Vec<u8> {
         groups
             .iter()
-            .flat_map(|g| g.iter().flat_map(move |s| line_in_batch(*s, g[0], BODY)))
+            .flat_map(|g| {
+                g.iter()
+                    .flat_map(move |s| line_in_batch(*s, g[0], None, BODY))
+            })
             .collect()
     }
 
@@ -352,7 +374,7 @@ mod tests {
         let segs = write(dir.path(), &[&[1, 2]]);
         let at = fs::metadata(&segs[0].1).unwrap().len();
         let group = batches(&[&[3, 4, 5, 6]]);
-        let two = line_in_batch(3, 3, BODY).len() + line_in_batch(4, 3, BODY).len();
+        let two = line_in_batch(3, 3, None, BODY).len() + line_in_batch(4, 3, None, BODY).len();
         let mut tail = vec![0u8; two];
         tail.extend_from_slice(&group[two..]);
         append(&segs[0].1, &tail);
@@ -368,7 +390,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bytes = batches(&[&[1], &[2], &[3], &[4], &[5]]);
         let path = segment::path(dir.path(), 1);
-        let one = line_in_batch(1, 1, BODY).len();
+        let one = line_in_batch(1, 1, None, BODY).len();
         let mut damaged = bytes.clone();
         damaged[one..3 * one].fill(0);
         fs::write(&path, &damaged).unwrap();
@@ -412,5 +434,66 @@ mod tests {
             err.contains("sequence number 4 where 3 was expected"),
             "{err}"
         );
+    }
+
+    /// Lines of a group commit starting at `batch`, after failed appends
+    /// took the numbers after `prev`.
+    fn after_gap(seqs: std::ops::RangeInclusive<u64>, prev: u64) -> Vec<u8> {
+        let batch = *seqs.start();
+        seqs.flat_map(|s| line_in_batch(s, batch, Some(prev), BODY))
+            .collect()
+    }
+
+    #[test]
+    fn a_gap_failed_appends_left_is_accepted_where_declared() {
+        // 3 and 4 failed; 5 and 6 say so. 7 then follows as usual.
+        let dir = tempfile::tempdir().unwrap();
+        let segs = write(dir.path(), &[&[1, 2]]);
+        append(&segs[0].1, &after_gap(5..=6, 2));
+        append(&segs[0].1, &batches(&[&[7]]));
+        let r = recover(dir.path(), &segs, 0).unwrap();
+        assert_eq!(
+            (seqs(&r), r.1.first, r.1.last),
+            (vec![1, 2, 5, 6, 7], Some(1), Some(7))
+        );
+        // A declaration that does not match what precedes is not a gap.
+        let dir = tempfile::tempdir().unwrap();
+        let segs = write(dir.path(), &[&[1, 2]]);
+        let at = append(&segs[0].1, &after_gap(5..=6, 1));
+        let err = recover(dir.path(), &segs, 0).unwrap_err().to_string();
+        assert!(err.contains(&format!("at byte offset {at}")), "{err}");
+        assert!(
+            err.contains("sequence number 5 where 3 was expected"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_segment_started_by_failed_appends_opens_alone() {
+        // The segment was named for the first failed append (3); its first
+        // entry is 5. The segment before it was replayed and removed.
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(segment::path(dir.path(), 3), after_gap(5..=6, 2)).unwrap();
+        let segs = segment::list(dir.path()).unwrap();
+        let r = recover(dir.path(), &segs, 2).unwrap();
+        assert_eq!(
+            (seqs(&r), r.1.first, r.1.last),
+            (vec![5, 6], Some(3), Some(6))
+        );
+    }
+
+    #[test]
+    fn damage_to_the_first_line_after_a_gap_is_cut_as_one_group_commit() {
+        // 5..=7 torn by a power loss after failed appends took 3 and 4: a
+        // hole over 5, then 6 and 7 of the same group commit.
+        let dir = tempfile::tempdir().unwrap();
+        let segs = write(dir.path(), &[&[1, 2]]);
+        let group = after_gap(5..=7, 2);
+        let one = line_in_batch(5, 5, Some(2), BODY).len();
+        let mut tail = vec![0u8; one];
+        tail.extend_from_slice(&group[one..]);
+        let at = append(&segs[0].1, &tail);
+        let r = recover(dir.path(), &segs, 0).unwrap();
+        assert_eq!((seqs(&r), r.1.truncated.unwrap().offset), (vec![1, 2], at));
     }
 }

@@ -50,10 +50,12 @@ pub fn io_error(path: &Path, offset: Option<u64>, e: std::io::Error) -> Error {
 /// applies. Never returns an entry twice; at the end of what the writer has
 /// written, it picks up from there on the next read.
 pub struct Cursor {
-    /// The next sequence number wanted.
+    /// The next sequence number wanted (or the first of the numbers failed
+    /// appends took, which the next entry then declares).
     pub next_seq: u64,
-    /// The segment being read, positioned at the next line.
-    file: Option<SegmentReader>,
+    /// The segment being read (its first sequence number, and a reader at
+    /// the next line).
+    file: Option<(u64, SegmentReader)>,
     /// The writer's count of failed writes when `file` was last read: when
     /// it changes, what `file` buffered may be bytes since cut off.
     failures: u64,
@@ -73,8 +75,9 @@ impl Cursor {
     /// `up_to` (the durable end), advancing the cursor. `failures` is the
     /// writer's count of failed writes, read after `up_to`: if it changed,
     /// the segment is read again from its start, so no byte of a failed
-    /// batch (cut off, then written over by the next batch with the same
-    /// sequence numbers) is taken from a buffer.
+    /// batch (cut off, then written over by the next batch) is taken from a
+    /// buffer. An entry may follow a gap it declares (numbers taken by
+    /// appends that failed, see [`Entry::prev`]); any other gap is an error.
     pub fn read(
         &mut self,
         dir: &Path,
@@ -88,8 +91,8 @@ impl Cursor {
         }
         let mut out = Vec::new();
         while out.len() < limit && self.next_seq <= up_to {
-            let reader = match &mut self.file {
-                Some(reader) => reader,
+            let (_, reader) = match &mut self.file {
+                Some(file) => file,
                 None => self.file.insert(self.open(dir)?),
             };
             let line = match reader.next_line()? {
@@ -105,7 +108,9 @@ impl Cursor {
             if e.seq < self.next_seq {
                 continue;
             }
-            if e.seq != self.next_seq {
+            let declared_gap = e.seq > self.next_seq
+                && e.prev.and_then(|p| p.checked_add(1)) == Some(self.next_seq);
+            if e.seq != self.next_seq && !declared_gap {
                 return Err(out_of_sequence(
                     reader.path(),
                     line.offset,
@@ -113,39 +118,46 @@ impl Cursor {
                     self.next_seq,
                 ));
             }
-            self.next_seq += 1;
+            self.next_seq = e.seq + 1;
             out.push(e);
         }
         Ok(out)
     }
 
     /// The segment holding `next_seq`, from its start: the last one starting
-    /// at or before it.
-    fn open(&self, dir: &Path) -> Result<SegmentReader, Error> {
+    /// at or before it (or the first, if `next_seq` was taken by failed
+    /// appends before it).
+    fn open(&self, dir: &Path) -> Result<(u64, SegmentReader), Error> {
         let segments = list(dir)?;
-        let Some((_, path)) = segments.iter().rev().find(|(f, _)| *f <= self.next_seq) else {
+        let Some((first, path)) = segments
+            .iter()
+            .rev()
+            .find(|(f, _)| *f <= self.next_seq)
+            .or(segments.first())
+        else {
             return Err(Error::Journal {
                 path: dir.display().to_string(),
                 offset: None,
                 reason: format!("no segment holds entry {}", self.next_seq),
             });
         };
-        SegmentReader::open(path, 0)
+        Ok((*first, SegmentReader::open(path, 0)?))
     }
 
-    /// At the end of the current segment: whether a segment starting at
-    /// `next_seq` follows (read it next). If not, the writer has not written
-    /// further yet: this segment is reopened where reading stopped, for the
-    /// next read.
+    /// At the end of the current segment: whether a later segment exists
+    /// (the writer only starts one once it is done with this one): then it
+    /// is read next. If not, the writer has not written further yet: this
+    /// segment is reopened where reading stopped, for the next read.
     fn segment_done(&mut self, dir: &Path) -> Result<bool, Error> {
-        let Some(reader) = self.file.take() else {
+        let Some((first, reader)) = self.file.take() else {
             return Ok(true);
         };
         let segments = list(dir)?;
-        if segments.iter().any(|(f, _)| *f == self.next_seq) {
+        if let Some((next, path)) = segments.iter().find(|(f, _)| *f > first) {
+            self.file = Some((*next, SegmentReader::open(path, 0)?));
             return Ok(true);
         }
-        self.file = Some(SegmentReader::open(reader.path(), reader.offset())?);
+        self.file = Some((first, SegmentReader::open(reader.path(), reader.offset())?));
         Ok(false)
     }
 }
@@ -154,7 +166,7 @@ impl Cursor {
 mod tests {
     use std::io::Write as _;
 
-    use super::super::entry::line;
+    use super::super::entry::{line, line_in_batch};
     use super::*;
 
     const BODY: &str =
@@ -198,12 +210,43 @@ mod tests {
         let mut c = Cursor::new(1);
         // Reads up to the durable end; the failed line is in its buffer.
         assert_eq!(seqs(c.read(dir.path(), 2, 0, 10).unwrap()), [1, 2]);
-        // The writer cuts the failed line off and writes entry 3 again.
-        let again = line(3, &BODY.replace("\"k\"", "\"written\""));
-        std::fs::write(path(dir.path(), 1), [durable, again].concat()).unwrap();
-        let read = c.read(dir.path(), 3, 1, 10).unwrap();
+        // The writer cuts the failed line off and writes entry 4, which
+        // names 2 as the entry before it (3 went to the failed append).
+        let next = line_in_batch(4, 4, Some(2), &BODY.replace("\"k\"", "\"written\""));
+        std::fs::write(path(dir.path(), 1), [durable, next].concat()).unwrap();
+        let read = c.read(dir.path(), 4, 1, 10).unwrap();
         assert_eq!(read.len(), 1);
-        assert_eq!(read[0].key, crate::value::Key::Text("written".into()));
+        assert_eq!(
+            (read[0].seq, &read[0].key),
+            (4, &crate::value::Key::Text("written".into()))
+        );
+    }
+
+    #[test]
+    fn the_cursor_follows_a_declared_gap_into_a_later_segment() {
+        // 3 and 4 failed, the second in a new segment named 4, which the
+        // writer then used for entry 5.
+        let dir = tempfile::tempdir().unwrap();
+        let first: Vec<u8> = (1..=2)
+            .flat_map(|s| line_in_batch(s, s, None, BODY))
+            .collect();
+        std::fs::write(path(dir.path(), 1), first).unwrap();
+        let mut c = Cursor::new(1);
+        assert_eq!(seqs(c.read(dir.path(), 2, 0, 10).unwrap()), [1, 2]);
+        std::fs::write(path(dir.path(), 4), line_in_batch(5, 5, Some(2), BODY)).unwrap();
+        assert_eq!(seqs(c.read(dir.path(), 5, 2, 10).unwrap()), [5]);
+        // From a restart at 3 too; a gap not declared is still refused.
+        assert_eq!(
+            seqs(Cursor::new(3).read(dir.path(), 5, 0, 10).unwrap()),
+            [5]
+        );
+        std::fs::write(path(dir.path(), 4), line_in_batch(5, 5, Some(1), BODY)).unwrap();
+        let err = Cursor::new(3).read(dir.path(), 5, 0, 10).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("sequence number 5 where 3 was expected"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -111,6 +111,9 @@ fn run(shared: &Shared, rx: mpsc::Receiver<Msg>, mut current: Option<Segment>) {
     let mut last_sync = Instant::now();
     let mut unsynced = false;
     let mut poisoned = false;
+    // The last entry written before appends that failed, until the next
+    // group commit is written (its lines say so: see `Entry::prev`).
+    let mut gap_after: Option<u64> = None;
     loop {
         let first = match shared.options.durability {
             Durability::Interval(every) if unsynced => match rx.recv_timeout(every) {
@@ -161,7 +164,7 @@ fn run(shared: &Shared, rx: mpsc::Receiver<Msg>, mut current: Option<Segment>) {
             write_batch(
                 shared,
                 &mut current,
-                &batch,
+                (&batch, &mut gap_after),
                 &mut last_sync,
                 (&mut unsynced, &mut poisoned),
             )
@@ -211,19 +214,54 @@ struct Written {
     lines: Vec<(u64, u64)>,
 }
 
-/// Writes the batch's lines.
+/// Writes the batch's lines. Its sequence numbers are taken whatever
+/// happens: if the write fails, they are never used again (the next group
+/// commit's lines name the entry before the gap, `gap_after`).
 fn write_batch(
     shared: &Shared,
     current: &mut Option<Segment>,
-    batch: &[Append],
+    (batch, gap_after): (&[Append], &mut Option<u64>),
     last_sync: &mut Instant,
     (unsynced, poisoned): (&mut bool, &mut bool),
 ) -> std::io::Result<Written> {
+    let before = shared.last_seq.load(Ordering::SeqCst);
+    let first_seq = before + 1;
+    let last = before + batch.len() as u64;
+    let written = write_lines(
+        shared,
+        current,
+        batch,
+        *gap_after,
+        last_sync,
+        (unsynced, poisoned),
+    );
+    if written.is_err() {
+        gap_after.get_or_insert(before);
+    } else {
+        *gap_after = None;
+    }
+    shared.last_seq.store(last, Ordering::SeqCst);
+    let (seg_first, at, spans) = written?;
+    let lines = spans.into_iter().map(|s| (seg_first, at + s)).collect();
+    Ok(Written { first_seq, lines })
+}
+
+/// Writes the lines of the batch numbered from `last_seq + 1`: the
+/// segment written, where the batch starts in it, and where each line
+/// starts in the batch.
+fn write_lines(
+    shared: &Shared,
+    current: &mut Option<Segment>,
+    batch: &[Append],
+    prev: Option<u64>,
+    last_sync: &mut Instant,
+    (unsynced, poisoned): (&mut bool, &mut bool),
+) -> std::io::Result<(u64, u64, Vec<u64>)> {
     let first_seq = shared.last_seq.load(Ordering::SeqCst) + 1;
-    let mut bytes = Vec::with_capacity(batch.iter().map(|a| a.body.len() + 48).sum());
+    let mut bytes = Vec::with_capacity(batch.iter().map(|a| a.body.len() + 64).sum());
     let mut spans = Vec::with_capacity(batch.len());
     for (i, a) in batch.iter().enumerate() {
-        let line = entry::line_in_batch(first_seq + i as u64, first_seq, &a.body);
+        let line = entry::line_in_batch(first_seq + i as u64, first_seq, prev, &a.body);
         spans.push(bytes.len() as u64);
         bytes.extend_from_slice(&line);
     }
@@ -274,15 +312,9 @@ fn write_batch(
     if let Err(e) = written {
         return Err(undo(shared, seg, e, poisoned));
     }
-    let lines = spans
-        .into_iter()
-        .map(|at| (seg.first, seg.size + at))
-        .collect();
+    let at = seg.size;
     seg.size += bytes.len() as u64;
-    shared
-        .last_seq
-        .store(first_seq + batch.len() as u64 - 1, Ordering::SeqCst);
-    Ok(Written { first_seq, lines })
+    Ok((seg.first, at, spans))
 }
 
 /// How a batch failed.
@@ -297,9 +329,10 @@ enum Failed {
 }
 
 /// Undoes a failed batch. Its bytes are cut off the segment, durably (the
-/// next batch is written where they were, with the same sequence numbers:
-/// none of them was acknowledged or made visible to replay, which reads
-/// only up to the durable end, and readers drop what they buffered). After a failed
+/// next batch is written where they were, with new sequence numbers: none
+/// of the failed ones was acknowledged or made visible to replay, which
+/// reads only up to the durable end, and readers drop what they buffered,
+/// as its bytes may be there). After a failed
 /// sync, or if the cut fails, nothing in the page cache is trusted:
 /// appending stops until the journal is reopened, and recovery then reads
 /// what the disk really holds.
