@@ -135,6 +135,12 @@ impl Plan {
     /// Brings every cache level in line with a write: a put for
     /// write-through levels (and for every level when the write went to the
     /// fallback, so reads see it), an invalidation otherwise.
+    ///
+    /// From the level nearest the primary to the front: a reader that
+    /// misses a level after it followed finds every level behind it
+    /// followed too, so it can never fetch the old row from a deeper level
+    /// and fill it in front with a token taken after the front level's
+    /// invalidation (ARCHITECTURE.md, "The cache protocol").
     async fn follow(
         &self,
         schema: &'static Schema,
@@ -142,7 +148,7 @@ impl Plan {
         record: Option<&Record>,
         set_all: bool,
     ) {
-        for level in &self.levels {
+        for level in self.levels.iter().rev() {
             let put = match record {
                 Some(r) if set_all || level.policy == CachePolicy::WriteThrough => Some(r),
                 _ => None,
