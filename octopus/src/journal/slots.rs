@@ -55,7 +55,7 @@ pub(super) fn read(dir: &Path) -> Result<Option<Stored>> {
         .take(2)
         .enumerate()
     {
-        let parsed = std::str::from_utf8(chunk)
+        let parsed = std::str::from_utf8(unpadded(chunk))
             .map_err(|_| bad("not UTF-8 text".into()))
             .and_then(|text| Checkpoint::parse(text, &bad))
             .and_then(|s| match s.checksummed {
@@ -77,6 +77,21 @@ pub(super) fn read(dir: &Path) -> Result<Option<Stored>> {
     }
     best.map(Some)
         .ok_or_else(|| bad(format!("neither slot is valid ({})", why.join("; "))))
+}
+
+/// A slot's text without the newlines that pad it (most of the slot),
+/// skipped a block at a time.
+fn unpadded(slot: &[u8]) -> &[u8] {
+    const BLOCK: usize = 512;
+    const PADDING: [u8; BLOCK] = [b'\n'; BLOCK];
+    let mut end = slot.len();
+    while end >= BLOCK && slot[end - BLOCK..end] == PADDING {
+        end -= BLOCK;
+    }
+    while end > 0 && slot[end - 1] == b'\n' {
+        end -= 1;
+    }
+    &slot[..end]
 }
 
 /// The slot size of a slotted file, from its header.
@@ -152,6 +167,19 @@ mod tests {
             generation,
             ..Checkpoint::default()
         }
+    }
+
+    #[test]
+    fn a_slot_is_read_up_to_its_padding() {
+        for len in [0, 1, 7, 511, 512, 513, 1024, 1500] {
+            let text: String = (0..len)
+                .map(|i| if i % 9 == 8 { '\n' } else { 'a' })
+                .collect();
+            let text = format!("{text}z");
+            let slot = padded(&text, MIN_SLOT);
+            assert_eq!(unpadded(&slot), text.as_bytes(), "text of {len} bytes");
+        }
+        assert_eq!(unpadded(&padded("", MIN_SLOT)), b"");
     }
 
     fn seq(dir: &Path) -> (u64, u64) {
