@@ -111,6 +111,16 @@ pub struct FallbackStats {
     pub mode: Mode,
 }
 
+/// A plan's cache levels, as its fallback sees them (see
+/// [`Fallback::attach_caches`]).
+pub trait CacheInvalidation: Send + Sync + 'static {
+    /// Drops `keys` from every level, from the one nearest the primary to
+    /// the front, leaving markers so fills based on earlier lookups fail.
+    /// A level that fails has the key queued for retries (it never fails
+    /// the caller).
+    fn invalidate<'a>(&'a self, schema: &'static Schema, keys: &'a [Key]) -> BoxFuture<'a, ()>;
+}
+
 /// Takes the writes the primary cannot (its breaker is open, or it was
 /// unavailable), and, for a durable fallback, gives them back to the primary
 /// later. The default, [`FailFast`], returns the error; the journal
@@ -141,6 +151,16 @@ pub trait Fallback: Send + Sync + 'static {
     fn attach(&self, primary: Arc<dyn Store>, breaker: Arc<CircuitBreaker>) -> Result<()> {
         let _ = (primary, breaker);
         Ok(())
+    }
+
+    /// Gives a durable fallback the plan's cache levels: once the primary
+    /// holds a replayed key's state (or refused its entry), the fallback
+    /// has them drop the key, so no cache keeps a row the primary does not
+    /// hold (a journaled row replay refused, a row cached before a write
+    /// whose cache step a crash skipped). The plan calls it once, when it
+    /// is built with caches.
+    fn attach_caches(&self, caches: Arc<dyn CacheInvalidation>) {
+        let _ = caches;
     }
 
     /// Makes a model known, so pending writes of its table can be replayed.

@@ -96,7 +96,9 @@ pub use cache::{Cache, FillToken, Lookup};
 pub use change::{Change, Precondition};
 pub use dao::Dao;
 pub use error::{BoxError, Error, Result};
-pub use fallback::{Deletion, FailFast, Fallback, FallbackStats, Mode, Write, WriteOutcome};
+pub use fallback::{
+    CacheInvalidation, Deletion, FailFast, Fallback, FallbackStats, Mode, Write, WriteOutcome,
+};
 pub use memory::{CACHE_TTL, MemoryStore, MemoryStoreBuilder};
 pub use model::{Field, KeyField, Model, NotNull, VersionField, now_millis};
 pub use octopus_derive::Model;

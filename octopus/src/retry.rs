@@ -1,6 +1,13 @@
 //! Retries of failed cache invalidations: coalesced per key, one background
 //! worker per plan, bounded in size, given up after a few attempts (the
 //! cached row then lives until its TTL).
+//!
+//! A retry is a chain: the level whose invalidation failed, then every
+//! level in front of it, invalidated in that order once the failed one
+//! answers. While a deep level still holds the old row, a reader that
+//! misses a front level can fill it from there; invalidating the front
+//! levels again after the deep one closes that window (the order every
+//! write's caches follow, nearest the primary first).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,9 +29,12 @@ const FIRST_DELAY: Duration = Duration::from_millis(20);
 const MAX_DELAY: Duration = Duration::from_millis(640);
 
 type RetryKey = (usize, &'static str, u64, Key);
+/// Levels to invalidate in order (see the module docs).
+type Chain = Vec<Arc<dyn Cache>>;
 
 struct Retry {
-    cache: Arc<dyn Cache>,
+    /// The levels still to invalidate, the failed one first.
+    chain: Chain,
     schema: &'static Schema,
     key: Key,
     attempts: u32,
@@ -56,11 +66,15 @@ impl Retries {
         self.inner.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues an invalidation of `key` in `cache` (once per key, however
-    /// many writes failed to invalidate it).
-    pub(crate) fn push(&self, cache: Arc<dyn Cache>, schema: &'static Schema, key: Key) {
+    /// Queues an invalidation of `key` in `chain[0]`, then in the levels
+    /// after it (those in front of it), once per key and failed level,
+    /// however many writes failed to invalidate it.
+    pub(crate) fn push(&self, chain: Chain, schema: &'static Schema, key: Key) {
+        let Some(cache) = chain.first() else {
+            return;
+        };
         let id = (
-            Arc::as_ptr(&cache) as *const () as usize,
+            Arc::as_ptr(cache) as *const () as usize,
             schema.table(),
             schema.fingerprint(),
             key.clone(),
@@ -73,7 +87,7 @@ impl Retries {
                 return;
             }
             pending.entry(id).or_insert(Retry {
-                cache,
+                chain,
                 schema,
                 key,
                 attempts: 0,
@@ -90,10 +104,10 @@ impl Retries {
         let mut delay = FIRST_DELAY;
         loop {
             tokio::time::sleep(delay).await;
-            let round: Vec<(RetryKey, Arc<dyn Cache>, &'static Schema, Key)> = self
+            let round: Vec<(RetryKey, Chain, &'static Schema, Key)> = self
                 .lock()
                 .iter()
-                .map(|(id, r)| (id.clone(), r.cache.clone(), r.schema, r.key.clone()))
+                .map(|(id, r)| (id.clone(), r.chain.clone(), r.schema, r.key.clone()))
                 .collect();
             if round.is_empty() {
                 self.inner.running.store(false, Ordering::SeqCst);
@@ -105,19 +119,28 @@ impl Retries {
             }
             let mut failed_caches: Vec<usize> = Vec::new();
             let mut succeeded = false;
-            for (id, cache, schema, key) in round {
+            for (id, chain, schema, key) in round {
+                let cache = chain[0].clone();
                 // One failure per cache and round is enough to know it is
                 // still down; the others wait for the next round.
                 let ok = !failed_caches.contains(&id.0) && {
                     self.inner.counters.invalidation_retries.incr();
                     cache.invalidate(schema, &key).await.is_ok()
                 };
-                let mut pending = self.lock();
                 if ok {
-                    pending.remove(&id);
+                    self.lock().remove(&id);
                     succeeded = true;
+                    // The levels in front, again, now that the failed one
+                    // no longer holds the old row.
+                    for (i, front) in chain.iter().enumerate().skip(1) {
+                        if front.invalidate(schema, &key).await.is_err() {
+                            self.push(chain[i..].to_vec(), schema, key.clone());
+                            break;
+                        }
+                    }
                     continue;
                 }
+                let mut pending = self.lock();
                 if !failed_caches.contains(&id.0) {
                     failed_caches.push(id.0);
                 }

@@ -287,14 +287,12 @@ async fn run(op: Op, cached: Cached, policy: CachePolicy, schedule: u32) -> Run 
     };
     // The reader starts at its first step, so "after the ack" is decided
     // where the schedule lets it start.
-    let (start_tx, start_rx) = oneshot::channel::<()>();
     let reader = {
         let (dao, acked) = (dao.clone(), acked.clone());
         let gate = gate.clone();
         tokio::spawn(ROLE.scope(Who::Reader, async move {
             gate.step(|| "reader start".into()).await;
             let after_ack = acked.load(std::sync::atomic::Ordering::SeqCst);
-            let _ = start_tx.send(());
             (dao.read(1u64).await.unwrap(), after_ack)
         }))
     };
@@ -344,7 +342,6 @@ async fn run(op: Op, cached: Cached, policy: CachePolicy, schedule: u32) -> Run 
         trace.push(format!("{:?}: {}", r.who, r.what));
         let _ = r.go.send(());
     }
-    let _ = start_rx;
     let mut final_reads = Vec::new();
     for _ in 0..2 {
         final_reads.push(dao.read(1u64).await.unwrap());

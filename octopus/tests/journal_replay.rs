@@ -205,6 +205,9 @@ async fn replay_never_clobbers_a_newer_version() {
     assert_eq!(stored(&primary, 1).await.unwrap(), newer);
     let stats = plan.stats().fallback.unwrap();
     assert_eq!((stats.dead_letters, stats.replayed), (1, 0), "{stats:?}");
+    // The journaled row the cache was given is gone with its entry: reads
+    // return the primary's row.
+    assert_eq!(accounts.read(1u64).await.unwrap(), Some(newer));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

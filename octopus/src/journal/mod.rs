@@ -129,6 +129,9 @@ pub(crate) struct Shared {
     /// Serializes writers of the dead-letter file.
     dead_file: Mutex<()>,
     schemas: RwLock<HashMap<String, &'static Schema>>,
+    /// The cache levels of the plans over this journal, in the order they
+    /// were attached: replay invalidates what it applied or refused.
+    caches: RwLock<Vec<Arc<dyn crate::fallback::CacheInvalidation>>>,
     registrations: AtomicU64,
     torn_tail: Option<recovery::Cut>,
     replayer: Mutex<Option<attach::Attached>>,
@@ -255,6 +258,7 @@ impl Journal {
             dead_tx: broadcast::channel(1024).0,
             dead_file: Mutex::new(()),
             schemas: RwLock::default(),
+            caches: RwLock::default(),
             registrations: AtomicU64::new(0),
             torn_tail: recovered.truncated.clone(),
             replayer: Mutex::new(None),

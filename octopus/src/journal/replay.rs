@@ -318,8 +318,54 @@ impl Replayer {
         // smaller batch) stay remembered until their batch finishes.
         self.committed.retain(|s| *s > last);
         self.counted.retain(|s| *s > last);
+        // While their entries are in the index, reads of these keys are
+        // answered from the journal: the caches are brought in line with
+        // the primary before they leave it.
+        self.invalidate_caches(&outcome).await;
         self.account(outcome, counted);
         Ok(())
+    }
+
+    /// Drops the keys of a batch's applied and refused entries from the
+    /// plans' caches: a cache may hold a journaled row replay refused, or a
+    /// row from before a write whose cache step a crash skipped.
+    async fn invalidate_caches(&self, outcome: &Outcome<'_>) {
+        let caches = self
+            .journal
+            .shared
+            .caches
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if caches.is_empty() {
+            return;
+        }
+        let mut by_table: std::collections::BTreeMap<&str, Vec<crate::Key>> = Default::default();
+        let entries = outcome
+            .applied
+            .iter()
+            .chain(&outcome.already_dead)
+            .copied()
+            .chain(outcome.dead.iter().map(|d| &d.entry));
+        for e in entries {
+            by_table.entry(&e.table).or_default().push(e.key.clone());
+        }
+        for (table, keys) in by_table {
+            let Some(schema) = self.journal.schema_of(table) else {
+                continue;
+            };
+            // As the Dao spells them (a line keeps `1`, not its type).
+            let mut keys: Vec<crate::Key> = keys
+                .into_iter()
+                .filter_map(|k| crate::store::normalize_key(schema, k).ok())
+                .collect();
+            keys.sort_unstable();
+            keys.dedup();
+            // The levels attached last are the deepest.
+            for levels in caches.iter().rev() {
+                levels.invalidate(schema, &keys).await;
+            }
+        }
     }
 
     /// Counters, the pending index and count, dead-letter events and the

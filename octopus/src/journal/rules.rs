@@ -23,7 +23,7 @@ use super::Journal;
 use super::entry::Intent;
 use super::index::Pending;
 use crate::breaker::CircuitBreaker;
-use crate::fallback::{Fallback, FallbackStats, Mode, Write, WriteOutcome};
+use crate::fallback::{CacheInvalidation, Fallback, FallbackStats, Mode, Write, WriteOutcome};
 use crate::schema::Schema;
 use crate::store::{BoxFuture, Store, key_of, version_of};
 use crate::value::{Key, Record};
@@ -152,6 +152,14 @@ impl Fallback for Journal {
 
     fn attach(&self, primary: Arc<dyn Store>, breaker: Arc<CircuitBreaker>) -> Result<()> {
         self.start_replayer(primary, breaker)
+    }
+
+    fn attach_caches(&self, caches: Arc<dyn CacheInvalidation>) {
+        self.shared
+            .caches
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(caches);
     }
 
     fn register(&self, schema: &'static Schema) {

@@ -3,6 +3,7 @@
 //! registries' per-table plans in `plans`.
 
 mod checked;
+mod invalidation;
 mod plans;
 mod read;
 mod write;
@@ -165,6 +166,13 @@ impl PlanBuilder {
         let counters = Arc::new(PlanCounters::default());
         self.fallback
             .attach(self.primary.clone(), breaker.clone())?;
+        let retries = Retries::new(counters.clone());
+        if !self.levels.is_empty() {
+            self.fallback.attach_caches(Arc::new(invalidation::Levels {
+                caches: self.levels.iter().map(|(c, _)| c.clone()).collect(),
+                retries: retries.clone(),
+            }));
+        }
         Ok(Plan {
             primary: self.primary,
             breaker,
@@ -180,7 +188,7 @@ impl PlanBuilder {
             fallback: self.fallback,
             herd_wait: self.herd_wait,
             flights: Flights::default(),
-            retries: Retries::new(counters.clone()),
+            retries,
             counters,
             unchecked: checked::Unchecked::default(),
         })
@@ -228,6 +236,10 @@ impl Plan {
 
     /// Adds a shared cache with `policy`.
     pub fn with_cache_policy(mut self, cache: Arc<dyn Cache>, policy: CachePolicy) -> Self {
+        self.fallback.attach_caches(Arc::new(invalidation::Levels {
+            caches: vec![cache.clone()],
+            retries: self.retries.clone(),
+        }));
         self.levels.push(Level {
             cache,
             policy,

@@ -27,6 +27,9 @@ impl Plan {
         // A key with pending entries queues behind them, so no older entry
         // can overtake a newer write.
         let queued = self.fallback.has_pending() && self.fallback.must_queue(schema, &key);
+        // From here the primary may change: if this future is dropped before
+        // the caches follow, the retry queue makes them.
+        let mut unfollowed = Unfollowed::new(self, schema, &key);
         let out = if queued {
             Err(Error::unavailable(
                 self.primary.name(),
@@ -39,17 +42,38 @@ impl Plan {
             Ok(existed) => {
                 self.counters.primary_writes.incr();
                 self.forget_flight(schema, &key);
-                self.follow(schema, &key, write.record(), false).await;
+                self.follow(schema, &key, write.record(), false, &mut unfollowed)
+                    .await;
                 Ok((WriteOutcome::Primary, existed))
             }
             Err(e) if e.is_unavailable() => {
-                let outcome = self.to_fallback(schema, &key, &write, e).await?;
+                let outcome = match self.to_fallback(schema, &key, &write, e).await {
+                    Ok(outcome) => outcome,
+                    Err(e) => {
+                        unfollowed.disarm();
+                        return Err(e);
+                    }
+                };
                 self.counters.fallback_writes.incr();
                 self.forget_flight(schema, &key);
-                self.follow(schema, &key, write.record(), true).await;
+                self.follow(schema, &key, write.record(), true, &mut unfollowed)
+                    .await;
                 Ok((outcome, true))
             }
-            Err(e) => Err(e),
+            Err(
+                e @ (Error::Conflict { .. } | Error::NotFound { .. } | Error::AlreadyExists { .. }),
+            ) => {
+                // The caller likely built the write on a cached row the
+                // primary no longer holds: that row must not outlive the
+                // error it caused.
+                self.follow(schema, &key, None, false, &mut unfollowed)
+                    .await;
+                Err(e)
+            }
+            Err(e) => {
+                unfollowed.disarm();
+                Err(e)
+            }
         }
     }
 
@@ -140,15 +164,17 @@ impl Plan {
     /// misses a level after it followed finds every level behind it
     /// followed too, so it can never fetch the old row from a deeper level
     /// and fill it in front with a token taken after the front level's
-    /// invalidation (ARCHITECTURE.md, "The cache protocol").
+    /// invalidation (ARCHITECTURE.md, "The cache protocol"). `unfollowed`
+    /// counts down as levels follow (see [`Unfollowed`]).
     async fn follow(
         &self,
         schema: &'static Schema,
         key: &Key,
         record: Option<&Record>,
         set_all: bool,
+        unfollowed: &mut Unfollowed<'_>,
     ) {
-        for level in self.levels.iter().rev() {
+        for (i, level) in self.levels.iter().enumerate().rev() {
             let put = match record {
                 Some(r) if set_all || level.policy == CachePolicy::WriteThrough => Some(r),
                 _ => None,
@@ -160,8 +186,57 @@ impl Plan {
             if let Err(e) = done {
                 level.counters.write_errors.incr();
                 tracing::warn!(target: "octopus::plan", cache = level.cache.name(), table = schema.table(), %key, error = %e, "cache invalidation failed; retrying in the background");
-                self.retries.push(level.cache.clone(), schema, key.clone());
+                self.retries.push(self.chain_from(i), schema, key.clone());
             }
+            unfollowed.levels = i;
+        }
+    }
+
+    /// Level `i` and every level in front of it, `i` first: what must be
+    /// invalidated again, in that order, once level `i` answers.
+    pub(super) fn chain_from(&self, i: usize) -> Vec<std::sync::Arc<dyn crate::cache::Cache>> {
+        self.levels[..=i]
+            .iter()
+            .rev()
+            .map(|l| l.cache.clone())
+            .collect()
+    }
+}
+
+/// The cache levels a write has not brought in line yet (the first
+/// `levels`). If the write's future is dropped before they are (its caller
+/// cancelled it, after the primary may have committed), they are handed to
+/// the retry queue, which invalidates them from the deepest to the front.
+pub(super) struct Unfollowed<'p> {
+    plan: &'p Plan,
+    schema: &'static Schema,
+    key: &'p Key,
+    pub levels: usize,
+}
+
+impl<'p> Unfollowed<'p> {
+    /// Every level of `plan`, for a write of `key` about to start.
+    pub fn new(plan: &'p Plan, schema: &'static Schema, key: &'p Key) -> Self {
+        Unfollowed {
+            plan,
+            schema,
+            key,
+            levels: plan.levels.len(),
+        }
+    }
+
+    /// Nothing to bring in line (the primary refused the write).
+    pub fn disarm(&mut self) {
+        self.levels = 0;
+    }
+}
+
+impl Drop for Unfollowed<'_> {
+    fn drop(&mut self) {
+        if self.levels > 0 {
+            tracing::debug!(target: "octopus::plan", table = self.schema.table(), key = %self.key, "write dropped before its caches followed; invalidating them in the background");
+            let chain = self.plan.chain_from(self.levels - 1);
+            self.plan.retries.push(chain, self.schema, self.key.clone());
         }
     }
 }

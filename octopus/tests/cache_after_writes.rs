@@ -1,0 +1,133 @@
+//! What the caches hold after writes that did not end the usual way: a
+//! write whose caller gave up after the primary committed, and writes the
+//! primary refused because they were built on a cached row it no longer
+//! holds.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use octopus::{CachePolicy, Dao, Error, Key, MemoryStore, Model, Plan, Store};
+use support::{Scripted, Step};
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone, PartialEq, Model)]
+#[octopus(table = "ledgers")]
+struct Ledger {
+    #[octopus(key)]
+    id: u64,
+    total: i64,
+    #[octopus(version)]
+    version: u64,
+}
+
+fn plan(primary: Arc<dyn Store>) -> Arc<Plan> {
+    Arc::new(
+        Plan::builder(primary)
+            .cache(Arc::new(MemoryStore::new()), CachePolicy::Invalidate)
+            .cache(Arc::new(MemoryStore::new()), CachePolicy::Invalidate)
+            .build()
+            .unwrap(),
+    )
+}
+
+/// Polls `read` until it returns `want`, for up to 5 s; fails with the
+/// last value seen.
+async fn reads_eventually(dao: &Dao<Ledger>, want: Option<Ledger>) {
+    let mut seen = None;
+    for _ in 0..500 {
+        seen = dao.read(1u64).await.unwrap();
+        if seen == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("reads kept returning {seen:?}, not {want:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_cancelled_after_the_primary_committed_still_clears_the_caches() {
+    let primary = Scripted::new();
+    let plan = plan(primary.clone());
+    let dao: Dao<Ledger> = Dao::new(plan.clone());
+    let mut ledger = Ledger {
+        id: 1,
+        total: 10,
+        version: 0,
+    };
+    dao.create(&mut ledger).await.unwrap();
+    // Both levels hold version 1.
+    assert_eq!(dao.read(1u64).await.unwrap(), Some(ledger.clone()));
+
+    // The update commits, then its answer is slow; the caller gives up.
+    let gate = Arc::new(Notify::new());
+    primary.then(Step::Gate(gate.clone()));
+    let mut changed = ledger.clone();
+    changed.total = 20;
+    let task = {
+        let dao = dao.clone();
+        let mut changed = changed.clone();
+        tokio::spawn(async move { dao.update(&mut changed).await })
+    };
+    let key = Key::UInt(1);
+    let mut committed = None;
+    for _ in 0..500 {
+        let row = primary.inner.get(Ledger::SCHEMA, &key).await.unwrap();
+        committed = row.map(|r| Ledger::from_record(r).unwrap());
+        if committed.as_ref().is_some_and(|l| l.total == 20) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let committed = committed.unwrap();
+    assert_eq!(
+        committed.total, 20,
+        "the primary never committed the update"
+    );
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    gate.notify_waiters();
+
+    reads_eventually(&dao, Some(committed)).await;
+    assert!(plan.stats().invalidation_retries >= 1, "{:?}", plan.stats());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_or_a_missing_row_clears_the_cached_row_that_caused_it() {
+    let primary: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    // Two servers over one primary, each with its own caches.
+    let here: Dao<Ledger> = Dao::new(plan(primary.clone()));
+    let there: Dao<Ledger> = Dao::new(plan(primary.clone()));
+    let mut ledger = Ledger {
+        id: 1,
+        total: 10,
+        version: 0,
+    };
+    here.create(&mut ledger).await.unwrap();
+    let mut stale = here.read(1u64).await.unwrap().unwrap();
+
+    // The other server updates the row: this one's caches still hold
+    // version 1, and an update built on it conflicts.
+    let mut newer = there.read(1u64).await.unwrap().unwrap();
+    newer.total = 30;
+    there.update(&mut newer).await.unwrap();
+    assert_eq!(here.read(1u64).await.unwrap().unwrap().version, 1);
+    stale.total = 11;
+    let err = here.update(&mut stale).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    assert_eq!(here.read(1u64).await.unwrap(), Some(newer.clone()));
+
+    // The other server deletes it: an update built on the cached row finds
+    // nothing, and the row is gone from this server's caches too.
+    there.delete(1u64).await.unwrap();
+    assert!(here.read(1u64).await.unwrap().is_some(), "cached here");
+    let mut cached = here.read(1u64).await.unwrap().unwrap();
+    cached.total = 12;
+    let err = here.update(&mut cached).await.unwrap_err();
+    assert!(
+        matches!(err, Error::NotFound { .. } | Error::Conflict { .. }),
+        "{err}"
+    );
+    assert_eq!(here.read(1u64).await.unwrap(), None);
+}
