@@ -106,3 +106,49 @@ async fn concurrent_readers_and_writers_agree() {
     }
     assert_eq!(store.len(), 4000);
 }
+
+fn lookup_token(lookup: octopus::Lookup) -> octopus::FillToken {
+    match lookup {
+        octopus::Lookup::Miss(token) => token,
+        octopus::Lookup::Hit(r) => panic!("expected a miss, got {r:?}"),
+    }
+}
+
+/// A reader looked a key up (absent) and loaded the old row; a writer then
+/// invalidated the key; a full cache evicted entries meanwhile. The
+/// reader's fill must still fail, whether the marker survived (rows go
+/// first) or had to go (only markers were left to evict).
+#[tokio::test]
+async fn an_eviction_never_lets_a_late_fill_restore_an_overwritten_row() {
+    use octopus::Cache;
+    for rows_first in [true, false] {
+        let cache = MemoryStore::builder().capacity(4).build();
+        let key = Key::UInt(1);
+        let token = lookup_token(cache.lookup(Entry::SCHEMA, &key).await.unwrap());
+        cache.invalidate(Entry::SCHEMA, &key).await.unwrap();
+        for id in 2..=9 {
+            if rows_first {
+                Cache::put(&cache, Entry::SCHEMA, &rec(id)).await.unwrap();
+            } else {
+                cache
+                    .invalidate(Entry::SCHEMA, &Key::UInt(id))
+                    .await
+                    .unwrap();
+            }
+        }
+        assert_eq!(cache.len(), 4);
+        let filled = cache.fill(Entry::SCHEMA, &rec(1), token).await.unwrap();
+        assert!(
+            !filled,
+            "a fill from before the invalidation succeeded after {} were evicted",
+            if rows_first { "rows" } else { "markers" }
+        );
+        assert!(
+            cache.get(Entry::SCHEMA, &key).await.unwrap().is_none(),
+            "the old row is cached"
+        );
+        // A lookup after the eviction fills as usual.
+        let token = lookup_token(cache.lookup(Entry::SCHEMA, &key).await.unwrap());
+        assert!(cache.fill(Entry::SCHEMA, &rec(1), token).await.unwrap());
+    }
+}

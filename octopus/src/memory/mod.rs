@@ -8,11 +8,16 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::cache::{Cache, FillToken, Lookup};
+use crate::cache::{FillToken, Lookup};
 use crate::schema::Schema;
 use crate::store::{BoxFuture, Store, check_key, check_record, key_of, version_of};
 use crate::value::{Key, Record};
 use crate::{Error, Result};
+
+mod cache;
+mod evict;
+
+use evict::evict_one;
 
 /// Rows are grouped per table and model shape, so two models that share a
 /// table name but differ in columns never see each other's rows.
@@ -61,6 +66,11 @@ pub struct MemoryStore {
     name: String,
     shards: Box<[RwLock<Shard>]>,
     clocks: Box<[AtomicU64]>,
+    /// Per shard, one past the clock reading at which an invalidation
+    /// marker was last evicted (0: never): a fill based on a lookup that
+    /// found the key absent before then may be racing the write whose
+    /// marker is gone, and fails.
+    markers_evicted: Box<[AtomicU64]>,
     shard_capacity: Option<usize>,
     ttl: Option<Duration>,
     hasher: RandomState,
@@ -104,6 +114,7 @@ impl MemoryStoreBuilder {
             name: self.name.unwrap_or_else(|| "memory".to_owned()),
             shards: (0..shards).map(|_| RwLock::default()).collect(),
             clocks: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            markers_evicted: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             shard_capacity: self.capacity.map(|c| c.div_ceil(shards)),
             ttl: self.ttl,
             hasher: RandomState::new(),
@@ -153,11 +164,17 @@ impl MemoryStore {
         let table = table_id(schema);
         let i = self.shard_of(table, key);
         let shard = read(&self.shards[i]);
+        // Absent as of this clock reading (see `markers_evicted`).
+        let absent = || {
+            Lookup::Miss(FillToken::Cas(
+                ABSENT | self.clocks[i].load(Ordering::Relaxed),
+            ))
+        };
         let Some(entry) = shard.tables.get(&table).and_then(|t| t.get(key)) else {
-            return Lookup::Miss(FillToken::Absent);
+            return absent();
         };
         if !self.live(entry, now) {
-            return Lookup::Miss(FillToken::Absent);
+            return absent();
         }
         let tick = self.clocks[i].fetch_add(1, Ordering::Relaxed);
         entry.touched.store(tick, Ordering::Relaxed);
@@ -220,7 +237,11 @@ impl MemoryStore {
                 }
                 if let Some(cap) = self.shard_capacity {
                     while shard.len > cap {
-                        if !evict_one(shard, now) {
+                        let evicted = evict_one(shard, now);
+                        if evicted.marker {
+                            self.markers_evicted[i].store(tick + 1, Ordering::Relaxed);
+                        }
+                        if !evicted.dropped {
                             break;
                         }
                     }
@@ -267,6 +288,10 @@ impl MemoryStore {
 /// forever.
 pub const CACHE_TTL: Duration = Duration::from_secs(300);
 
+/// The bit of a [`FillToken::Cas`] that says "absent at this clock
+/// reading" (the rest), not "this marker".
+const ABSENT: u64 = 1 << 63;
+
 /// How long an invalidation marker lives.
 const MARKER_TTL: Duration = Duration::from_secs(30);
 
@@ -286,44 +311,6 @@ fn write(lock: &RwLock<Shard>) -> std::sync::RwLockWriteGuard<'_, Shard> {
 
 /// Drops every expired row of the shard if there is one, else the least
 /// recently touched row of a sample. Returns whether a row was dropped.
-fn evict_one(shard: &mut Shard, now: Instant) -> bool {
-    const SAMPLE: usize = 32;
-    let mut victim: Option<(TableId, Key, u64)> = None;
-    let mut expired: Vec<(TableId, Key)> = Vec::new();
-    let mut seen = 0;
-    'outer: for (table, rows) in &shard.tables {
-        for (key, entry) in rows {
-            if entry.expires.is_some_and(|t| t <= now) {
-                expired.push((*table, key.clone()));
-                continue;
-            }
-            let touched = entry.touched.load(Ordering::Relaxed);
-            if victim.as_ref().is_none_or(|(_, _, t)| touched < *t) {
-                victim = Some((*table, key.clone(), touched));
-            }
-            seen += 1;
-            if seen >= SAMPLE {
-                break 'outer;
-            }
-        }
-    }
-    let targets: Vec<(TableId, Key)> = if expired.is_empty() {
-        victim.map(|(t, k, _)| vec![(t, k)]).unwrap_or_default()
-    } else {
-        expired
-    };
-    let mut dropped = false;
-    for (table, key) in targets {
-        if let Some(rows) = shard.tables.get_mut(&table)
-            && rows.remove(&key).is_some()
-        {
-            shard.len -= 1;
-            dropped = true;
-        }
-    }
-    dropped
-}
-
 fn conflict(schema: &'static Schema, key: &Key, expected: u64, actual: u64) -> Error {
     Error::Conflict {
         table: schema.table(),
@@ -469,81 +456,6 @@ impl Store for MemoryStore {
             rows.sort_by(|a, b| a.0.cmp(&b.0));
             rows.truncate(limit);
             Ok(rows.into_iter().map(|(_, r)| r).collect())
-        })
-    }
-}
-
-impl Cache for MemoryStore {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn lookup<'a>(
-        &'a self,
-        schema: &'static Schema,
-        key: &'a Key,
-    ) -> BoxFuture<'a, Result<Lookup>> {
-        Box::pin(async move {
-            check_key(schema, key)?;
-            Ok(self.find(schema, key, Instant::now()))
-        })
-    }
-
-    fn lookup_many<'a>(
-        &'a self,
-        schema: &'static Schema,
-        keys: &'a [Key],
-    ) -> BoxFuture<'a, Result<Vec<Lookup>>> {
-        Box::pin(async move {
-            let now = Instant::now();
-            keys.iter()
-                .map(|k| {
-                    check_key(schema, k)?;
-                    Ok(self.find(schema, k, now))
-                })
-                .collect()
-        })
-    }
-
-    fn fill<'a>(
-        &'a self,
-        schema: &'static Schema,
-        record: &'a Record,
-        token: FillToken,
-    ) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move {
-            check_record(schema, record)?;
-            let key = key_of(schema, record)?;
-            self.modify(schema, key, |current| {
-                let unchanged = match (token, current) {
-                    (FillToken::Absent, None) => true,
-                    (FillToken::Cas(cas), Some(c)) => c.record.is_none() && c.cas == cas,
-                    _ => false,
-                };
-                Ok(if unchanged {
-                    (self.cached(record), true)
-                } else {
-                    (Change::Keep, false)
-                })
-            })
-        })
-    }
-
-    fn put<'a>(&'a self, schema: &'static Schema, record: &'a Record) -> BoxFuture<'a, Result<()>> {
-        Store::upsert(self, schema, record)
-    }
-
-    fn invalidate<'a>(
-        &'a self,
-        schema: &'static Schema,
-        key: &'a Key,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            check_key(schema, key)?;
-            let ttl = self.marker_ttl();
-            self.modify(schema, key.clone(), |_| {
-                Ok((Change::Put(None, Some(ttl)), ()))
-            })
         })
     }
 }

@@ -1,0 +1,135 @@
+//! The in-process cache: [`Cache`] for [`MemoryStore`], with invalidation
+//! markers and guarded fills.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::{ABSENT, Change, MemoryStore, table_id};
+use crate::Result;
+use crate::cache::{Cache, FillToken, Lookup};
+use crate::schema::Schema;
+use crate::store::{BoxFuture, check_key, check_record, key_of};
+use crate::value::{Key, Record};
+
+impl Cache for MemoryStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn lookup<'a>(
+        &'a self,
+        schema: &'static Schema,
+        key: &'a Key,
+    ) -> BoxFuture<'a, Result<Lookup>> {
+        Box::pin(async move {
+            check_key(schema, key)?;
+            Ok(self.find(schema, key, Instant::now()))
+        })
+    }
+
+    fn lookup_many<'a>(
+        &'a self,
+        schema: &'static Schema,
+        keys: &'a [Key],
+    ) -> BoxFuture<'a, Result<Vec<Lookup>>> {
+        Box::pin(async move {
+            let now = Instant::now();
+            keys.iter()
+                .map(|k| {
+                    check_key(schema, k)?;
+                    Ok(self.find(schema, k, now))
+                })
+                .collect()
+        })
+    }
+
+    fn fill<'a>(
+        &'a self,
+        schema: &'static Schema,
+        record: &'a Record,
+        token: FillToken,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            check_record(schema, record)?;
+            let key = key_of(schema, record)?;
+            let i = self.shard_of(table_id(schema), &key);
+            self.modify(schema, key, |current| {
+                let unchanged = match (token, current) {
+                    (FillToken::Absent, None) => true,
+                    // Still absent, and no marker dropped since the lookup
+                    // (read under the shard's lock, as evictions write it).
+                    (FillToken::Cas(seen), None) if seen & ABSENT != 0 => {
+                        self.markers_evicted[i].load(Ordering::Relaxed) <= seen & !ABSENT
+                    }
+                    (FillToken::Cas(cas), Some(c)) => c.record.is_none() && c.cas == cas,
+                    _ => false,
+                };
+                Ok(if unchanged {
+                    (self.cached(record), true)
+                } else {
+                    (Change::Keep, false)
+                })
+            })
+        })
+    }
+
+    fn put<'a>(&'a self, schema: &'static Schema, record: &'a Record) -> BoxFuture<'a, Result<()>> {
+        // A row put by a plan expires like a filled one.
+        Box::pin(async move {
+            check_record(schema, record)?;
+            let key = key_of(schema, record)?;
+            self.modify(schema, key, |_| Ok((self.cached(record), ())))
+        })
+    }
+
+    fn invalidate<'a>(
+        &'a self,
+        schema: &'static Schema,
+        key: &'a Key,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            check_key(schema, key)?;
+            let ttl = self.marker_ttl();
+            self.modify(schema, key.clone(), |_| {
+                Ok((Change::Put(None, Some(ttl)), ()))
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::CACHE_TTL;
+    use super::*;
+    use crate::Model;
+    use crate::value::Value;
+
+    #[derive(Debug, crate::Model)]
+    struct Row {
+        #[octopus(key)]
+        id: u64,
+    }
+
+    /// When the entry of `id` expires, if it does.
+    fn expires(store: &MemoryStore, id: u64) -> Option<Instant> {
+        let key = Key::UInt(id);
+        let table = table_id(Row::SCHEMA);
+        let shard = super::super::read(&store.shards[store.shard_of(table, &key)]);
+        shard.tables[&table][&key].expires
+    }
+
+    #[tokio::test]
+    async fn rows_a_plan_puts_expire_even_without_a_ttl() {
+        let store = MemoryStore::new();
+        let before = Instant::now();
+        let row = Record::new(vec![Value::UInt(1)]);
+        Cache::put(&store, Row::SCHEMA, &row).await.unwrap();
+        let at = expires(&store, 1).expect("a put row expires");
+        assert!(at >= before + CACHE_TTL && at <= Instant::now() + CACHE_TTL);
+        // As a primary it keeps rows.
+        crate::Store::upsert(&store, Row::SCHEMA, &Record::new(vec![Value::UInt(2)]))
+            .await
+            .unwrap();
+        assert_eq!(expires(&store, 2), None);
+    }
+}
