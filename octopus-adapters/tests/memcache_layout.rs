@@ -91,16 +91,39 @@ async fn an_oversized_value_is_refused_for_that_write_only() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_changed_model_never_reads_old_bytes() {
+async fn a_changed_model_never_reads_old_bytes_and_shares_the_row_key() {
+    use octopus::{Cache, Lookup};
     let store = support::memcache_store("layout-shape").await;
+    let key = Key::from("d");
     store.upsert(Doc::SCHEMA, &doc("d", 3)).await.unwrap();
+    assert_eq!(store.get(DocV2::SCHEMA, &key).await.unwrap(), None);
+    // One key per row, whatever the shape: during a rolling deploy, either
+    // version's invalidation drops the row the other cached.
     assert_eq!(
-        store.get(DocV2::SCHEMA, &Key::from("d")).await.unwrap(),
-        None
+        store.cache_key(Doc::SCHEMA, &key),
+        store.cache_key(DocV2::SCHEMA, &key)
     );
-    assert_ne!(
-        store.cache_key(Doc::SCHEMA, &Key::from("d")),
-        store.cache_key(DocV2::SCHEMA, &Key::from("d"))
+    store.invalidate(DocV2::SCHEMA, &key).await.unwrap();
+    assert_eq!(store.get(Doc::SCHEMA, &key).await.unwrap(), None);
+    // A value of the other shape is a miss that a fill replaces.
+    store.upsert(Doc::SCHEMA, &doc("d", 3)).await.unwrap();
+    let Lookup::Miss(token) = store.lookup(DocV2::SCHEMA, &key).await.unwrap() else {
+        panic!("the other shape's bytes read as a hit");
+    };
+    let v2 = DocV2 {
+        id: "d".into(),
+        body: vec![1, 2],
+        title: Some("new".into()),
+    };
+    assert!(
+        store
+            .fill(DocV2::SCHEMA, &v2.to_record().unwrap(), token)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get(DocV2::SCHEMA, &key).await.unwrap(),
+        Some(v2.to_record().unwrap())
     );
 }
 

@@ -30,6 +30,7 @@ pub(crate) struct LevelCounters {
     pub fill_races_lost: Counter,
     pub fill_errors: Counter,
     pub write_errors: Counter,
+    pub undecodable: Counter,
 }
 
 impl LevelCounters {
@@ -43,6 +44,7 @@ impl LevelCounters {
             fill_races_lost: self.fill_races_lost.get(),
             fill_errors: self.fill_errors.get(),
             write_errors: self.write_errors.get(),
+            undecodable: self.undecodable.get(),
         }
     }
 }
@@ -77,6 +79,10 @@ pub struct LevelStats {
     pub fill_errors: u64,
     /// Invalidations or write-through puts that failed (each is retried).
     pub write_errors: u64,
+    /// Cached values that did not fit the model (a column of the wrong
+    /// type): each was a miss, dropped from the level, and the primary
+    /// answered.
+    pub undecodable: u64,
 }
 
 /// A plan's counters at one moment; cheap to take.

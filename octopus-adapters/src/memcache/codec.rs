@@ -1,8 +1,10 @@
 //! Cache keys and the compact binary encoding of records.
 //!
-//! Key: `octopus:<table>:<fingerprint>:<key>`, the fingerprint in 16 hex
-//! digits, so a model whose columns change never reads bytes written under
-//! the old shape. The key part is `i<n>` or `u<n>` for integers and `s<text>`
+//! Key: `octopus:<table>:<key>`, one key per row whatever the model's
+//! shape, so during a rolling deploy servers of either version invalidate
+//! the rows the other cached. The value carries the schema fingerprint: a
+//! value written under another shape is a miss (never decoded) that a fill
+//! may replace. The key part is `i<n>` or `u<n>` for integers and `s<text>`
 //! for text that memcached can hold as is (printable ASCII without spaces,
 //! the whole key within 250 bytes); any other text is `h` and a 128-bit hash
 //! in hex. A hash could in theory collide, so every value also carries the
@@ -65,11 +67,7 @@ fn hash128(bytes: &[u8]) -> (u64, u64) {
 /// The memcached key of `key` in `schema`'s table, under `namespace`
 /// (`octopus` unless configured).
 pub(crate) fn cache_key(namespace: &str, schema: &'static Schema, key: &Key) -> String {
-    let prefix = format!(
-        "{namespace}:{}:{:016x}:",
-        schema.table(),
-        schema.fingerprint()
-    );
+    let prefix = format!("{namespace}:{}:", schema.table());
     match key {
         Key::Int(i) => format!("{prefix}i{i}"),
         Key::UInt(u) => format!("{prefix}u{u}"),
@@ -295,24 +293,25 @@ mod tests {
 
     #[test]
     fn keys_memcached_cannot_hold_are_hashed_deterministically() {
-        let fp = format!("{:016x}", SCHEMA.fingerprint());
+        let fp = "";
+        // No fingerprint: one key per row whatever the shape.
         assert_eq!(
             cache_key("octopus", &SCHEMA, &Key::from("plain-key")),
-            format!("octopus:things:{fp}:splain-key")
+            format!("octopus:things:{fp}splain-key")
         );
         assert_eq!(
             cache_key("octopus", &SCHEMA, &Key::Int(-5)),
-            format!("octopus:things:{fp}:i-5")
+            format!("octopus:things:{fp}i-5")
         );
         let spaced = cache_key("octopus", &SCHEMA, &Key::from("with space"));
-        assert!(spaced.starts_with(&format!("octopus:things:{fp}:h")) && !spaced.contains(' '));
+        assert!(spaced.starts_with(&format!("octopus:things:{fp}h")) && !spaced.contains(' '));
         // Pinned: the same text maps to the same key on every build.
         assert_eq!(
             spaced,
             cache_key("octopus", &SCHEMA, &Key::from("with space"))
         );
         let (a, b) = hash128(b"with space");
-        assert_eq!(spaced, format!("octopus:things:{fp}:h{a:016x}{b:016x}"));
+        assert_eq!(spaced, format!("octopus:things:{fp}h{a:016x}{b:016x}"));
         let long = cache_key("octopus", &SCHEMA, &Key::from("x".repeat(400).as_str()));
         assert!(long.len() <= 250);
         assert_ne!(

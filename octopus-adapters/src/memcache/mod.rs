@@ -15,13 +15,15 @@
 //!
 //! # Layout
 //!
-//! Keys are `octopus:<table>:<fingerprint>:<key>` (`octopus` is the default
+//! Keys are `octopus:<table>:<key>` (`octopus` is the default
 //! namespace; see [`MemcacheOptions::namespace`]); keys memcached cannot hold
 //! (spaces, control characters, non-ASCII, over 250 bytes) are hashed
 //! deterministically, and every value carries its exact key, so two keys
 //! never read each other's row. Values are a compact binary encoding of the
 //! record carrying the schema fingerprint: bytes written under another shape
-//! of the model are a miss, never decoded. Every write has the store's TTL.
+//! of the model are a miss, never decoded, that a fill may replace (one key
+//! per row whatever the shape: servers of two versions of a model, during a
+//! rolling deploy, invalidate each other's cached rows). Every write has the store's TTL.
 //! A value larger than the item limit (`max_item_bytes`, default 1 MiB minus
 //! room for the key and header) is refused with [`Error::Invalid`] for that
 //! write only.
@@ -480,7 +482,7 @@ impl Store for MemcacheStore {
     }
 
     fn ensure_schema<'a>(&'a self, _schema: &'static Schema) -> BoxFuture<'a, Result<()>> {
-        // Nothing to create: the fingerprint in every key is the schema.
+        // Nothing to create: the fingerprint in every value is the schema.
         Box::pin(async { Ok(()) })
     }
 

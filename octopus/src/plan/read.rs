@@ -7,7 +7,8 @@ use crate::flight::{self, Role};
 use crate::schema::Schema;
 use crate::value::{Key, Record};
 
-use super::Plan;
+use super::{Level, Plan};
+use crate::store::check_record;
 
 impl Plan {
     /// The pending write of `key` in the fallback, if it has one.
@@ -26,6 +27,9 @@ impl Plan {
         let mut tokens: Vec<Option<FillToken>> = Vec::with_capacity(self.levels.len());
         for level in &self.levels {
             match level.cache.lookup(schema, key).await {
+                Ok(Lookup::Hit(record)) if check_record(schema, &record).is_err() => {
+                    tokens.push(self.drop_undecodable(level, schema, key, &record).await);
+                }
                 Ok(Lookup::Hit(record)) => {
                     level.counters.hits.incr();
                     self.fill(schema, &record, &tokens).await;
@@ -110,6 +114,13 @@ impl Plan {
                     let mut still = Vec::with_capacity(missing.len());
                     for (&i, lookup) in missing.iter().zip(lookups) {
                         match lookup {
+                            Lookup::Hit(record) if check_record(schema, &record).is_err() => {
+                                let token = self
+                                    .drop_undecodable(level, schema, &keys[i], &record)
+                                    .await;
+                                tokens[i].push(token);
+                                still.push(i);
+                            }
                             Lookup::Hit(record) => {
                                 level.counters.hits.incr();
                                 self.fill(schema, &record, &tokens[i]).await;
@@ -149,6 +160,30 @@ impl Plan {
             }
         }
         Ok(found)
+    }
+
+    /// A cached value that does not fit the model (a column of the wrong
+    /// type): counted, dropped from the level, and a miss there; the token
+    /// of the lookup after the drop lets the primary's row replace it.
+    async fn drop_undecodable(
+        &self,
+        level: &Level,
+        schema: &'static Schema,
+        key: &Key,
+        record: &Record,
+    ) -> Option<FillToken> {
+        level.counters.undecodable.incr();
+        let why = check_record(schema, record).err().map(|e| e.to_string());
+        tracing::warn!(target: "octopus::plan", cache = level.cache.name(), table = schema.table(), %key, why, "cached value does not fit the model; dropped, and read from the primary");
+        if let Err(e) = level.cache.invalidate(schema, key).await {
+            level.counters.write_errors.incr();
+            tracing::warn!(target: "octopus::plan", cache = level.cache.name(), table = schema.table(), %key, error = %e, "dropping an undecodable cached value failed");
+            return None;
+        }
+        match level.cache.lookup(schema, key).await {
+            Ok(Lookup::Miss(token)) => Some(token),
+            _ => None,
+        }
     }
 
     /// Fills the levels whose tokens are given (a level that failed its
