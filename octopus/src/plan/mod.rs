@@ -4,6 +4,7 @@
 
 mod checked;
 mod invalidation;
+mod key_mutex;
 mod plans;
 mod read;
 mod write;
@@ -83,6 +84,8 @@ pub struct Plan {
     counters: Arc<PlanCounters>,
     retries: Retries,
     unchecked: checked::Unchecked,
+    /// Held by journaled writes of a key until their caches followed.
+    journaled: key_mutex::KeyMutexes,
 }
 
 impl std::fmt::Debug for Plan {
@@ -191,6 +194,7 @@ impl PlanBuilder {
             retries,
             counters,
             unchecked: checked::Unchecked::default(),
+            journaled: key_mutex::KeyMutexes::default(),
         })
     }
 }

@@ -47,6 +47,14 @@ impl Plan {
                 Ok((WriteOutcome::Primary, existed))
             }
             Err(e) if e.is_unavailable() => {
+                // From the append to the cache puts: another journaled write
+                // of the key waits, so the caches get its rows in journal
+                // order (other servers read them during the outage).
+                let _in_order = if self.levels.is_empty() {
+                    None
+                } else {
+                    Some(self.journaled.lock(schema, &key).await)
+                };
                 let outcome = match self.to_fallback(schema, &key, &write, e).await {
                     Ok(outcome) => outcome,
                     Err(e) => {

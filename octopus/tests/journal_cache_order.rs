@@ -1,0 +1,141 @@
+//! Journaled writes of one key reach a cache in journal order: during an
+//! outage the caches are what other servers read, so the last acknowledged
+//! row must be the one cached, even when an earlier write's cache step is
+//! slow.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use octopus::journal::{Journal, JournalOptions};
+use octopus::{
+    BoxFuture, Cache, CachePolicy, Dao, FillToken, Key, Lookup, MemoryStore, Model, Plan, Record,
+    Result, Schema, WriteOutcome,
+};
+use support::Scripted;
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone, PartialEq, Model)]
+#[octopus(table = "counters")]
+struct Counter {
+    #[octopus(key)]
+    id: u64,
+    value: i64,
+}
+
+/// The in-process cache, whose first put waits for a gate (a slow
+/// network hop on the first write's cache step).
+struct SlowFirstPut {
+    inner: MemoryStore,
+    gate: Arc<Notify>,
+    reached: Arc<Notify>,
+    first: AtomicBool,
+}
+
+impl Cache for SlowFirstPut {
+    fn name(&self) -> &str {
+        "slow-first-put"
+    }
+
+    fn lookup<'a>(
+        &'a self,
+        schema: &'static Schema,
+        key: &'a Key,
+    ) -> BoxFuture<'a, Result<Lookup>> {
+        self.inner.lookup(schema, key)
+    }
+
+    fn fill<'a>(
+        &'a self,
+        schema: &'static Schema,
+        record: &'a Record,
+        token: FillToken,
+    ) -> BoxFuture<'a, Result<bool>> {
+        self.inner.fill(schema, record, token)
+    }
+
+    fn put<'a>(&'a self, schema: &'static Schema, record: &'a Record) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            if self.first.swap(false, Ordering::SeqCst) {
+                let opened = self.gate.notified();
+                self.reached.notify_one();
+                opened.await;
+            }
+            Cache::put(&self.inner, schema, record).await
+        })
+    }
+
+    fn invalidate<'a>(
+        &'a self,
+        schema: &'static Schema,
+        key: &'a Key,
+    ) -> BoxFuture<'a, Result<()>> {
+        self.inner.invalidate(schema, key)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journaled_writes_of_one_key_reach_the_cache_in_journal_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Scripted::new();
+    let cache = Arc::new(SlowFirstPut {
+        inner: MemoryStore::new(),
+        gate: Arc::new(Notify::new()),
+        reached: Arc::new(Notify::new()),
+        first: AtomicBool::new(true),
+    });
+    let plan = Arc::new(
+        Plan::builder(primary.clone())
+            .cache(cache.clone(), CachePolicy::Invalidate)
+            .journal(Journal::open(dir.path(), JournalOptions::default()).unwrap())
+            .build()
+            .unwrap(),
+    );
+    let counters: Dao<Counter> = Dao::open(plan.clone()).await.unwrap();
+    counters
+        .create(&mut Counter { id: 1, value: 0 })
+        .await
+        .unwrap();
+    primary.set_down(true);
+
+    // The first journaled write stops in its cache step.
+    let reached = cache.reached.notified();
+    let first = {
+        let counters = counters.clone();
+        tokio::spawn(async move { counters.update(&mut Counter { id: 1, value: 1 }).await })
+    };
+    reached.await;
+    // A second write of the key, acknowledged while the first is in its
+    // cache step (or queued behind it).
+    let mut second = {
+        let counters = counters.clone();
+        tokio::spawn(async move { counters.update(&mut Counter { id: 1, value: 2 }).await })
+    };
+    // The second write either finishes (its row cached before the first's)
+    // or waits for the first: give it the chance to finish, then let the
+    // first go on. Either way the outcome below must hold.
+    let early = tokio::time::timeout(Duration::from_millis(300), &mut second).await;
+    cache.gate.notify_one();
+    assert_eq!(first.await.unwrap().unwrap(), WriteOutcome::Journaled);
+    let second = match early {
+        Ok(done) => done,
+        Err(_) => second.await,
+    };
+    assert_eq!(second.unwrap().unwrap(), WriteOutcome::Journaled);
+
+    // Another server reading the shared cache sees the last write.
+    let cached = match cache
+        .inner
+        .lookup(Counter::SCHEMA, &Key::UInt(1))
+        .await
+        .unwrap()
+    {
+        Lookup::Hit(r) => Counter::from_record(r).unwrap(),
+        Lookup::Miss(_) => panic!("the journaled row is not cached"),
+    };
+    assert_eq!(cached.value, 2, "the cache holds an older journaled row");
+    // This server reads its journal.
+    assert_eq!(counters.read(1u64).await.unwrap().unwrap().value, 2);
+}
