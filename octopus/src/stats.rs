@@ -34,7 +34,7 @@ pub(crate) struct LevelCounters {
 }
 
 impl LevelCounters {
-    pub(crate) fn snapshot(&self, name: &str) -> LevelStats {
+    pub(crate) fn snapshot(&self, name: &str, breaker: BreakerSnapshot) -> LevelStats {
         LevelStats {
             name: name.to_owned(),
             hits: self.hits.get(),
@@ -45,6 +45,7 @@ impl LevelCounters {
             fill_errors: self.fill_errors.get(),
             write_errors: self.write_errors.get(),
             undecodable: self.undecodable.get(),
+            breaker,
         }
     }
 }
@@ -60,7 +61,7 @@ pub(crate) struct PlanCounters {
 }
 
 /// One cache level's counters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LevelStats {
     /// The cache's name.
     pub name: String,
@@ -83,6 +84,8 @@ pub struct LevelStats {
     /// type): each was a miss, dropped from the level, and the primary
     /// answered.
     pub undecodable: u64,
+    /// The level's breaker.
+    pub breaker: BreakerSnapshot,
 }
 
 /// A plan's counters at one moment; cheap to take.

@@ -44,6 +44,32 @@ struct Level {
     cache: Arc<dyn Cache>,
     policy: CachePolicy,
     counters: LevelCounters,
+    /// The level's own breaker: while it is open the level is skipped, so
+    /// a dead cache costs its deadline only until the breaker opens.
+    breaker: Arc<CircuitBreaker>,
+}
+
+impl Level {
+    /// Logs a lookup that failed: a warning, unless the level's breaker
+    /// is open (then every lookup fails fast, and the breaker's own state
+    /// change was the news).
+    fn log_skip(&self, schema: &'static Schema, e: &crate::Error) {
+        if self.breaker.state() == crate::breaker::BreakerState::Open {
+            tracing::debug!(target: "octopus::plan", cache = self.cache.name(), table = schema.table(), error = %e, "cache level skipped");
+        } else {
+            tracing::warn!(target: "octopus::plan", cache = self.cache.name(), table = schema.table(), error = %e, "cache level skipped");
+        }
+    }
+
+    fn new(cache: Arc<dyn Cache>, policy: CachePolicy, config: &BreakerConfig) -> Result<Self> {
+        let breaker = CircuitBreaker::new(format!("cache {}", cache.name()), config.clone())?;
+        Ok(Level {
+            cache,
+            policy,
+            counters: LevelCounters::default(),
+            breaker,
+        })
+    }
 }
 
 /// Composes stores for a [`crate::Dao`]: one primary (the source of truth)
@@ -111,6 +137,7 @@ pub struct PlanBuilder {
     breaker: Option<Arc<CircuitBreaker>>,
     breaker_config: BreakerConfig,
     levels: Vec<(Arc<dyn Cache>, CachePolicy)>,
+    cache_breaker: BreakerConfig,
     fallback: Arc<dyn Fallback>,
     herd_wait: Duration,
 }
@@ -125,6 +152,14 @@ impl PlanBuilder {
     /// Configures the primary's own breaker.
     pub fn breaker(mut self, config: BreakerConfig) -> Self {
         self.breaker_config = config;
+        self
+    }
+
+    /// Configures each cache level's breaker (default: [`BreakerConfig`]'s
+    /// defaults). A level whose breaker is open is skipped: reads go to the
+    /// next level, invalidations to the retry queue.
+    pub fn cache_breaker(mut self, config: BreakerConfig) -> Self {
+        self.cache_breaker = config;
         self
     }
 
@@ -182,12 +217,8 @@ impl PlanBuilder {
             levels: self
                 .levels
                 .into_iter()
-                .map(|(cache, policy)| Level {
-                    cache,
-                    policy,
-                    counters: LevelCounters::default(),
-                })
-                .collect(),
+                .map(|(cache, policy)| Level::new(cache, policy, &self.cache_breaker))
+                .collect::<Result<_>>()?,
             fallback: self.fallback,
             herd_wait: self.herd_wait,
             flights: Flights::default(),
@@ -207,6 +238,7 @@ impl Plan {
             breaker: None,
             breaker_config: BreakerConfig::default(),
             levels: Vec::new(),
+            cache_breaker: BreakerConfig::default(),
             fallback: Arc::new(FailFast),
             herd_wait: Duration::from_secs(2),
         }
@@ -244,11 +276,11 @@ impl Plan {
             caches: vec![cache.clone()],
             retries: self.retries.clone(),
         }));
-        self.levels.push(Level {
-            cache,
-            policy,
-            counters: LevelCounters::default(),
-        });
+        match Level::new(cache, policy, &BreakerConfig::default()) {
+            Ok(level) => self.levels.push(level),
+            // The default settings are valid (the crate's tests check them).
+            Err(e) => panic!("default cache breaker settings rejected: {e}"),
+        }
         self
     }
 
@@ -269,7 +301,7 @@ impl Plan {
             levels: self
                 .levels
                 .iter()
-                .map(|l| l.counters.snapshot(l.cache.name()))
+                .map(|l| l.counters.snapshot(l.cache.name(), l.breaker.snapshot()))
                 .collect(),
             primary_reads: c.primary_reads.get(),
             primary_writes: c.primary_writes.get(),

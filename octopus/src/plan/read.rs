@@ -26,7 +26,7 @@ impl Plan {
         }
         let mut tokens: Vec<Option<FillToken>> = Vec::with_capacity(self.levels.len());
         for level in &self.levels {
-            match level.cache.lookup(schema, key).await {
+            match level.breaker.call(level.cache.lookup(schema, key)).await {
                 Ok(Lookup::Hit(record)) if check_record(schema, &record).is_err() => {
                     tokens.push(self.drop_undecodable(level, schema, key, &record).await);
                 }
@@ -41,7 +41,7 @@ impl Plan {
                 }
                 Err(e) => {
                     level.counters.skipped.incr();
-                    tracing::warn!(target: "octopus::plan", cache = level.cache.name(), table = schema.table(), error = %e, "cache level skipped");
+                    level.log_skip(schema, &e);
                     tokens.push(None);
                 }
             }
@@ -109,7 +109,11 @@ impl Plan {
                 break;
             }
             let ask: Vec<Key> = missing.iter().map(|&i| keys[i].clone()).collect();
-            match level.cache.lookup_many(schema, &ask).await {
+            match level
+                .breaker
+                .call(level.cache.lookup_many(schema, &ask))
+                .await
+            {
                 Ok(lookups) => {
                     let mut still = Vec::with_capacity(missing.len());
                     for (&i, lookup) in missing.iter().zip(lookups) {
@@ -137,7 +141,7 @@ impl Plan {
                 }
                 Err(e) => {
                     level.counters.skipped.add(missing.len() as u64);
-                    tracing::warn!(target: "octopus::plan", cache = level.cache.name(), table = schema.table(), error = %e, "cache level skipped");
+                    level.log_skip(schema, &e);
                     for &i in &missing {
                         tokens[i].push(None);
                     }
@@ -191,7 +195,11 @@ impl Plan {
     async fn fill(&self, schema: &'static Schema, record: &Record, tokens: &[Option<FillToken>]) {
         for (level, token) in self.levels.iter().zip(tokens) {
             let Some(token) = token else { continue };
-            match level.cache.fill(schema, record, *token).await {
+            match level
+                .breaker
+                .call(level.cache.fill(schema, record, *token))
+                .await
+            {
                 Ok(true) => level.counters.fills.incr(),
                 Ok(false) => level.counters.fill_races_lost.incr(),
                 Err(e) => {

@@ -149,7 +149,8 @@ impl Plan {
     /// The row the first cache level that holds `key` has.
     async fn cached_row(&self, schema: &'static Schema, key: &Key) -> Option<Record> {
         for level in &self.levels {
-            if let Ok(Lookup::Hit(row)) = level.cache.lookup(schema, key).await {
+            if let Ok(Lookup::Hit(row)) = level.breaker.call(level.cache.lookup(schema, key)).await
+            {
                 return Some(row);
             }
         }
@@ -188,8 +189,13 @@ impl Plan {
                 _ => None,
             };
             let done = match put {
-                Some(r) => level.cache.put(schema, r).await,
-                None => level.cache.invalidate(schema, key).await,
+                Some(r) => level.breaker.call(level.cache.put(schema, r)).await,
+                None => {
+                    level
+                        .breaker
+                        .call(level.cache.invalidate(schema, key))
+                        .await
+                }
             };
             if let Err(e) = done {
                 level.counters.write_errors.incr();

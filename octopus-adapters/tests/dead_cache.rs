@@ -1,0 +1,92 @@
+//! A memcached that hangs (the fault proxy blackholes it) costs reads its
+//! deadline only until the level's breaker opens; then reads skip the
+//! level and the primary answers them, and writes hand their invalidations
+//! to the retry queue. When memcached answers again the level serves again.
+#![cfg(all(feature = "memcache", feature = "sqlite"))]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fault_proxy::{FaultProxy, Mode};
+use octopus::{BreakerState, CachePolicy, Dao, Model, Plan};
+use octopus_adapters::memcache::{MemcacheOptions, MemcacheStore};
+use octopus_adapters::sqlite::SqliteStore;
+
+#[derive(Debug, Clone, PartialEq, Model)]
+#[octopus(table = "gauges")]
+struct Gauge {
+    #[octopus(key)]
+    id: u64,
+    level: i64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_memcached_is_skipped_once_its_breaker_opens() {
+    let upstream: std::net::SocketAddr = support::memcache_url()
+        .trim_start_matches("memcache://")
+        .parse()
+        .unwrap();
+    let proxy = FaultProxy::start(upstream).await.unwrap();
+    let options = MemcacheOptions::from_url(&format!("memcache://{}", proxy.addr()))
+        .unwrap()
+        .namespace(&support::fresh_namespace("dead-cache"))
+        .unwrap()
+        .timeout(Duration::from_millis(100));
+    let remote = Arc::new(MemcacheStore::with_options(options).await.unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Arc::new(SqliteStore::open(dir.path().join("g.db")).await.unwrap());
+    let plan = Arc::new(
+        Plan::builder(primary)
+            .cache(remote, CachePolicy::Invalidate)
+            .build()
+            .unwrap(),
+    );
+    let gauges: Dao<Gauge> = Dao::open(plan.clone()).await.unwrap();
+    for id in 0..50 {
+        gauges.create(&mut Gauge { id, level: 0 }).await.unwrap();
+    }
+    proxy.set(Mode::Blackhole).await;
+
+    // Every read is answered (by the primary) while the level times out,
+    // until its breaker opens.
+    let mut reads = 0;
+    while plan.stats().levels[0].breaker.state != BreakerState::Open {
+        assert!(
+            reads < 100,
+            "the level's breaker never opened: {:?}",
+            plan.stats()
+        );
+        let id = reads % 50;
+        assert_eq!(gauges.read(id).await.unwrap(), Some(Gauge { id, level: 0 }));
+        reads += 1;
+    }
+    // Now the level is skipped without a call; writes still succeed.
+    let rejected = plan.stats().levels[0].breaker.rejected;
+    for id in 0..20u64 {
+        assert_eq!(gauges.read(id).await.unwrap().unwrap().id, id);
+    }
+    gauges.update(&mut Gauge { id: 1, level: 5 }).await.unwrap();
+    assert_eq!(gauges.read(1u64).await.unwrap().unwrap().level, 5);
+    let stats = plan.stats();
+    assert!(
+        stats.levels[0].breaker.rejected >= rejected + 22,
+        "reads and the write's invalidation skip the open level: {stats:?}"
+    );
+
+    // memcached answers again: the breaker lets probes through and closes.
+    proxy.set(Mode::Pass).await;
+    let mut tries = 0;
+    while plan.stats().levels[0].breaker.state != BreakerState::Closed {
+        assert!(
+            tries < 1000,
+            "the level never served again: {:?}",
+            plan.stats()
+        );
+        let _ = gauges.read(tries % 50).await.unwrap();
+        tries += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(gauges.read(1u64).await.unwrap().unwrap().level, 5);
+}
