@@ -175,6 +175,36 @@ impl Index {
         self.lock().get(key).is_some()
     }
 
+    /// The keys of `table` with a pending entry (integer keys as
+    /// unsigned when not negative: normalize them with the schema).
+    pub(super) fn keys_of(&self, table: &str) -> Vec<Key> {
+        let Some(number) = self
+            .tables
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(table)
+            .copied()
+        else {
+            return Vec::new();
+        };
+        let maps = self.lock();
+        let natural = maps
+            .natural
+            .keys()
+            .filter(|(t, _)| *t == number)
+            .map(|(_, u)| Key::UInt(*u));
+        let other = maps
+            .other
+            .keys()
+            .filter(|(t, _)| *t == number)
+            .map(|(_, k)| match k {
+                KeyRepr::Natural(u) => Key::UInt(*u),
+                KeyRepr::Negative(i) => Key::Int(*i),
+                KeyRepr::Text(s) => Key::Text(s.to_string()),
+            });
+        natural.chain(other).collect()
+    }
+
     /// Records durable entries: each key's latest position.
     pub(super) fn apply(&self, entries: impl Iterator<Item = (IndexKey, Position)>) {
         let mut map = self.lock();

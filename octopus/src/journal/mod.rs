@@ -53,6 +53,7 @@
 
 mod attach;
 mod batch;
+mod caches;
 mod chains;
 mod checkpoint;
 mod dead;
@@ -331,8 +332,10 @@ impl Journal {
             .write()
             .unwrap_or_else(|e| e.into_inner());
         if schemas.insert(schema.table().to_owned(), schema).is_none() {
+            drop(schemas);
             self.shared.registrations.fetch_add(1, Ordering::SeqCst);
             self.shared.wake.notify_one();
+            self.invalidate_pending(schema, self.caches());
         }
     }
 

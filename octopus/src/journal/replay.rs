@@ -330,13 +330,7 @@ impl Replayer {
     /// plans' caches: a cache may hold a journaled row replay refused, or a
     /// row from before a write whose cache step a crash skipped.
     async fn invalidate_caches(&self, outcome: &Outcome<'_>) {
-        let caches = self
-            .journal
-            .shared
-            .caches
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let caches = self.journal.caches();
         if caches.is_empty() {
             return;
         }
@@ -351,19 +345,8 @@ impl Replayer {
             by_table.entry(&e.table).or_default().push(e.key.clone());
         }
         for (table, keys) in by_table {
-            let Some(schema) = self.journal.schema_of(table) else {
-                continue;
-            };
-            // As the Dao spells them (a line keeps `1`, not its type).
-            let mut keys: Vec<crate::Key> = keys
-                .into_iter()
-                .filter_map(|k| crate::store::normalize_key(schema, k).ok())
-                .collect();
-            keys.sort_unstable();
-            keys.dedup();
-            // The levels attached last are the deepest.
-            for levels in caches.iter().rev() {
-                levels.invalidate(schema, &keys).await;
+            if let Some(schema) = self.journal.schema_of(table) {
+                Journal::invalidate_in(&caches, schema, keys).await;
             }
         }
     }

@@ -159,7 +159,18 @@ impl Fallback for Journal {
             .caches
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .push(caches);
+            .push(caches.clone());
+        let registered: Vec<&'static Schema> = self
+            .shared
+            .schemas
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .copied()
+            .collect();
+        for schema in registered {
+            self.invalidate_pending(schema, vec![caches.clone()]);
+        }
     }
 
     fn register(&self, schema: &'static Schema) {
