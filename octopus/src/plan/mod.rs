@@ -205,20 +205,19 @@ impl PlanBuilder {
         self.fallback
             .attach(self.primary.clone(), breaker.clone())?;
         let retries = Retries::new(counters.clone());
-        if !self.levels.is_empty() {
-            self.fallback.attach_caches(Arc::new(invalidation::Levels {
-                caches: self.levels.iter().map(|(c, _)| c.clone()).collect(),
-                retries: retries.clone(),
-            }));
+        let levels: Vec<Level> = self
+            .levels
+            .into_iter()
+            .map(|(cache, policy)| Level::new(cache, policy, &self.cache_breaker))
+            .collect::<Result<_>>()?;
+        if !levels.is_empty() {
+            self.fallback
+                .attach_caches(Arc::new(invalidation::Levels::of(&levels, &retries)));
         }
         Ok(Plan {
             primary: self.primary,
             breaker,
-            levels: self
-                .levels
-                .into_iter()
-                .map(|(cache, policy)| Level::new(cache, policy, &self.cache_breaker))
-                .collect::<Result<_>>()?,
+            levels,
             fallback: self.fallback,
             herd_wait: self.herd_wait,
             flights: Flights::default(),
@@ -272,12 +271,12 @@ impl Plan {
 
     /// Adds a shared cache with `policy`.
     pub fn with_cache_policy(mut self, cache: Arc<dyn Cache>, policy: CachePolicy) -> Self {
-        self.fallback.attach_caches(Arc::new(invalidation::Levels {
-            caches: vec![cache.clone()],
-            retries: self.retries.clone(),
-        }));
         match Level::new(cache, policy, &BreakerConfig::default()) {
-            Ok(level) => self.levels.push(level),
+            Ok(level) => {
+                let levels = invalidation::Levels::of(std::slice::from_ref(&level), &self.retries);
+                self.fallback.attach_caches(Arc::new(levels));
+                self.levels.push(level);
+            }
             // The default settings are valid (the crate's tests check them).
             Err(e) => panic!("default cache breaker settings rejected: {e}"),
         }
