@@ -105,8 +105,8 @@ fn outage(c: &mut Criterion) {
     rt.block_on(proxy.set(Mode::Pass));
     drop(dao);
 
-    // Time from the outage's start to the breaker opening, under a steady
-    // read load on uncached keys (default breaker settings).
+    // Time from the outage's start to the reads' breaker opening, under a
+    // steady read load on uncached keys (default breaker settings).
     let mut to_open = Vec::new();
     let mut to_journal = Vec::new();
     for round in 0..5 {
@@ -134,7 +134,7 @@ fn outage(c: &mut Criterion) {
             assert_eq!(dao.create(&mut row).await.unwrap(), WriteOutcome::Journaled);
             let first = start.elapsed();
             let mut i = 0u64;
-            while plan.breaker().state() != BreakerState::Open {
+            while plan.read_breaker().state() != BreakerState::Open {
                 let _ = dao.read(i % 1000).await;
                 i += 1;
             }
@@ -149,7 +149,7 @@ fn outage(c: &mut Criterion) {
     to_open.sort();
     to_journal.sort();
     println!(
-        "outage/time_to_first_journaled_write: median {:.2} ms; outage/time_to_breaker_open: median {:.2} ms (5 outages)",
+        "outage/time_to_first_journaled_write: median {:.2} ms; outage/time_to_read_breaker_open: median {:.2} ms (5 outages)",
         to_journal[2].as_secs_f64() * 1e3,
         to_open[2].as_secs_f64() * 1e3
     );

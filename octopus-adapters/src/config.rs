@@ -213,7 +213,10 @@ async fn memcache(url: &str) -> Result<Arc<dyn Cache>> {
 pub async fn plans(config: &Config) -> Result<Plans> {
     let mut stores: HashMap<String, Arc<dyn Store>> = HashMap::new();
     let mut caches: HashMap<String, Arc<dyn Cache>> = HashMap::new();
-    let mut breakers: HashMap<String, (Arc<CircuitBreaker>, String)> = HashMap::new();
+    // Per primary URL: its writes' and reads' breakers, and the first plan
+    // that named it.
+    type Breakers = (Arc<CircuitBreaker>, Arc<CircuitBreaker>);
+    let mut breakers: HashMap<String, (Breakers, String)> = HashMap::new();
     let mut build = async |at: &str, table: Option<&str>| -> Result<Plan> {
         let plan = match table {
             Some(t) => config.plan_for(t),
@@ -229,9 +232,9 @@ pub async fn plans(config: &Config) -> Result<Plans> {
             }
         };
         let breaker_config = plan.breaker.clone().unwrap_or_default().resolve()?;
-        let breaker = match breakers.get(&url) {
+        let (breaker, read_breaker) = match breakers.get(&url) {
             Some((b, first)) => {
-                if *b.config() != breaker_config {
+                if *b.0.config() != breaker_config {
                     return Err(Error::Config {
                         key: format!("{at}.breaker"),
                         reason: format!(
@@ -242,12 +245,17 @@ pub async fn plans(config: &Config) -> Result<Plans> {
                 b.clone()
             }
             None => {
-                let b = CircuitBreaker::new(primary.name(), breaker_config)?;
+                let b = (
+                    CircuitBreaker::new(primary.name(), breaker_config.clone())?,
+                    CircuitBreaker::new(format!("{} (reads)", primary.name()), breaker_config)?,
+                );
                 breakers.insert(url.clone(), (b.clone(), at.to_owned()));
                 b
             }
         };
-        let mut builder = Plan::builder(primary).shared_breaker(breaker);
+        let mut builder = Plan::builder(primary)
+            .shared_breaker(breaker)
+            .shared_read_breaker(read_breaker);
         for c in plan.caches.unwrap_or_default() {
             let cache = match caches.get(&c.url) {
                 Some(c) => c.clone(),

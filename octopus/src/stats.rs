@@ -106,8 +106,10 @@ pub struct PlanStats {
     pub invalidations_abandoned: u64,
     /// Writes handed to the fallback and acknowledged by it.
     pub fallback_writes: u64,
-    /// The primary's circuit breaker.
+    /// The breaker of the primary's writes.
     pub breaker: BreakerSnapshot,
+    /// The breaker of the primary's reads.
+    pub read_breaker: BreakerSnapshot,
     /// The fallback's counters, if it keeps any (the journal does).
     pub fallback: Option<crate::fallback::FallbackStats>,
 }

@@ -98,7 +98,7 @@ async fn fails_fast_while_open_without_touching_the_store() {
     for _ in 0..4 {
         assert!(items.read(1u64).await.is_err());
     }
-    assert_eq!(plan.breaker().state(), BreakerState::Open);
+    assert_eq!(plan.read_breaker().state(), BreakerState::Open);
     let before = store.calls();
     for _ in 0..5 {
         let err = items.read(1u64).await.unwrap_err();
@@ -107,11 +107,49 @@ async fn fails_fast_while_open_without_touching_the_store() {
                 && err.to_string().contains("circuit breaker is open"),
             "{err}"
         );
-        let err = items.create(&mut Item { id: 9 }).await.unwrap_err();
+    }
+    assert_eq!(store.calls(), before, "the store saw no read while open");
+    assert_eq!(plan.stats().read_breaker.rejected, 5);
+    // Writes have their own breaker: failing reads do not refuse them.
+    assert_eq!(plan.breaker().state(), BreakerState::Closed);
+    items.create(&mut Item { id: 9 }).await.unwrap();
+    // One success and three failures in a window of four: open.
+    store.then_n(3, || Step::Down);
+    for id in 10..13 {
+        assert!(items.create(&mut Item { id }).await.is_err());
+    }
+    assert_eq!(plan.breaker().state(), BreakerState::Open);
+    let before = store.calls();
+    for id in 20..25 {
+        let err = items.create(&mut Item { id }).await.unwrap_err();
         assert!(err.is_unavailable());
     }
-    assert_eq!(store.calls(), before, "the store saw no call while open");
-    assert_eq!(plan.stats().breaker.rejected, 10);
+    assert_eq!(store.calls(), before, "the store saw no write while open");
+    assert_eq!(plan.stats().breaker.rejected, 5);
+}
+
+/// A primary whose writes time out (a locked database file) while reads
+/// are answered: its writes' breaker opens, reads go on.
+#[tokio::test(start_paused = true)]
+async fn writes_timing_out_leave_reads_served() {
+    let store = Scripted::new();
+    let plan = Arc::new(
+        Plan::builder(store.clone())
+            .breaker(config())
+            .build()
+            .unwrap(),
+    );
+    let items: Dao<Item> = Dao::new(plan.clone());
+    items.create(&mut Item { id: 1 }).await.unwrap();
+    store.then_n(3, || Step::Down);
+    for id in 2..5 {
+        assert!(items.create(&mut Item { id }).await.is_err());
+    }
+    assert_eq!(plan.breaker().state(), BreakerState::Open);
+    for _ in 0..10 {
+        assert_eq!(items.read(1u64).await.unwrap(), Some(Item { id: 1 }));
+    }
+    assert_eq!(plan.read_breaker().state(), BreakerState::Closed);
 }
 
 #[tokio::test(start_paused = true)]

@@ -103,6 +103,10 @@ impl Level {
 pub struct Plan {
     primary: Arc<dyn Store>,
     breaker: Arc<CircuitBreaker>,
+    /// The primary's reads' own breaker: writes that time out (a locked
+    /// SQLite file, say) do not make rows the primary could still read
+    /// unreadable.
+    read_breaker: Arc<CircuitBreaker>,
     levels: Vec<Level>,
     fallback: Arc<dyn Fallback>,
     herd_wait: Duration,
@@ -135,6 +139,7 @@ impl std::fmt::Debug for Plan {
 pub struct PlanBuilder {
     primary: Arc<dyn Store>,
     breaker: Option<Arc<CircuitBreaker>>,
+    read_breaker: Option<Arc<CircuitBreaker>>,
     breaker_config: BreakerConfig,
     levels: Vec<(Arc<dyn Cache>, CachePolicy)>,
     cache_breaker: BreakerConfig,
@@ -149,7 +154,8 @@ impl PlanBuilder {
         self
     }
 
-    /// Configures the primary's own breaker.
+    /// Configures the primary's breakers: the one its writes go through
+    /// (and the fallback's replay), and the one its reads go through.
     pub fn breaker(mut self, config: BreakerConfig) -> Self {
         self.breaker_config = config;
         self
@@ -163,9 +169,17 @@ impl PlanBuilder {
         self
     }
 
-    /// Uses an existing breaker, so several plans over one primary share it.
+    /// Uses an existing breaker for the primary's writes, so several plans
+    /// over one primary share it.
     pub fn shared_breaker(mut self, breaker: Arc<CircuitBreaker>) -> Self {
         self.breaker = Some(breaker);
+        self
+    }
+
+    /// Uses an existing breaker for the primary's reads, so several plans
+    /// over one primary share it.
+    pub fn shared_read_breaker(mut self, breaker: Arc<CircuitBreaker>) -> Self {
+        self.read_breaker = Some(breaker);
         self
     }
 
@@ -199,7 +213,14 @@ impl PlanBuilder {
     pub fn build(self) -> Result<Plan> {
         let breaker = match self.breaker {
             Some(b) => b,
-            None => CircuitBreaker::new(self.primary.name(), self.breaker_config)?,
+            None => CircuitBreaker::new(self.primary.name(), self.breaker_config.clone())?,
+        };
+        let read_breaker = match self.read_breaker {
+            Some(b) => b,
+            None => CircuitBreaker::new(
+                format!("{} (reads)", self.primary.name()),
+                self.breaker_config,
+            )?,
         };
         let counters = Arc::new(PlanCounters::default());
         self.fallback
@@ -217,6 +238,7 @@ impl PlanBuilder {
         Ok(Plan {
             primary: self.primary,
             breaker,
+            read_breaker,
             levels,
             fallback: self.fallback,
             herd_wait: self.herd_wait,
@@ -235,6 +257,7 @@ impl Plan {
         PlanBuilder {
             primary,
             breaker: None,
+            read_breaker: None,
             breaker_config: BreakerConfig::default(),
             levels: Vec::new(),
             cache_breaker: BreakerConfig::default(),
@@ -288,7 +311,13 @@ impl Plan {
         &self.primary
     }
 
-    /// The primary's circuit breaker.
+    /// The circuit breaker of the primary's reads.
+    pub fn read_breaker(&self) -> &Arc<CircuitBreaker> {
+        &self.read_breaker
+    }
+
+    /// The circuit breaker of the primary's writes (and of the fallback's
+    /// replay into it).
     pub fn breaker(&self) -> &Arc<CircuitBreaker> {
         &self.breaker
     }
@@ -309,6 +338,7 @@ impl Plan {
             invalidations_abandoned: c.invalidations_abandoned.get(),
             fallback_writes: c.fallback_writes.get(),
             breaker: self.breaker.snapshot(),
+            read_breaker: self.read_breaker.snapshot(),
             fallback: self.fallback.stats(),
         }
     }

@@ -84,7 +84,7 @@ impl Plan {
     async fn primary_get(&self, schema: &'static Schema, key: &Key) -> Result<Option<Record>> {
         self.checked(schema).await?;
         self.counters.primary_reads.incr();
-        self.breaker.call(self.primary.get(schema, key)).await
+        self.read_breaker.call(self.primary.get(schema, key)).await
     }
 
     /// Reads `keys` (one slot per key, in order), each level asked once for
@@ -153,7 +153,7 @@ impl Plan {
             self.checked(schema).await?;
             self.counters.primary_reads.incr();
             let rows = self
-                .breaker
+                .read_breaker
                 .call(self.primary.get_many(schema, &ask))
                 .await?;
             for (&i, row) in missing.iter().zip(rows) {
