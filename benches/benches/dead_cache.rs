@@ -20,24 +20,6 @@ use octopus_adapters::mysql::MysqlStore;
 /// The memcached level's deadline.
 const DEADLINE: Duration = Duration::from_millis(20);
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn report(name: &str, samples: &Mutex<Vec<Duration>>) {
-    let mut s = samples.lock().unwrap().clone();
-    s.sort();
-    if s.is_empty() {
-        return;
-    }
-    println!(
-        "{name}: p50 {:.1} us, p99 {:.1} us over {} reads",
-        percentile(&s, 0.5).as_secs_f64() * 1e6,
-        percentile(&s, 0.99).as_secs_f64() * 1e6,
-        s.len()
-    );
-}
-
 fn dead_cache(c: &mut Criterion) {
     let rt = common::current_thread();
     let url = rt.block_on(common::fresh_database("dead_cache"));
@@ -122,12 +104,12 @@ fn dead_cache(c: &mut Criterion) {
         BreakerState::Open,
         "the open-breaker figure was measured with the breaker open"
     );
-    report("dead_cache/read/mysql_no_cache", &samples[0]);
-    report(
+    common::report("dead_cache/read/mysql_no_cache", &samples[0]);
+    common::report(
         "dead_cache/read/memcached_blackholed_breaker_closed",
         &samples[1],
     );
-    report(
+    common::report(
         "dead_cache/read/memcached_blackholed_breaker_open",
         &samples[2],
     );

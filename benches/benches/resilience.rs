@@ -26,24 +26,6 @@ fn server() -> std::net::SocketAddr {
         .unwrap()
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn report(name: &str, samples: &Mutex<Vec<Duration>>) {
-    let mut s = samples.lock().unwrap().clone();
-    s.sort();
-    if s.is_empty() {
-        return;
-    }
-    println!(
-        "{name}: p50 {:.1} us, p99 {:.1} us over {} calls",
-        percentile(&s, 0.5).as_secs_f64() * 1e6,
-        percentile(&s, 0.99).as_secs_f64() * 1e6,
-        s.len()
-    );
-}
-
 /// Healthy MySQL writes against writes while MySQL is down (breaker open,
 /// journal with fsync taking them).
 fn outage(c: &mut Criterion) {
@@ -100,8 +82,8 @@ fn outage(c: &mut Criterion) {
         })
     });
     g.finish();
-    report("outage/update/mysql_healthy", &healthy);
-    report("outage/update/journaled_breaker_open", &journaled);
+    common::report("outage/update/mysql_healthy", &healthy);
+    common::report("outage/update/journaled_breaker_open", &journaled);
     rt.block_on(proxy.set(Mode::Pass));
     drop(dao);
 

@@ -106,3 +106,23 @@ pub fn criterion() -> Criterion {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
 }
+
+/// The `p` quantile of sorted latencies.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Prints the p50 and p99 of `samples` under `name`.
+pub fn report(name: &str, samples: &std::sync::Mutex<Vec<Duration>>) {
+    let mut s = samples.lock().unwrap().clone();
+    s.sort();
+    if s.is_empty() {
+        return;
+    }
+    println!(
+        "{name}: p50 {:.1} us, p99 {:.1} us over {} calls",
+        percentile(&s, 0.5).as_secs_f64() * 1e6,
+        percentile(&s, 0.99).as_secs_f64() * 1e6,
+        s.len()
+    );
+}
