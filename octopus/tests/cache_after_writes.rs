@@ -131,3 +131,90 @@ async fn a_conflict_or_a_missing_row_clears_the_cached_row_that_caused_it() {
     );
     assert_eq!(here.read(1u64).await.unwrap(), None);
 }
+
+/// The in-process cache, whose invalidations fail while `down` is set (a
+/// remote cache that lost its connection).
+struct FlakyInvalidations {
+    inner: MemoryStore,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl octopus::Cache for FlakyInvalidations {
+    fn name(&self) -> &str {
+        "flaky"
+    }
+
+    fn lookup<'a>(
+        &'a self,
+        schema: &'static octopus::Schema,
+        key: &'a Key,
+    ) -> octopus::BoxFuture<'a, octopus::Result<octopus::Lookup>> {
+        self.inner.lookup(schema, key)
+    }
+
+    fn fill<'a>(
+        &'a self,
+        schema: &'static octopus::Schema,
+        record: &'a octopus::Record,
+        token: octopus::FillToken,
+    ) -> octopus::BoxFuture<'a, octopus::Result<bool>> {
+        self.inner.fill(schema, record, token)
+    }
+
+    fn put<'a>(
+        &'a self,
+        schema: &'static octopus::Schema,
+        record: &'a octopus::Record,
+    ) -> octopus::BoxFuture<'a, octopus::Result<()>> {
+        octopus::Cache::put(&self.inner, schema, record)
+    }
+
+    fn invalidate<'a>(
+        &'a self,
+        schema: &'static octopus::Schema,
+        key: &'a Key,
+    ) -> octopus::BoxFuture<'a, octopus::Result<()>> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Box::pin(async { Err(Error::unavailable("flaky", "connection lost")) });
+        }
+        self.inner.invalidate(schema, key)
+    }
+}
+
+/// The deep level's invalidation fails; meanwhile a reader fills the front
+/// level from the deep level's old row. Once the deep level answers, the
+/// retry invalidates it and then the front level again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_deep_invalidation_clears_the_levels_in_front_again() {
+    use std::sync::atomic::Ordering;
+    let primary: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let deep = Arc::new(FlakyInvalidations {
+        inner: MemoryStore::new(),
+        down: false.into(),
+    });
+    let plan = Arc::new(
+        Plan::builder(primary)
+            .cache(Arc::new(MemoryStore::new()), CachePolicy::Invalidate)
+            .cache(deep.clone(), CachePolicy::Invalidate)
+            .build()
+            .unwrap(),
+    );
+    let dao: Dao<Ledger> = Dao::new(plan.clone());
+    let mut ledger = Ledger {
+        id: 1,
+        total: 1,
+        version: 0,
+    };
+    dao.create(&mut ledger).await.unwrap();
+    assert_eq!(dao.read(1u64).await.unwrap(), Some(ledger.clone()));
+
+    deep.down.store(true, Ordering::SeqCst);
+    let mut newer = ledger.clone();
+    newer.total = 2;
+    dao.update(&mut newer).await.unwrap();
+    // The front level's marker is there; the deep level still has the old
+    // row, which this read fills in front.
+    assert_eq!(dao.read(1u64).await.unwrap(), Some(ledger));
+    deep.down.store(false, Ordering::SeqCst);
+    reads_eventually(&dao, Some(newer)).await;
+}
