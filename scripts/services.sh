@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Provisions the servers the tests talk to, on this machine or a fresh Debian
 # one: MariaDB on 127.0.0.1:3306 (root, empty password, database `test`) and
-# two memcached instances on 127.0.0.1:11211 and :11212. Idempotent: a server
+# two memcached instances on 127.0.0.1:11211 and :11212; and the tools tests
+# run (strace, for the journal's power-loss test). Idempotent: a server
 # that already answers is left alone. Fails naming the server it could not
 # start.
 set -euo pipefail
@@ -99,5 +100,13 @@ ensure_memcached() {
   done
 }
 
+ensure_tools() {
+  if ! command -v strace >/dev/null; then
+    echo "services: installing strace"
+    apt_install strace
+  fi
+}
+
+ensure_tools
 ensure_mariadb
 ensure_memcached
