@@ -51,7 +51,7 @@ struct Shard {
 /// - TTL: a row older than the TTL is a miss and is dropped on the next write
 ///   to its shard.
 ///
-/// As a cache ([`Cache`]) it holds what the plan puts in it, always with a
+/// As a cache ([`Cache`](crate::Cache)) it holds what the plan puts in it, always with a
 /// TTL (the configured one, or [`CACHE_TTL`]), and keeps invalidation markers
 /// so late fills lose to writes; as a primary it implements
 /// the full [`Store`] contract (used by tests and tools; it is not durable).
