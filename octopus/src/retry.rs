@@ -29,6 +29,15 @@ const FIRST_DELAY: Duration = Duration::from_millis(20);
 const MAX_DELAY: Duration = Duration::from_millis(640);
 
 type RetryKey = (usize, &'static str, u64, Key);
+
+/// One queued retry, as a round of the worker takes it.
+struct Round {
+    id: RetryKey,
+    chain: Chain,
+    schema: &'static Schema,
+    key: Key,
+    generation: u64,
+}
 /// Levels to invalidate in order (see the module docs).
 type Chain = Vec<Arc<dyn Cache>>;
 
@@ -37,7 +46,12 @@ struct Retry {
     chain: Chain,
     schema: &'static Schema,
     key: Key,
+    /// Invalidations actually sent for it that failed.
     attempts: u32,
+    /// Bumped by every push of the same key and level: a success of an
+    /// attempt sent before a later push does not cover that push (the
+    /// later write may have committed after the invalidation landed).
+    generation: u64,
 }
 
 struct Inner {
@@ -86,12 +100,19 @@ impl Retries {
                 self.inner.counters.invalidations_abandoned.incr();
                 return;
             }
-            pending.entry(id).or_insert(Retry {
-                chain,
-                schema,
-                key,
-                attempts: 0,
-            });
+            pending
+                .entry(id)
+                .and_modify(|r| {
+                    r.generation += 1;
+                    r.attempts = 0;
+                })
+                .or_insert(Retry {
+                    chain,
+                    schema,
+                    key,
+                    attempts: 0,
+                    generation: 0,
+                });
         }
         if !self.inner.running.swap(true, Ordering::SeqCst)
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
@@ -104,10 +125,16 @@ impl Retries {
         let mut delay = FIRST_DELAY;
         loop {
             tokio::time::sleep(delay).await;
-            let round: Vec<(RetryKey, Chain, &'static Schema, Key)> = self
+            let round: Vec<Round> = self
                 .lock()
                 .iter()
-                .map(|(id, r)| (id.clone(), r.chain.clone(), r.schema, r.key.clone()))
+                .map(|(id, r)| Round {
+                    id: id.clone(),
+                    chain: r.chain.clone(),
+                    schema: r.schema,
+                    key: r.key.clone(),
+                    generation: r.generation,
+                })
                 .collect();
             if round.is_empty() {
                 self.inner.running.store(false, Ordering::SeqCst);
@@ -119,16 +146,29 @@ impl Retries {
             }
             let mut failed_caches: Vec<usize> = Vec::new();
             let mut succeeded = false;
-            for (id, chain, schema, key) in round {
+            for Round {
+                id,
+                chain,
+                schema,
+                key,
+                generation,
+            } in round
+            {
                 let cache = chain[0].clone();
                 // One failure per cache and round is enough to know it is
-                // still down; the others wait for the next round.
-                let ok = !failed_caches.contains(&id.0) && {
-                    self.inner.counters.invalidation_retries.incr();
-                    cache.invalidate(schema, &key).await.is_ok()
-                };
-                if ok {
-                    self.lock().remove(&id);
+                // still down; the others wait for the next round, their
+                // attempts not counted.
+                if failed_caches.contains(&id.0) {
+                    continue;
+                }
+                self.inner.counters.invalidation_retries.incr();
+                if cache.invalidate(schema, &key).await.is_ok() {
+                    {
+                        let mut pending = self.lock();
+                        if pending.get(&id).is_some_and(|r| r.generation == generation) {
+                            pending.remove(&id);
+                        }
+                    }
                     succeeded = true;
                     // The levels in front, again, now that the failed one
                     // no longer holds the old row.
@@ -140,10 +180,8 @@ impl Retries {
                     }
                     continue;
                 }
+                failed_caches.push(id.0);
                 let mut pending = self.lock();
-                if !failed_caches.contains(&id.0) {
-                    failed_caches.push(id.0);
-                }
                 if let Some(r) = pending.get_mut(&id) {
                     r.attempts += 1;
                     if r.attempts >= ATTEMPTS {

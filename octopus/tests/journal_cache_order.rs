@@ -139,3 +139,87 @@ async fn journaled_writes_of_one_key_reach_the_cache_in_journal_order() {
     // This server reads its journal.
     assert_eq!(counters.read(1u64).await.unwrap().unwrap().value, 2);
 }
+
+#[derive(Debug, Clone, PartialEq, Model)]
+#[octopus(table = "ledgers")]
+struct Ledger {
+    #[octopus(key)]
+    id: u64,
+    total: i64,
+    #[octopus(version)]
+    version: u64,
+}
+
+/// A journaled write whose cache put is slow, and replay refusing its
+/// entry meanwhile (another server wrote a newer version): replay's
+/// invalidation of the key waits for the put, so the refused row is not
+/// left cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_invalidates_after_a_slow_journaled_put_of_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Scripted::new();
+    let cache = Arc::new(SlowFirstPut {
+        inner: MemoryStore::new(),
+        gate: Arc::new(Notify::new()),
+        reached: Arc::new(Notify::new()),
+        first: AtomicBool::new(true),
+    });
+    let plan = Arc::new(
+        Plan::builder(primary.clone())
+            .cache(cache.clone(), CachePolicy::Invalidate)
+            .journal(Journal::open(dir.path(), JournalOptions::default()).unwrap())
+            .build()
+            .unwrap(),
+    );
+    let ledgers: Dao<Ledger> = Dao::open(plan.clone()).await.unwrap();
+    let mut ledger = Ledger {
+        id: 1,
+        total: 1,
+        version: 0,
+    };
+    ledgers.create(&mut ledger).await.unwrap();
+    primary.set_down(true);
+    let reached = cache.reached.notified();
+    let journaled = {
+        let ledgers = ledgers.clone();
+        let mut update = ledger.clone();
+        update.total = 2;
+        tokio::spawn(async move { ledgers.update(&mut update).await })
+    };
+    reached.await;
+    // Another server wrote version 5; the primary answers again, and
+    // replay refuses the journaled update.
+    let newer = Ledger {
+        id: 1,
+        total: 500,
+        version: 5,
+    };
+    use octopus::Store;
+    primary
+        .inner
+        .upsert(Ledger::SCHEMA, &newer.to_record().unwrap())
+        .await
+        .unwrap();
+    primary.set_down(false);
+    // Give replay the chance to refuse the entry and invalidate before the
+    // put lands (it must wait for it instead).
+    let mut refused_early = false;
+    for _ in 0..100 {
+        if plan.stats().fallback.unwrap().dead_letters == 1 {
+            refused_early = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cache.gate.notify_one();
+    assert_eq!(journaled.await.unwrap().unwrap(), WriteOutcome::Journaled);
+    tokio::time::timeout(Duration::from_secs(10), plan.drained())
+        .await
+        .expect("the journal drains");
+    assert_eq!(plan.stats().fallback.unwrap().dead_letters, 1);
+    assert_eq!(
+        ledgers.read(1u64).await.unwrap(),
+        Some(newer),
+        "the refused journaled row stayed cached (replay's invalidation ran before its put; refused before the put landed: {refused_early})"
+    );
+}

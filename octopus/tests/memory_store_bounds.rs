@@ -152,3 +152,50 @@ async fn an_eviction_never_lets_a_late_fill_restore_an_overwritten_row() {
         assert!(cache.fill(Entry::SCHEMA, &rec(1), token).await.unwrap());
     }
 }
+
+/// A reader looked a key up (absent); a writer invalidated it and another
+/// reader filled the new row over the marker; then that row was evicted
+/// (or expired). The first reader's late fill of the old row must fail.
+#[tokio::test]
+async fn a_late_fill_fails_after_the_newer_row_is_evicted_or_expired() {
+    use octopus::Cache;
+    for expire in [false, true] {
+        let cache = if expire {
+            MemoryStore::builder()
+                .capacity(4)
+                .ttl(Duration::from_millis(30))
+                .build()
+        } else {
+            MemoryStore::builder().capacity(4).build()
+        };
+        let key = Key::UInt(1);
+        let late = lookup_token(cache.lookup(Entry::SCHEMA, &key).await.unwrap());
+        cache.invalidate(Entry::SCHEMA, &key).await.unwrap();
+        let token = lookup_token(cache.lookup(Entry::SCHEMA, &key).await.unwrap());
+        let newer = Record::new(vec![Value::UInt(1), Value::Text("new".into())]);
+        assert!(cache.fill(Entry::SCHEMA, &newer, token).await.unwrap());
+        if expire {
+            // Poll (bounded) until the row has expired.
+            let mut gone = false;
+            for _ in 0..200 {
+                if cache.get(Entry::SCHEMA, &key).await.unwrap().is_none() {
+                    gone = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            assert!(gone, "the row never expired");
+        } else {
+            for id in 2..=9 {
+                Cache::put(&cache, Entry::SCHEMA, &rec(id)).await.unwrap();
+            }
+            assert!(cache.get(Entry::SCHEMA, &key).await.unwrap().is_none());
+        }
+        let filled = cache.fill(Entry::SCHEMA, &rec(1), late).await.unwrap();
+        assert!(
+            !filled,
+            "a fill from before the write succeeded after the newer row was {}",
+            if expire { "expired" } else { "evicted" }
+        );
+    }
+}

@@ -56,10 +56,11 @@ impl Cache for MemoryStore {
             self.modify(schema, key, |current| {
                 let unchanged = match (token, current) {
                     (FillToken::Absent, None) => true,
-                    // Still absent, and no marker dropped since the lookup
-                    // (read under the shard's lock, as evictions write it).
+                    // Still absent, and nothing written since the lookup was
+                    // dropped (read under the shard's lock, as evictions and
+                    // expiries write it).
                     (FillToken::Cas(seen), None) if seen & ABSENT != 0 => {
-                        self.markers_evicted[i].load(Ordering::Relaxed) <= seen & !ABSENT
+                        self.forgotten[i].load(Ordering::Relaxed) <= seen & !ABSENT
                     }
                     (FillToken::Cas(cas), Some(c)) => c.record.is_none() && c.cas == cas,
                     _ => false,

@@ -12,8 +12,8 @@ use crate::value::Key;
 pub(super) struct Evicted {
     /// Anything.
     pub dropped: bool,
-    /// A live invalidation marker.
-    pub marker: bool,
+    /// One past the newest write (CAS) of the entries dropped.
+    pub forgotten: u64,
 }
 
 /// Drops expired entries of a sample, or else its least recently used
@@ -42,23 +42,23 @@ pub(super) fn evict_one(shard: &mut Shard, now: Instant) -> Evicted {
         }
     }
     let [row, marker] = victims;
-    let (targets, marker): (Vec<(TableId, Key)>, bool) = match (expired.is_empty(), row, marker) {
-        (false, _, _) => (expired, false),
-        (true, Some((t, k, _)), _) => (vec![(t, k)], false),
-        (true, None, Some((t, k, _))) => (vec![(t, k)], true),
-        (true, None, None) => (Vec::new(), false),
+    let targets: Vec<(TableId, Key)> = match (expired.is_empty(), row.or(marker)) {
+        (false, _) => expired,
+        (true, Some((t, k, _))) => vec![(t, k)],
+        (true, None) => Vec::new(),
     };
-    let mut dropped = false;
+    let mut out = Evicted {
+        dropped: false,
+        forgotten: 0,
+    };
     for (table, key) in targets {
         if let Some(rows) = shard.tables.get_mut(&table)
-            && rows.remove(&key).is_some()
+            && let Some(entry) = rows.remove(&key)
         {
             shard.len -= 1;
-            dropped = true;
+            out.dropped = true;
+            out.forgotten = out.forgotten.max(entry.cas + 1);
         }
     }
-    Evicted {
-        dropped,
-        marker: marker && dropped,
-    }
+    out
 }

@@ -66,11 +66,11 @@ pub struct MemoryStore {
     name: String,
     shards: Box<[RwLock<Shard>]>,
     clocks: Box<[AtomicU64]>,
-    /// Per shard, one past the clock reading at which an invalidation
-    /// marker was last evicted (0: never): a fill based on a lookup that
-    /// found the key absent before then may be racing the write whose
-    /// marker is gone, and fails.
-    markers_evicted: Box<[AtomicU64]>,
+    /// Per shard, one past the newest write (CAS) of any entry dropped
+    /// without a write in its place: evicted, or found expired (0: none).
+    /// A fill based on a lookup that found its key absent before then may
+    /// be racing the write whose row or marker is gone, and fails.
+    forgotten: Box<[AtomicU64]>,
     shard_capacity: Option<usize>,
     ttl: Option<Duration>,
     hasher: RandomState,
@@ -114,7 +114,7 @@ impl MemoryStoreBuilder {
             name: self.name.unwrap_or_else(|| "memory".to_owned()),
             shards: (0..shards).map(|_| RwLock::default()).collect(),
             clocks: (0..shards).map(|_| AtomicU64::new(0)).collect(),
-            markers_evicted: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            forgotten: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             shard_capacity: self.capacity.map(|c| c.div_ceil(shards)),
             ttl: self.ttl,
             hasher: RandomState::new(),
@@ -164,7 +164,7 @@ impl MemoryStore {
         let table = table_id(schema);
         let i = self.shard_of(table, key);
         let shard = read(&self.shards[i]);
-        // Absent as of this clock reading (see `markers_evicted`).
+        // Absent as of this clock reading (see `forgotten`).
         let absent = || {
             Lookup::Miss(FillToken::Cas(
                 ABSENT | self.clocks[i].load(Ordering::Relaxed),
@@ -206,7 +206,12 @@ impl MemoryStore {
         let mut guard = write(&self.shards[i]);
         let shard = &mut *guard;
         let rows = shard.tables.entry(table).or_default();
-        let current = rows.get(&key).filter(|e| self.live(e, now));
+        let raw = rows.get(&key);
+        if let Some(dead) = raw.filter(|e| !self.live(e, now)) {
+            // Expired: forgotten as if evicted.
+            self.forgotten[i].fetch_max(dead.cas + 1, Ordering::Relaxed);
+        }
+        let current = raw.filter(|e| self.live(e, now));
         let (change, out) = f(current.map(|e| Current {
             record: e.record.as_ref(),
             cas: e.cas,
@@ -238,9 +243,7 @@ impl MemoryStore {
                 if let Some(cap) = self.shard_capacity {
                     while shard.len > cap {
                         let evicted = evict_one(shard, now);
-                        if evicted.marker {
-                            self.markers_evicted[i].store(tick + 1, Ordering::Relaxed);
-                        }
+                        self.forgotten[i].fetch_max(evicted.forgotten, Ordering::Relaxed);
                         if !evicted.dropped {
                             break;
                         }

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use super::Level;
-use crate::breaker::CircuitBreaker;
+use super::key_mutex::KeyMutexes;
+use crate::breaker::{BreakerState, CircuitBreaker};
 use crate::cache::Cache;
 use crate::fallback::CacheInvalidation;
 use crate::retry::Retries;
@@ -12,68 +13,73 @@ use crate::schema::Schema;
 use crate::store::BoxFuture;
 use crate::value::Key;
 
-/// A plan's cache levels, front first, with their breakers, and its retry
-/// queue.
+/// A plan's cache levels, front first, with their breakers, its retry
+/// queue, and the per-key mutexes its journaled writes hold until their
+/// cache puts are done.
+#[derive(Clone)]
 pub(super) struct Levels {
     caches: Vec<Arc<dyn Cache>>,
     breakers: Vec<Arc<CircuitBreaker>>,
     retries: Retries,
+    journaled: Arc<KeyMutexes>,
 }
 
-/// Keys one task invalidates in a level, at least: a large replayed batch
-/// is spread over several tasks, so a remote cache's round trips overlap.
+/// Keys one task invalidates: a large replayed batch is spread over
+/// several tasks, so a remote cache's round trips overlap.
 const PER_TASK: usize = 256;
 
 impl CacheInvalidation for Levels {
     fn invalidate<'a>(&'a self, schema: &'static Schema, keys: &'a [Key]) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            // Nearest the primary first, as every write's caches follow.
-            for i in (0..self.caches.len()).rev() {
-                if keys.len() <= PER_TASK {
-                    self.invalidate_level(i, schema, keys).await;
-                    continue;
-                }
-                let mut tasks = tokio::task::JoinSet::new();
-                for chunk in keys.chunks(PER_TASK) {
-                    let levels = Levels {
-                        caches: self.caches.clone(),
-                        breakers: self.breakers.clone(),
-                        retries: self.retries.clone(),
-                    };
-                    let chunk = chunk.to_vec();
-                    tasks.spawn(async move { levels.invalidate_level(i, schema, &chunk).await });
-                }
-                // The level is done before the next one in front starts.
-                while tasks.join_next().await.is_some() {}
+            if keys.len() <= PER_TASK {
+                return self.invalidate_keys(schema, keys).await;
             }
+            let mut tasks = tokio::task::JoinSet::new();
+            for chunk in keys.chunks(PER_TASK) {
+                let (levels, chunk) = (self.clone(), chunk.to_vec());
+                tasks.spawn(async move { levels.invalidate_keys(schema, &chunk).await });
+            }
+            while tasks.join_next().await.is_some() {}
         })
     }
 }
 
 impl Levels {
-    pub fn of(levels: &[Level], retries: &Retries) -> Self {
+    pub fn of(levels: &[Level], retries: &Retries, journaled: &Arc<KeyMutexes>) -> Self {
         Levels {
             caches: levels.iter().map(|l| l.cache.clone()).collect(),
             breakers: levels.iter().map(|l| l.breaker.clone()).collect(),
             retries: retries.clone(),
+            journaled: journaled.clone(),
         }
     }
 
-    /// Invalidates `keys` in level `i`, through its breaker (a dead level
+    /// Invalidates each key in every level, nearest the primary first (as
+    /// every write's caches follow), holding the key's mutex: a journaled
+    /// write of the key still putting its row finishes first, so its put
+    /// cannot land after this invalidation.
+    async fn invalidate_keys(&self, schema: &'static Schema, keys: &[Key]) {
+        for key in keys {
+            let _key = self.journaled.lock(schema, key).await;
+            for i in (0..self.caches.len()).rev() {
+                self.invalidate_in(i, schema, key).await;
+            }
+        }
+    }
+
+    /// Invalidates `key` in level `i`, through its breaker (a dead level
     /// fails fast once it is open); a failure queues the level and those
     /// in front of it for retries.
-    async fn invalidate_level(&self, i: usize, schema: &'static Schema, keys: &[Key]) {
+    async fn invalidate_in(&self, i: usize, schema: &'static Schema, key: &Key) {
         let (cache, breaker) = (&self.caches[i], &self.breakers[i]);
-        for key in keys {
-            if let Err(e) = breaker.call(cache.invalidate(schema, key)).await {
-                if breaker.state() == crate::breaker::BreakerState::Open {
-                    tracing::debug!(target: "octopus::plan", cache = cache.name(), table = schema.table(), %key, error = %e, "cache level's breaker open: invalidation after replay queued for retries");
-                } else {
-                    tracing::warn!(target: "octopus::plan", cache = cache.name(), table = schema.table(), %key, error = %e, "cache invalidation after replay failed; retrying in the background");
-                }
-                let chain = self.caches[..=i].iter().rev().cloned().collect();
-                self.retries.push(chain, schema, key.clone());
+        if let Err(e) = breaker.call(cache.invalidate(schema, key)).await {
+            if breaker.state() != BreakerState::Closed {
+                tracing::debug!(target: "octopus::plan", cache = cache.name(), table = schema.table(), %key, error = %e, "cache level's breaker not closed: invalidation after replay queued for retries");
+            } else {
+                tracing::warn!(target: "octopus::plan", cache = cache.name(), table = schema.table(), %key, error = %e, "cache invalidation after replay failed; retrying in the background");
             }
+            let chain = self.caches[..=i].iter().rev().cloned().collect();
+            self.retries.push(chain, schema, key.clone());
         }
     }
 }

@@ -50,11 +50,17 @@ struct Level {
 }
 
 impl Level {
+    /// Whether the level's breaker refuses calls (open, or half-open with
+    /// its probes taken): then every call fails fast, and the breaker's
+    /// own state change was the news, so failures are logged at debug.
+    fn quiet(&self) -> bool {
+        self.breaker.state() != crate::breaker::BreakerState::Closed
+    }
+
     /// Logs a lookup that failed: a warning, unless the level's breaker
-    /// is open (then every lookup fails fast, and the breaker's own state
-    /// change was the news).
+    /// is not closed (see [`Level::quiet`]).
     fn log_skip(&self, schema: &'static Schema, e: &crate::Error) {
-        if self.breaker.state() == crate::breaker::BreakerState::Open {
+        if self.quiet() {
             tracing::debug!(target: "octopus::plan", cache = self.cache.name(), table = schema.table(), error = %e, "cache level skipped");
         } else {
             tracing::warn!(target: "octopus::plan", cache = self.cache.name(), table = schema.table(), error = %e, "cache level skipped");
@@ -114,8 +120,9 @@ pub struct Plan {
     counters: Arc<PlanCounters>,
     retries: Retries,
     unchecked: checked::Unchecked,
-    /// Held by journaled writes of a key until their caches followed.
-    journaled: key_mutex::KeyMutexes,
+    /// Held by journaled writes of a key until their caches followed (and
+    /// by replay's invalidation of the key).
+    journaled: Arc<key_mutex::KeyMutexes>,
 }
 
 impl std::fmt::Debug for Plan {
@@ -223,17 +230,20 @@ impl PlanBuilder {
             )?,
         };
         let counters = Arc::new(PlanCounters::default());
-        self.fallback
-            .attach(self.primary.clone(), breaker.clone())?;
-        let retries = Retries::new(counters.clone());
+        // Everything that can fail first: attaching starts the fallback's
+        // background work.
         let levels: Vec<Level> = self
             .levels
             .into_iter()
             .map(|(cache, policy)| Level::new(cache, policy, &self.cache_breaker))
             .collect::<Result<_>>()?;
+        self.fallback
+            .attach(self.primary.clone(), breaker.clone())?;
+        let retries = Retries::new(counters.clone());
+        let journaled = Arc::new(key_mutex::KeyMutexes::default());
         if !levels.is_empty() {
-            self.fallback
-                .attach_caches(Arc::new(invalidation::Levels::of(&levels, &retries)));
+            let caches = invalidation::Levels::of(&levels, &retries, &journaled);
+            self.fallback.attach_caches(Arc::new(caches));
         }
         Ok(Plan {
             primary: self.primary,
@@ -246,7 +256,7 @@ impl PlanBuilder {
             retries,
             counters,
             unchecked: checked::Unchecked::default(),
-            journaled: key_mutex::KeyMutexes::default(),
+            journaled,
         })
     }
 }
@@ -296,7 +306,11 @@ impl Plan {
     pub fn with_cache_policy(mut self, cache: Arc<dyn Cache>, policy: CachePolicy) -> Self {
         match Level::new(cache, policy, &BreakerConfig::default()) {
             Ok(level) => {
-                let levels = invalidation::Levels::of(std::slice::from_ref(&level), &self.retries);
+                let levels = invalidation::Levels::of(
+                    std::slice::from_ref(&level),
+                    &self.retries,
+                    &self.journaled,
+                );
                 self.fallback.attach_caches(Arc::new(levels));
                 self.levels.push(level);
             }

@@ -58,7 +58,12 @@ impl Plan {
                 let outcome = match self.to_fallback(schema, &key, &write, e).await {
                     Ok(outcome) => outcome,
                     Err(e) => {
-                        unfollowed.disarm();
+                        // The primary may have committed before it failed
+                        // to answer (a timeout), and a fallback's refusal
+                        // may come from a cached row: either way the
+                        // cached row goes.
+                        self.follow(schema, &key, None, false, &mut unfollowed)
+                            .await;
                         return Err(e);
                     }
                 };
@@ -199,7 +204,11 @@ impl Plan {
             };
             if let Err(e) = done {
                 level.counters.write_errors.incr();
-                tracing::warn!(target: "octopus::plan", cache = level.cache.name(), table = schema.table(), %key, error = %e, "cache invalidation failed; retrying in the background");
+                if level.quiet() {
+                    tracing::debug!(target: "octopus::plan", cache = level.cache.name(), table = schema.table(), %key, error = %e, "cache level's breaker not closed: its follow-up goes to the retry queue");
+                } else {
+                    tracing::warn!(target: "octopus::plan", cache = level.cache.name(), table = schema.table(), %key, error = %e, "cache invalidation failed; retrying in the background");
+                }
                 self.retries.push(self.chain_from(i), schema, key.clone());
             }
             unfollowed.levels = i;
