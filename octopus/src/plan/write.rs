@@ -57,13 +57,19 @@ impl Plan {
                 };
                 let outcome = match self.to_fallback(schema, &key, &write, e).await {
                     Ok(outcome) => outcome,
-                    Err(e) => {
-                        // The primary may have committed before it failed
-                        // to answer (a timeout), and a fallback's refusal
-                        // may come from a cached row: either way the
-                        // cached row goes.
+                    Err(e) if e.is_unavailable() => {
+                        // No fallback took it, and the primary may have
+                        // committed before it failed to answer (a
+                        // timeout): the cached row goes.
                         self.follow(schema, &key, None, false, &mut unfollowed)
                             .await;
+                        return Err(e);
+                    }
+                    Err(e) => {
+                        // A durable fallback refused it (checked against
+                        // the pending entries or the cached row, which
+                        // stays: it is what checks the next write).
+                        unfollowed.disarm();
                         return Err(e);
                     }
                 };
