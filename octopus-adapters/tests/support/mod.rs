@@ -6,6 +6,8 @@
 // Each test file uses the helpers it needs.
 #![allow(dead_code, unused_imports)]
 
+pub mod history;
+
 #[cfg(feature = "mysql")]
 pub use self::mysql::*;
 

@@ -1,0 +1,206 @@
+//! A history checker for one register per key (create, update, delete,
+//! read), in O(n log n) per key.
+//!
+//! Every operation is recorded with its invocation and completion times
+//! (one clock for every process) and what the client was told. Every write
+//! writes a value no other write writes, so a read names the write it saw.
+//! The checks, each a real-time rule a linearizable register obeys:
+//!
+//! - **stale**: a read returned the value of write `w` (or `None` after a
+//!   delete `w`), yet an acknowledged write `w2` began after `w` completed
+//!   and completed before the read began;
+//! - **phantom**: a read returned a value no write wrote;
+//! - **future**: a read returned a value only writes that began after it
+//!   ended wrote;
+//! - **lost**: the final value is that of a write that an acknowledged
+//!   write began after (so the final state went back in time), or of no
+//!   write at all, or the final state is empty while the last acknowledged
+//!   writes all stored a value (and no delete could have come last);
+//!
+//! Writes reported as dead letters count as refused, not acknowledged. A
+//! write whose outcome is unknown (its client crashed or timed out) may or
+//! may not have happened.
+
+use std::collections::BTreeMap;
+
+/// What an operation did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Stored `value` (a create or an update).
+    Put(i64),
+    /// Deleted the row.
+    Delete,
+    /// Read `Some(value)` or `None`.
+    Read(Option<i64>),
+}
+
+/// How the operation ended for its client.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Outcome {
+    /// Acknowledged.
+    Ok,
+    /// Refused (a conflict, a missing row, a dead letter): it did not happen.
+    Refused,
+    /// Unknown: it may or may not have happened.
+    Unknown,
+}
+
+/// One operation on one key.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub client: String,
+    pub key: u64,
+    pub op: Op,
+    pub outcome: Outcome,
+    /// Invocation and completion, on the shared clock.
+    pub invoked: u64,
+    pub completed: u64,
+}
+
+/// A violation: the key, the rule, and the operations involved.
+#[derive(Debug, Clone)]
+pub struct Violation {
+    pub key: u64,
+    pub rule: &'static str,
+    pub detail: String,
+}
+
+/// A write as the checks see it.
+#[derive(Debug, Clone, Copy)]
+struct Write {
+    value: Option<i64>,
+    invoked: u64,
+    completed: u64,
+    acked: bool,
+}
+
+/// Checks `history` against the final state of each key (`None`: absent)
+/// and the initial state before any operation (`None` unless given).
+pub fn check(
+    history: &[Record],
+    initial: &BTreeMap<u64, Option<i64>>,
+    final_state: &BTreeMap<u64, Option<i64>>,
+) -> Vec<Violation> {
+    let mut by_key: BTreeMap<u64, Vec<&Record>> = BTreeMap::new();
+    for r in history {
+        by_key.entry(r.key).or_default().push(r);
+    }
+    let mut out = Vec::new();
+    for (key, records) in by_key {
+        let start = initial.get(&key).copied().flatten();
+        let last = final_state.get(&key).copied().flatten();
+        check_key(key, &records, start, last, &mut out);
+    }
+    out
+}
+
+fn check_key(
+    key: u64,
+    records: &[&Record],
+    initial: Option<i64>,
+    final_value: Option<i64>,
+    out: &mut Vec<Violation>,
+) {
+    // The initial state is a write that completed before everything.
+    let mut writes = vec![Write {
+        value: initial,
+        invoked: 0,
+        completed: 0,
+        acked: true,
+    }];
+    for r in records {
+        let value = match r.op {
+            Op::Put(v) => Some(v),
+            Op::Delete => None,
+            Op::Read(_) => continue,
+        };
+        if r.outcome != Outcome::Refused {
+            writes.push(Write {
+                value,
+                invoked: r.invoked,
+                completed: r.completed,
+                acked: r.outcome == Outcome::Ok,
+            });
+        }
+    }
+    // Acknowledged writes by completion, with the latest invocation among
+    // those completed so far.
+    let mut acked: Vec<&Write> = writes.iter().filter(|w| w.acked).collect();
+    acked.sort_by_key(|w| w.completed);
+    let mut latest_invoked = Vec::with_capacity(acked.len());
+    let mut max = 0;
+    for w in &acked {
+        max = max.max(w.invoked);
+        latest_invoked.push(max);
+    }
+    // The latest invocation of an acknowledged write completed before `t`.
+    let superseded_by = |t: u64| -> Option<u64> {
+        let n = acked.partition_point(|w| w.completed < t);
+        n.checked_sub(1).map(|i| latest_invoked[i])
+    };
+    // The writes that could have produced a value (puts by value; deletes
+    // all produce `None`).
+    let candidates = |value: Option<i64>| writes.iter().filter(move |w| w.value == value);
+
+    for r in records {
+        let Op::Read(seen) = r.op else { continue };
+        if r.outcome != Outcome::Ok {
+            continue;
+        }
+        if candidates(seen).next().is_none() {
+            out.push(Violation {
+                key,
+                rule: "phantom",
+                detail: format!("{} read {seen:?}, which no write wrote ({r:?})", r.client),
+            });
+            continue;
+        }
+        if !candidates(seen).any(|w| w.invoked <= r.completed) {
+            out.push(Violation {
+                key,
+                rule: "future",
+                detail: format!(
+                    "{} read {seen:?} at {}..{}, written only by writes that began after the read ended",
+                    r.client, r.invoked, r.completed
+                ),
+            });
+            continue;
+        }
+        // Stale unless some write of that value was not superseded before
+        // the read began.
+        let newest_before = superseded_by(r.invoked);
+        let fresh = candidates(seen).any(|w| {
+            w.invoked <= r.completed && newest_before.is_none_or(|inv| inv <= w.completed)
+        });
+        if !fresh {
+            out.push(Violation {
+                key,
+                rule: "stale",
+                detail: format!(
+                    "{} read {seen:?} at {}..{}; every write of it was superseded by an acknowledged write that completed before the read began",
+                    r.client, r.invoked, r.completed
+                ),
+            });
+        }
+    }
+
+    // The final state: some write of that value that no acknowledged write
+    // began after.
+    let end = u64::MAX;
+    let newest = superseded_by(end);
+    let survives = candidates(final_value).any(|w| newest.is_none_or(|inv| inv <= w.completed));
+    if !survives {
+        let last_acked: Vec<Option<i64>> = acked
+            .iter()
+            .filter(|w| newest.is_some_and(|inv| inv <= w.completed))
+            .map(|w| w.value)
+            .collect();
+        out.push(Violation {
+            key,
+            rule: "lost",
+            detail: format!(
+                "the final state is {final_value:?}; the acknowledged writes no acknowledged write began after wrote {last_acked:?}"
+            ),
+        });
+    }
+}
