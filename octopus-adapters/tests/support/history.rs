@@ -66,12 +66,13 @@ pub struct Violation {
 }
 
 /// A write as the checks see it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Write {
     value: Option<i64>,
     invoked: u64,
     completed: u64,
     acked: bool,
+    client: String,
 }
 
 /// Checks `history` against the final state of each key (`None`: absent)
@@ -107,6 +108,7 @@ fn check_key(
         invoked: 0,
         completed: 0,
         acked: true,
+        client: "initial".into(),
     }];
     for r in records {
         let value = match r.op {
@@ -120,6 +122,7 @@ fn check_key(
                 invoked: r.invoked,
                 completed: r.completed,
                 acked: r.outcome == Outcome::Ok,
+                client: r.client.clone(),
             });
         }
     }
@@ -127,17 +130,19 @@ fn check_key(
     // those completed so far.
     let mut acked: Vec<&Write> = writes.iter().filter(|w| w.acked).collect();
     acked.sort_by_key(|w| w.completed);
-    let mut latest_invoked = Vec::with_capacity(acked.len());
-    let mut max = 0;
-    for w in &acked {
-        max = max.max(w.invoked);
-        latest_invoked.push(max);
+    // Per prefix, the acknowledged write invoked latest.
+    let mut latest: Vec<usize> = Vec::with_capacity(acked.len());
+    for (i, w) in acked.iter().enumerate() {
+        let keep = latest.last().filter(|&&j| acked[j].invoked >= w.invoked);
+        latest.push(keep.copied().unwrap_or(i));
     }
-    // The latest invocation of an acknowledged write completed before `t`.
-    let superseded_by = |t: u64| -> Option<u64> {
+    // The acknowledged write invoked latest among those completed before
+    // `t`.
+    let newest_before = |t: u64| -> Option<&Write> {
         let n = acked.partition_point(|w| w.completed < t);
-        n.checked_sub(1).map(|i| latest_invoked[i])
+        n.checked_sub(1).map(|i| acked[latest[i]])
     };
+    let superseded_by = |t: u64| newest_before(t).map(|w| w.invoked);
     // The writes that could have produced a value (puts by value; deletes
     // all produce `None`).
     let candidates = |value: Option<i64>| writes.iter().filter(move |w| w.value == value);
@@ -168,17 +173,20 @@ fn check_key(
         }
         // Stale unless some write of that value was not superseded before
         // the read began.
-        let newest_before = superseded_by(r.invoked);
-        let fresh = candidates(seen).any(|w| {
-            w.invoked <= r.completed && newest_before.is_none_or(|inv| inv <= w.completed)
-        });
+        let newest = superseded_by(r.invoked);
+        let fresh = candidates(seen)
+            .any(|w| w.invoked <= r.completed && newest.is_none_or(|inv| inv <= w.completed));
         if !fresh {
             out.push(Violation {
                 key,
                 rule: "stale",
                 detail: format!(
-                    "{} read {seen:?} at {}..{}; every write of it was superseded by an acknowledged write that completed before the read began",
-                    r.client, r.invoked, r.completed
+                    "{} read {seen:?} at {}..{}; every write of it was superseded by an acknowledged write that completed before the read began, the latest: {:?}; the writes of {seen:?}: {:?}",
+                    r.client,
+                    r.invoked,
+                    r.completed,
+                    newest_before(r.invoked),
+                    candidates(seen).take(5).collect::<Vec<_>>()
                 ),
             });
         }
