@@ -311,7 +311,7 @@ async fn three_processes_overlap_on_hot_keys_and_keep_the_promise() {
     let start = std::time::Instant::now();
     let mut turn = 0usize;
     while now() + 1_500_000_000 < until {
-        let mode = if turn % 2 == 0 {
+        let mode = if turn.is_multiple_of(2) {
             Mode::Refuse
         } else {
             Mode::Blackhole
