@@ -76,9 +76,9 @@ impl Cache for SlowFirstPut {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn journaled_writes_of_one_key_reach_the_cache_in_journal_order() {
-    let dir = tempfile::tempdir().unwrap();
+/// A scripted primary, the slow-first-put cache, and a plan over both with
+/// a journal in `dir`.
+fn setup(dir: &std::path::Path) -> (Arc<Scripted>, Arc<SlowFirstPut>, Arc<Plan>) {
     let primary = Scripted::new();
     let cache = Arc::new(SlowFirstPut {
         inner: MemoryStore::new(),
@@ -89,10 +89,17 @@ async fn journaled_writes_of_one_key_reach_the_cache_in_journal_order() {
     let plan = Arc::new(
         Plan::builder(primary.clone())
             .cache(cache.clone(), CachePolicy::Invalidate)
-            .journal(Journal::open(dir.path(), JournalOptions::default()).unwrap())
+            .journal(Journal::open(dir, JournalOptions::default()).unwrap())
             .build()
             .unwrap(),
     );
+    (primary, cache, plan)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journaled_writes_of_one_key_reach_the_cache_in_journal_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (primary, cache, plan) = setup(dir.path());
     let counters: Dao<Counter> = Dao::open(plan.clone()).await.unwrap();
     counters
         .create(&mut Counter { id: 1, value: 0 })
@@ -157,20 +164,7 @@ struct Ledger {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_invalidates_after_a_slow_journaled_put_of_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    let primary = Scripted::new();
-    let cache = Arc::new(SlowFirstPut {
-        inner: MemoryStore::new(),
-        gate: Arc::new(Notify::new()),
-        reached: Arc::new(Notify::new()),
-        first: AtomicBool::new(true),
-    });
-    let plan = Arc::new(
-        Plan::builder(primary.clone())
-            .cache(cache.clone(), CachePolicy::Invalidate)
-            .journal(Journal::open(dir.path(), JournalOptions::default()).unwrap())
-            .build()
-            .unwrap(),
-    );
+    let (primary, cache, plan) = setup(dir.path());
     let ledgers: Dao<Ledger> = Dao::open(plan.clone()).await.unwrap();
     let mut ledger = Ledger {
         id: 1,
