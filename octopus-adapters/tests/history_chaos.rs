@@ -1,21 +1,23 @@
-//! History-checked chaos across processes: three application processes,
-//! each with its own plan (MySQL through the fault proxy, the in-process
-//! cache, the shared memcached, its own journal) and eight tasks, create,
-//! update (read-modify-write of a versioned row), delete, read and
-//! read_many the same hot keys while the test takes MySQL down and up
-//! again and SIGKILLs one process and restarts it on its journal. No task holds a lock around an
-//! operation: operations on one key overlap within and across processes.
+//! History-checked chaos across processes: application processes, each
+//! with its own plan (MySQL through the fault proxy, the in-process cache,
+//! the shared memcached, its own journal) and eight tasks, create, update
+//! (read-modify-write of a versioned row), delete, read and read_many the
+//! same hot keys while the test takes MySQL down and up again and SIGKILLs
+//! one process and restarts it on its journal. No task holds a lock around
+//! an operation: operations on one key overlap within and across
+//! processes.
 //!
 //! Every operation's invocation and completion are recorded with the
 //! system clock (shared by the processes) and what the client was told;
-//! once the partitions heal and every journal has drained, the history is
+//! once MySQL is back and every journal has drained, the history is
 //! checked against MySQL's final state by `support::history` (stale,
 //! phantom and future reads; lost writes). Writes replay refused (dead
 //! letters) count as "may or may not have happened".
 //!
 //! `OCTOPUS_HISTORY_SECS` sets the workload's length (default 8 s).
 //!
-//! Ignored by default: today it finds what separate journals and
+//! With one process it runs in the suite. With three it is ignored by
+//! default: today it finds what separate journals and
 //! in-process caches cannot give across processes. A process answers its
 //! own pending entries while another process, with none pending for the
 //! key, writes a newer version straight to MySQL once it is back (the
@@ -54,7 +56,6 @@ struct Item {
     version: u64,
 }
 
-const PROCESSES: usize = 3;
 const TASKS: u64 = 8;
 const KEYS: u64 = 12;
 const ROLE: &str = "OCTOPUS_HISTORY_ROLE";
@@ -253,15 +254,29 @@ fn spawn(n: usize, url: &str, namespace: &str, dir: &Path, until: u64) -> Child 
         .unwrap()
 }
 
+/// One process, eight tasks overlapping on the hot keys, MySQL down and
+/// up, the process SIGKILLed and restarted on its journal: the history
+/// holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_with_overlapping_tasks_keeps_the_promise() {
+    run(1, "history_one").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "finds the cross-process gaps the shared journal must close (see the module docs)"]
 async fn three_processes_overlap_on_hot_keys_and_keep_the_promise() {
+    run(3, "history_three").await;
+}
+
+/// The workload with `processes` processes (the last one is SIGKILLed and
+/// restarted halfway), then the check.
+async fn run(processes: usize, name: &str) {
     let secs: u64 = std::env::var("OCTOPUS_HISTORY_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(8);
-    let url = support::fresh_database("history_chaos").await;
-    let namespace = support::fresh_namespace("history-chaos");
+    let url = support::fresh_database(name).await;
+    let namespace = support::fresh_namespace(name);
     let opts = mysql_async::Opts::from_url(&url).unwrap();
     let upstream = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port())
         .parse()
@@ -290,16 +305,16 @@ async fn three_processes_overlap_on_hot_keys_and_keep_the_promise() {
     }
 
     let work = tempfile::tempdir().unwrap();
-    let dirs: Vec<PathBuf> = (0..PROCESSES)
+    let dirs: Vec<PathBuf> = (0..processes)
         .map(|n| work.path().join(format!("p{n}")))
         .collect();
     let shared_url = format!("mysql://root@{}/{db}?deadline_ms=400", proxy.addr());
-    let urls: Vec<String> = (0..PROCESSES).map(|_| shared_url.clone()).collect();
+    let urls: Vec<String> = (0..processes).map(|_| shared_url.clone()).collect();
     for d in &dirs {
         std::fs::create_dir_all(d).unwrap();
     }
     let until = now() + secs * 1_000_000_000;
-    let mut children: Vec<Child> = (0..PROCESSES)
+    let mut children: Vec<Child> = (0..processes)
         .map(|n| spawn(n, &urls[n], &namespace, &dirs[n], until))
         .collect();
 
@@ -323,9 +338,10 @@ async fn three_processes_overlap_on_hot_keys_and_keep_the_promise() {
         proxy.set(Mode::Pass).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         if !killed && start.elapsed() >= Duration::from_secs(secs / 2) {
-            children[1].kill().unwrap();
-            children[1].wait().unwrap();
-            children[1] = spawn(1, &urls[1], &namespace, &dirs[1], until);
+            let victim = processes - 1;
+            children[victim].kill().unwrap();
+            children[victim].wait().unwrap();
+            children[victim] = spawn(victim, &urls[victim], &namespace, &dirs[victim], until);
             killed = true;
         }
         turn += 1;
@@ -368,7 +384,7 @@ async fn three_processes_overlap_on_hot_keys_and_keep_the_promise() {
         .count();
     let count = |rule| violations.iter().filter(|v| v.rule == rule).count();
     println!(
-        "history: processes={PROCESSES} ops={} acked={acked} outages={outages} (MySQL down; 1 kill) lost={} stale={} phantom={} future={} dead_letters={letters}",
+        "history: processes={processes} ops={} acked={acked} outages={outages} (MySQL down; 1 kill) lost={} stale={} phantom={} future={} dead_letters={letters}",
         ops.len(),
         count("lost"),
         count("stale"),
