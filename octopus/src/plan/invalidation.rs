@@ -1,7 +1,7 @@
 //! The plan's cache levels as its fallback sees them: what replay
 //! invalidates once the primary holds a key's state.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use super::Level;
 use super::key_mutex::KeyMutexes;
@@ -13,13 +13,16 @@ use crate::schema::Schema;
 use crate::store::BoxFuture;
 use crate::value::Key;
 
-/// A plan's cache levels, front first, with their breakers, its retry
-/// queue, and the per-key mutexes its journaled writes hold until their
-/// cache puts are done.
+/// One level: its cache and its breaker.
+type Entry = (Arc<dyn Cache>, Arc<CircuitBreaker>);
+
+/// A plan's cache levels, front first, with their breakers (shared with
+/// the plan, so a level added after `build` is seen too), its retry queue,
+/// and the per-key mutexes its journaled writes hold until their cache
+/// puts are done.
 #[derive(Clone)]
 pub(super) struct Levels {
-    caches: Vec<Arc<dyn Cache>>,
-    breakers: Vec<Arc<CircuitBreaker>>,
+    levels: Arc<RwLock<Vec<Entry>>>,
     retries: Retries,
     journaled: Arc<KeyMutexes>,
 }
@@ -47,11 +50,23 @@ impl CacheInvalidation for Levels {
 impl Levels {
     pub fn of(levels: &[Level], retries: &Retries, journaled: &Arc<KeyMutexes>) -> Self {
         Levels {
-            caches: levels.iter().map(|l| l.cache.clone()).collect(),
-            breakers: levels.iter().map(|l| l.breaker.clone()).collect(),
+            levels: Arc::new(RwLock::new(
+                levels
+                    .iter()
+                    .map(|l| (l.cache.clone(), l.breaker.clone()))
+                    .collect(),
+            )),
             retries: retries.clone(),
             journaled: journaled.clone(),
         }
+    }
+
+    /// Adds a level behind the others.
+    pub fn push(&self, level: &Level) {
+        self.levels
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((level.cache.clone(), level.breaker.clone()));
     }
 
     /// Invalidates each key in every level, nearest the primary first (as
@@ -59,10 +74,15 @@ impl Levels {
     /// write of the key still putting its row finishes first, so its put
     /// cannot land after this invalidation.
     async fn invalidate_keys(&self, schema: &'static Schema, keys: &[Key]) {
+        let levels = self
+            .levels
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         for key in keys {
             let _key = self.journaled.lock(schema, key).await;
-            for i in (0..self.caches.len()).rev() {
-                self.invalidate_in(i, schema, key).await;
+            for i in (0..levels.len()).rev() {
+                self.invalidate_in(&levels, i, schema, key).await;
             }
         }
     }
@@ -70,15 +90,15 @@ impl Levels {
     /// Invalidates `key` in level `i`, through its breaker (a dead level
     /// fails fast once it is open); a failure queues the level and those
     /// in front of it for retries.
-    async fn invalidate_in(&self, i: usize, schema: &'static Schema, key: &Key) {
-        let (cache, breaker) = (&self.caches[i], &self.breakers[i]);
+    async fn invalidate_in(&self, levels: &[Entry], i: usize, schema: &'static Schema, key: &Key) {
+        let (cache, breaker) = &levels[i];
         if let Err(e) = breaker.call(cache.invalidate(schema, key)).await {
             if breaker.state() != BreakerState::Closed {
                 tracing::debug!(target: "octopus::plan", cache = cache.name(), table = schema.table(), %key, error = %e, "cache level's breaker not closed: invalidation after replay queued for retries");
             } else {
                 tracing::warn!(target: "octopus::plan", cache = cache.name(), table = schema.table(), %key, error = %e, "cache invalidation after replay failed; retrying in the background");
             }
-            let chain = self.caches[..=i].iter().rev().cloned().collect();
+            let chain = levels[..=i].iter().rev().map(|(c, _)| c.clone()).collect();
             self.retries.push(chain, schema, key.clone());
         }
     }

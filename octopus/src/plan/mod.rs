@@ -123,6 +123,9 @@ pub struct Plan {
     /// Held by journaled writes of a key until their caches followed (and
     /// by replay's invalidation of the key).
     journaled: Arc<key_mutex::KeyMutexes>,
+    /// The levels as attached to the fallback, if they were (levels added
+    /// later join them).
+    attached: Option<invalidation::Levels>,
 }
 
 impl std::fmt::Debug for Plan {
@@ -241,10 +244,11 @@ impl PlanBuilder {
             .attach(self.primary.clone(), breaker.clone())?;
         let retries = Retries::new(counters.clone());
         let journaled = Arc::new(key_mutex::KeyMutexes::default());
-        if !levels.is_empty() {
+        let attached = (!levels.is_empty()).then(|| {
             let caches = invalidation::Levels::of(&levels, &retries, &journaled);
-            self.fallback.attach_caches(Arc::new(caches));
-        }
+            self.fallback.attach_caches(Arc::new(caches.clone()));
+            caches
+        });
         Ok(Plan {
             primary: self.primary,
             breaker,
@@ -257,6 +261,7 @@ impl PlanBuilder {
             counters,
             unchecked: checked::Unchecked::default(),
             journaled,
+            attached,
         })
     }
 }
@@ -306,12 +311,18 @@ impl Plan {
     pub fn with_cache_policy(mut self, cache: Arc<dyn Cache>, policy: CachePolicy) -> Self {
         match Level::new(cache, policy, &BreakerConfig::default()) {
             Ok(level) => {
-                let levels = invalidation::Levels::of(
-                    std::slice::from_ref(&level),
-                    &self.retries,
-                    &self.journaled,
-                );
-                self.fallback.attach_caches(Arc::new(levels));
+                match &self.attached {
+                    Some(attached) => attached.push(&level),
+                    None => {
+                        let levels = invalidation::Levels::of(
+                            std::slice::from_ref(&level),
+                            &self.retries,
+                            &self.journaled,
+                        );
+                        self.fallback.attach_caches(Arc::new(levels.clone()));
+                        self.attached = Some(levels);
+                    }
+                }
                 self.levels.push(level);
             }
             // The default settings are valid (the crate's tests check them).
