@@ -90,3 +90,66 @@ async fn a_hanging_memcached_is_skipped_once_its_breaker_opens() {
     }
     assert_eq!(gauges.read(1u64).await.unwrap().unwrap().level, 5);
 }
+
+/// memcached hangs (its data intact) while rows it holds are updated, for
+/// longer than the invalidations' first retries; when it answers again, it
+/// must not serve the rows from before the updates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_that_comes_back_with_its_data_serves_no_old_row() {
+    let upstream: std::net::SocketAddr = support::memcache_url()
+        .trim_start_matches("memcache://")
+        .parse()
+        .unwrap();
+    let proxy = FaultProxy::start(upstream).await.unwrap();
+    let options = MemcacheOptions::from_url(&format!("memcache://{}", proxy.addr()))
+        .unwrap()
+        .namespace(&support::fresh_namespace("dead-cache-back"))
+        .unwrap()
+        .timeout(Duration::from_millis(100));
+    let remote = Arc::new(MemcacheStore::with_options(options).await.unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Arc::new(SqliteStore::open(dir.path().join("g.db")).await.unwrap());
+    let plan = Arc::new(
+        Plan::builder(primary)
+            .cache(remote, CachePolicy::Invalidate)
+            .build()
+            .unwrap(),
+    );
+    let gauges: Dao<Gauge> = Dao::open(plan.clone()).await.unwrap();
+    for id in 0..5 {
+        gauges.create(&mut Gauge { id, level: 0 }).await.unwrap();
+        // Cached in memcached.
+        gauges.read(id).await.unwrap().unwrap();
+    }
+    proxy.set(Mode::Blackhole).await;
+    for id in 0..5 {
+        gauges.update(&mut Gauge { id, level: 1 }).await.unwrap();
+    }
+    // Well past the first retries (20 ms doubling to 640 ms).
+    let mut seen = 0;
+    while plan.stats().invalidation_retries < 12 {
+        assert!(
+            seen < 1000,
+            "the invalidations were not retried: {:?}",
+            plan.stats()
+        );
+        seen += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.set(Mode::Pass).await;
+    for _ in 0..500 {
+        let mut fresh = true;
+        for id in 0..5u64 {
+            fresh &= gauges.read(id).await.unwrap().unwrap().level == 1;
+        }
+        if fresh {
+            assert_eq!(plan.stats().invalidations_abandoned, 0);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "memcached served rows from before the updates after it came back: {:?}",
+        plan.stats()
+    );
+}

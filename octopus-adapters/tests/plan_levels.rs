@@ -135,15 +135,14 @@ async fn a_dead_cache_never_fails_reads_or_writes() {
     assert_eq!(s.levels[0].skipped, 1, "{s:?}");
     assert_eq!(s.levels[0].write_errors, 2, "{s:?}");
     // The failed invalidations (both of key 3: coalesced into one) are
-    // retried in the background, then left to the TTL once the retries are
-    // spent.
-    for _ in 0..100 {
-        if plan.stats().invalidations_abandoned == 1 {
+    // retried in the background for as long as the cache does not answer.
+    for _ in 0..200 {
+        if plan.stats().invalidation_retries >= 8 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let s = plan.stats();
-    assert_eq!(s.invalidations_abandoned, 1, "{s:?}");
-    assert_eq!(s.invalidation_retries, 6, "{s:?}");
+    assert!(s.invalidation_retries >= 8, "{s:?}");
+    assert_eq!(s.invalidations_abandoned, 0, "{s:?}");
 }

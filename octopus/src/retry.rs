@@ -1,6 +1,8 @@
 //! Retries of failed cache invalidations: coalesced per key, one background
-//! worker per plan, bounded in size, given up after a few attempts (the
-//! cached row then lives until its TTL).
+//! worker per plan, bounded in size. A retry is kept until its cache
+//! answers, however long it is down (a cache that comes back with its data
+//! would otherwise serve the rows the lost invalidations were for until
+//! their TTL); only a full queue gives new failures up to the TTL.
 //!
 //! A retry is a chain: the level whose invalidation failed, then every
 //! level in front of it, invalidated in that order once the failed one
@@ -19,8 +21,6 @@ use crate::schema::Schema;
 use crate::stats::PlanCounters;
 use crate::value::Key;
 
-/// Attempts at one invalidation before it is left to the TTL.
-pub(crate) const ATTEMPTS: u32 = 6;
 /// Keys waiting for a retry at most; beyond this, new failures are left to
 /// the TTL at once (a cache that is down for long cannot grow memory
 /// without bound).
@@ -181,13 +181,10 @@ impl Retries {
                     continue;
                 }
                 failed_caches.push(id.0);
-                let mut pending = self.lock();
-                if let Some(r) = pending.get_mut(&id) {
+                if let Some(r) = self.lock().get_mut(&id) {
                     r.attempts += 1;
-                    if r.attempts >= ATTEMPTS {
-                        pending.remove(&id);
-                        self.inner.counters.invalidations_abandoned.incr();
-                        tracing::error!(target: "octopus::plan", cache = cache.name(), table = schema.table(), %key, "cache invalidation abandoned; the cached row lives until its TTL");
+                    if r.attempts == 1 || r.attempts.is_power_of_two() {
+                        tracing::warn!(target: "octopus::plan", cache = cache.name(), table = schema.table(), %key, attempts = r.attempts, "cache invalidation still failing; retrying until the cache answers");
                     }
                 }
             }

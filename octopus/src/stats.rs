@@ -101,8 +101,9 @@ pub struct PlanStats {
     pub herd_followers: u64,
     /// Retries of failed cache invalidations.
     pub invalidation_retries: u64,
-    /// Invalidations given up after their retries; the cached value then
-    /// lives until its TTL.
+    /// Failed invalidations given up because the retry queue was full
+    /// (100,000 keys); the cached value then lives until its TTL. Others
+    /// are retried until their cache answers.
     pub invalidations_abandoned: u64,
     /// Writes handed to the fallback and acknowledged by it.
     pub fallback_writes: u64,
