@@ -12,9 +12,12 @@ use crate::value::Key;
 
 type Id = (&'static str, Key);
 
+/// A key's mutex, and how many guards hold or wait for it.
+type Slot = (Arc<tokio::sync::Mutex<()>>, usize);
+
 #[derive(Default)]
 pub(super) struct KeyMutexes {
-    held: Mutex<HashMap<Id, Arc<tokio::sync::Mutex<()>>>>,
+    held: Mutex<HashMap<Id, Slot>>,
 }
 
 /// A key's mutex, held; dropping it releases the key.
@@ -25,16 +28,21 @@ pub(super) struct KeyGuard<'a> {
 }
 
 impl KeyMutexes {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Id, Arc<tokio::sync::Mutex<()>>>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Id, Slot>> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Waits for `key`'s mutex (of `schema`'s table).
     pub async fn lock(&self, schema: &'static Schema, key: &Key) -> KeyGuard<'_> {
         let id = (schema.table(), key.clone());
-        let mutex = self.map().entry(id.clone()).or_default().clone();
-        // Registered before waiting: a drop that sees only the map's
-        // reference knows nobody waits.
+        let mutex = {
+            let mut map = self.map();
+            let slot = map.entry(id.clone()).or_default();
+            slot.1 += 1;
+            slot.0.clone()
+        };
+        // Counted before waiting, and uncounted by the guard's drop, even
+        // if this future is dropped while it waits.
         let mut guard = KeyGuard {
             owner: self,
             id: Some(id),
@@ -53,13 +61,14 @@ impl KeyMutexes {
 
 impl Drop for KeyGuard<'_> {
     fn drop(&mut self) {
-        // The guard's own reference first, then the check under the map's
-        // lock (waiters take theirs under it too).
         drop(self.guard.take());
         if let Some(id) = self.id.take() {
             let mut map = self.owner.map();
-            if map.get(&id).is_some_and(|m| Arc::strong_count(m) == 1) {
-                map.remove(&id);
+            if let Some(slot) = map.get_mut(&id) {
+                slot.1 -= 1;
+                if slot.1 == 0 {
+                    map.remove(&id);
+                }
             }
         }
     }
@@ -93,6 +102,23 @@ mod tests {
         assert!(!waiter.is_finished());
         drop(first);
         waiter.await.unwrap();
+        assert_eq!(locks.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_given_up_leaves_nothing_behind() {
+        let locks = Arc::new(KeyMutexes::default());
+        let first = locks.lock(Row::SCHEMA, &Key::UInt(1)).await;
+        let waiter = {
+            let locks = locks.clone();
+            tokio::spawn(async move {
+                let _held = locks.lock(Row::SCHEMA, &Key::UInt(1)).await;
+            })
+        };
+        tokio::task::yield_now().await;
+        waiter.abort();
+        assert!(waiter.await.unwrap_err().is_cancelled());
+        drop(first);
         assert_eq!(locks.len(), 0);
     }
 }
