@@ -10,6 +10,11 @@ use crate::schema::Schema;
 use crate::store::normalize_key;
 use crate::value::Key;
 
+/// Entries at the end of the journal whose keys are invalidated when a
+/// model registers: far more than the appends one process can have in
+/// flight at once (a group commit holds up to 4,096).
+const RECENT: u64 = 65_536;
+
 impl Journal {
     /// The cache levels attached so far.
     pub(super) fn caches(&self) -> Vec<Arc<dyn CacheInvalidation>> {
@@ -39,10 +44,12 @@ impl Journal {
         }
     }
 
-    /// In the background, invalidates the keys of `schema` pending now in
-    /// `caches`: rows cached before a crash (or by another server) may be
-    /// older than these entries, and other servers read the shared caches
-    /// while this one answers those keys from its journal.
+    /// In the background, invalidates in `caches` the keys of `schema`
+    /// whose latest pending entry is among the last [`RECENT`] numbered: a
+    /// write's caches follow before it is acknowledged, so only writes in
+    /// flight at a crash (the newest entries) can have left a cached row
+    /// older than their entry, which other servers would read while this
+    /// one answers those keys from its journal.
     pub(super) fn invalidate_pending(
         &self,
         schema: &'static Schema,
@@ -51,7 +58,14 @@ impl Journal {
         if caches.is_empty() || self.pending() == 0 {
             return;
         }
-        let keys = self.shared.index.keys_of(schema.table());
+        let last = self
+            .shared
+            .last_seq
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let keys = self
+            .shared
+            .index
+            .keys_of(schema.table(), last.saturating_sub(RECENT));
         if keys.is_empty() {
             return;
         }

@@ -175,9 +175,10 @@ impl Index {
         self.lock().get(key).is_some()
     }
 
-    /// The keys of `table` with a pending entry (integer keys as
-    /// unsigned when not negative: normalize them with the schema).
-    pub(super) fn keys_of(&self, table: &str) -> Vec<Key> {
+    /// The keys of `table` whose latest pending entry is numbered past
+    /// `after` (integer keys as unsigned when not negative: normalize them
+    /// with the schema).
+    pub(super) fn keys_of(&self, table: &str, after: u64) -> Vec<Key> {
         let Some(number) = self
             .tables
             .read()
@@ -190,14 +191,14 @@ impl Index {
         let maps = self.lock();
         let natural = maps
             .natural
-            .keys()
-            .filter(|(t, _)| *t == number)
-            .map(|(_, u)| Key::UInt(*u));
+            .iter()
+            .filter(|((t, _), p)| *t == number && p.seq() > after)
+            .map(|((_, u), _)| Key::UInt(*u));
         let other = maps
             .other
-            .keys()
-            .filter(|(t, _)| *t == number)
-            .map(|(_, k)| match k {
+            .iter()
+            .filter(|((t, _), p)| *t == number && p.seq() > after)
+            .map(|((_, k), _)| match k {
                 KeyRepr::Natural(u) => Key::UInt(*u),
                 KeyRepr::Negative(i) => Key::Int(*i),
                 KeyRepr::Text(s) => Key::Text(s.to_string()),
