@@ -22,8 +22,9 @@ struct Gauge {
     level: i64,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hanging_memcached_is_skipped_once_its_breaker_opens() {
+/// memcached behind the fault proxy (100 ms deadline) in front of SQLite
+/// in `dir`: the proxy, the plan and a Dao over it.
+async fn setup(name: &str, dir: &std::path::Path) -> (FaultProxy, Arc<Plan>, Dao<Gauge>) {
     let upstream: std::net::SocketAddr = support::memcache_url()
         .trim_start_matches("memcache://")
         .parse()
@@ -31,12 +32,11 @@ async fn a_hanging_memcached_is_skipped_once_its_breaker_opens() {
     let proxy = FaultProxy::start(upstream).await.unwrap();
     let options = MemcacheOptions::from_url(&format!("memcache://{}", proxy.addr()))
         .unwrap()
-        .namespace(&support::fresh_namespace("dead-cache"))
+        .namespace(&support::fresh_namespace(name))
         .unwrap()
         .timeout(Duration::from_millis(100));
     let remote = Arc::new(MemcacheStore::with_options(options).await.unwrap());
-    let dir = tempfile::tempdir().unwrap();
-    let primary = Arc::new(SqliteStore::open(dir.path().join("g.db")).await.unwrap());
+    let primary = Arc::new(SqliteStore::open(dir.join("g.db")).await.unwrap());
     let plan = Arc::new(
         Plan::builder(primary)
             .cache(remote, CachePolicy::Invalidate)
@@ -44,6 +44,13 @@ async fn a_hanging_memcached_is_skipped_once_its_breaker_opens() {
             .unwrap(),
     );
     let gauges: Dao<Gauge> = Dao::open(plan.clone()).await.unwrap();
+    (proxy, plan, gauges)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_memcached_is_skipped_once_its_breaker_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, plan, gauges) = setup("dead-cache", dir.path()).await;
     for id in 0..50 {
         gauges.create(&mut Gauge { id, level: 0 }).await.unwrap();
     }
@@ -96,26 +103,8 @@ async fn a_hanging_memcached_is_skipped_once_its_breaker_opens() {
 /// must not serve the rows from before the updates.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cache_that_comes_back_with_its_data_serves_no_old_row() {
-    let upstream: std::net::SocketAddr = support::memcache_url()
-        .trim_start_matches("memcache://")
-        .parse()
-        .unwrap();
-    let proxy = FaultProxy::start(upstream).await.unwrap();
-    let options = MemcacheOptions::from_url(&format!("memcache://{}", proxy.addr()))
-        .unwrap()
-        .namespace(&support::fresh_namespace("dead-cache-back"))
-        .unwrap()
-        .timeout(Duration::from_millis(100));
-    let remote = Arc::new(MemcacheStore::with_options(options).await.unwrap());
     let dir = tempfile::tempdir().unwrap();
-    let primary = Arc::new(SqliteStore::open(dir.path().join("g.db")).await.unwrap());
-    let plan = Arc::new(
-        Plan::builder(primary)
-            .cache(remote, CachePolicy::Invalidate)
-            .build()
-            .unwrap(),
-    );
-    let gauges: Dao<Gauge> = Dao::open(plan.clone()).await.unwrap();
+    let (proxy, plan, gauges) = setup("dead-cache-back", dir.path()).await;
     for id in 0..5 {
         gauges.create(&mut Gauge { id, level: 0 }).await.unwrap();
         // Cached in memcached.
