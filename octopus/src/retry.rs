@@ -114,8 +114,10 @@ impl Retries {
                     generation: 0,
                 });
         }
-        if !self.inner.running.swap(true, Ordering::SeqCst)
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        // Marked running only when a worker can start: outside a runtime
+        // the key waits for the next push made inside one.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current()
+            && !self.inner.running.swap(true, Ordering::SeqCst)
         {
             runtime.spawn(self.clone().work());
         }
@@ -194,5 +196,75 @@ impl Retries {
                 (delay * 2).min(MAX_DELAY)
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::{FillToken, Lookup};
+    use crate::store::BoxFuture;
+    use crate::value::Record;
+    use crate::{Model, Result};
+
+    #[derive(crate::Model)]
+    struct Row {
+        #[octopus(key)]
+        id: u64,
+    }
+
+    /// A cache that counts invalidations.
+    #[derive(Default)]
+    struct Counting(std::sync::atomic::AtomicU64);
+
+    impl Cache for Counting {
+        fn name(&self) -> &str {
+            "counting"
+        }
+        fn lookup<'a>(&'a self, _: &'static Schema, _: &'a Key) -> BoxFuture<'a, Result<Lookup>> {
+            Box::pin(async { Ok(Lookup::Miss(FillToken::Absent)) })
+        }
+        fn fill<'a>(
+            &'a self,
+            _: &'static Schema,
+            _: &'a Record,
+            _: FillToken,
+        ) -> BoxFuture<'a, Result<bool>> {
+            Box::pin(async { Ok(false) })
+        }
+        fn put<'a>(&'a self, _: &'static Schema, _: &'a Record) -> BoxFuture<'a, Result<()>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn invalidate<'a>(&'a self, _: &'static Schema, _: &'a Key) -> BoxFuture<'a, Result<()>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    /// A push outside any runtime (a write's guard dropped while the
+    /// runtime shuts down, say) queues the key without a worker; the next
+    /// push inside a runtime starts one, which retries both.
+    #[test]
+    fn a_push_outside_a_runtime_does_not_stall_the_queue() {
+        let cache = Arc::new(Counting::default());
+        let retries = Retries::new(Arc::new(PlanCounters::default()));
+        retries.push(vec![cache.clone()], Row::SCHEMA, Key::UInt(1));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            retries.push(vec![cache.clone()], Row::SCHEMA, Key::UInt(2));
+            for _ in 0..500 {
+                if cache.0.load(Ordering::SeqCst) == 2 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!(
+                "{} of 2 queued invalidations were retried",
+                cache.0.load(Ordering::SeqCst)
+            );
+        });
     }
 }
