@@ -72,7 +72,9 @@ pub fn recover(
                         && e.seq > expected
                         && e.seq - 1 <= checkpoint.highest();
                     if e.seq > MAX_SEQ
-                        || (e.seq != expected && !past_replayed_gap && !declared_gap(&e, expected))
+                        || (e.seq != expected
+                            && !past_replayed_gap
+                            && !declared_gap(&e, expected, last_seq.is_none()))
                     {
                         return Err(out_of_sequence(path, line.offset, e.seq, expected));
                     }
@@ -119,10 +121,21 @@ pub fn recover(
 /// Whether `e`, found where entry `expected` was, starts the group commit
 /// after appends that failed, which took the numbers from `expected` to
 /// just before it (see [`Entry::prev`](super::entry::Entry::prev)).
-fn declared_gap(e: &Head, expected: u64) -> bool {
-    e.batch == Some(e.seq)
-        && e.seq > expected
-        && e.prev.and_then(|p| p.checked_add(1)) == Some(expected)
+/// `at_segment_name`: no entry precedes, and `expected` is the name of the
+/// journal's first segment. The writer may have started that segment for
+/// any append of the gap, not only its first, so the gap may begin before
+/// the name (the checkpoint must then cover the entry before it, which
+/// [`verify`](super::verify) checks against [`Recovered::first`]).
+fn declared_gap(e: &Head, expected: u64, at_segment_name: bool) -> bool {
+    let Some(gap_start) = e.prev.and_then(|p| p.checked_add(1)) else {
+        return false;
+    };
+    let declared = if at_segment_name {
+        gap_start <= expected
+    } else {
+        gap_start == expected
+    };
+    e.batch == Some(e.seq) && e.seq > expected && declared
 }
 
 /// A damaged line of the last segment.
@@ -480,6 +493,37 @@ mod tests {
             (seqs(&r), r.1.first, r.1.last),
             (vec![5, 6], Some(3), Some(6))
         );
+    }
+
+    #[test]
+    fn a_segment_started_inside_a_gap_opens_alone() {
+        // Failed appends took 3 to 8; the segment was started by the one
+        // that took 5 (the writer rotated mid-gap). Its first entry is 9,
+        // declaring the gap from 3. The segment before was replayed and
+        // removed.
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(segment::path(dir.path(), 5), after_gap(9..=10, 2)).unwrap();
+        let segs = segment::list(dir.path()).unwrap();
+        let r = recover(dir.path(), &segs, 2).unwrap();
+        assert_eq!(
+            (seqs(&r), r.1.first, r.1.last),
+            (vec![9, 10], Some(3), Some(10))
+        );
+        // A declaration past the segment's name is no gap the writer left.
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(segment::path(dir.path(), 5), after_gap(9..=10, 6)).unwrap();
+        let segs = segment::list(dir.path()).unwrap();
+        let err = recover(dir.path(), &segs, 6).unwrap_err().to_string();
+        assert!(
+            err.contains("sequence number 9 where 5 was expected"),
+            "{err}"
+        );
+        // After an entry, the declaration must name exactly that entry.
+        let dir = tempfile::tempdir().unwrap();
+        let segs = write(dir.path(), &[&[1, 2, 3]]);
+        let at = append(&segs[0].1, &after_gap(9..=10, 2));
+        let err = recover(dir.path(), &segs, 0).unwrap_err().to_string();
+        assert!(err.contains(&format!("at byte offset {at}")), "{err}");
     }
 
     #[test]
