@@ -1,6 +1,7 @@
 //! Power loss, from a real run's file operations: a child process appends
-//! to a journal (fsync durability) from 8 tasks under `strace`, printing
-//! `ack <id>` as each append is acknowledged. The trace gives every write,
+//! to a journal (fsync durability) from 8 tasks under `strace`, writing
+//! `ack <id>` to a marks file as each append is acknowledged. The trace
+//! (read by the `crash-states` crate) gives every write,
 //! sync, truncate, rename and unlink on the journal's files, and every
 //! acknowledgement, in completion order. At crash points along it, crash
 //! states are materialized: every synced byte, plus a random subset of the
@@ -14,11 +15,13 @@
 //! One binary plays both parts (`harness = false`): with
 //! `OCTOPUS_POWER_CHILD=<dir>` it is the appender. Needs `strace`.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::io::Write as _;
+use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crash_states::{Event, Rng, State};
 
 use octopus::journal::{Durability, Journal, JournalOptions, Pending};
 use octopus::{Key, Model};
@@ -34,7 +37,6 @@ struct Item {
 const CHILD: &str = "OCTOPUS_POWER_CHILD";
 const UNSYNCED: &str = "OCTOPUS_POWER_UNSYNCED";
 const APPENDS: u64 = 1200;
-const PAGE: usize = 4096;
 
 fn options(synced: bool) -> JournalOptions {
     let durability = if synced {
@@ -80,13 +82,17 @@ fn main() {
     });
 }
 
-/// Appends `APPENDS` items from 8 tasks, printing `ack <id>` after each.
+/// Appends `APPENDS` items from 8 tasks, writing `ack <id>` to the marks
+/// file beside the journal after each.
 async fn child(dir: String, synced: bool) {
     let journal = Journal::open(&dir, options(synced)).unwrap();
+    let acks = Arc::new(Mutex::new(
+        std::fs::File::create(marks(Path::new(&dir))).unwrap(),
+    ));
     let next = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..8)
         .map(|_| {
-            let (journal, next) = (journal.clone(), next.clone());
+            let (journal, next, acks) = (journal.clone(), next.clone(), acks.clone());
             tokio::spawn(async move {
                 loop {
                     let id = next.fetch_add(1, Ordering::SeqCst);
@@ -99,7 +105,8 @@ async fn child(dir: String, synced: bool) {
                     };
                     let write = octopus::Write::Insert(item.to_record().unwrap());
                     journal.append(Item::SCHEMA, &write).await.unwrap();
-                    println!("ack {id}");
+                    let line = format!("ack {id}\n");
+                    acks.lock().unwrap().write_all(line.as_bytes()).unwrap();
                 }
             })
         })
@@ -110,23 +117,9 @@ async fn child(dir: String, synced: bool) {
     journal.close().await.unwrap();
 }
 
-/// One file operation of the traced run, or an acknowledgement.
-#[derive(Debug, Clone)]
-enum Event {
-    Write {
-        path: PathBuf,
-        offset: usize,
-        data: Vec<u8>,
-    },
-    Truncate {
-        path: PathBuf,
-        len: usize,
-    },
-    Sync(PathBuf),
-    Rename(PathBuf, PathBuf),
-    Unlink(PathBuf),
-    Create(PathBuf),
-    Ack(u64),
+/// The marks file of the journal at `dir`.
+fn marks(dir: &Path) -> std::path::PathBuf {
+    dir.with_file_name("acks")
 }
 
 #[derive(Debug, Default)]
@@ -145,20 +138,12 @@ fn run(synced: bool, states: usize) -> Outcome {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("journal");
     let trace = work.path().join("trace");
-    let exe = std::env::current_exe().unwrap();
-    let mut cmd = Command::new("strace");
-    cmd.args(["-f", "-qq", "-y", "-xx", "-s", "8388608", "-o"])
-        .arg(&trace)
-        .args([
-            "-e",
-            "trace=openat,write,writev,pwrite64,fsync,fdatasync,ftruncate,rename,renameat,renameat2,unlink,unlinkat",
-        ])
-        .arg(&exe)
-        .env(CHILD, &dir);
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.env(CHILD, &dir);
     if !synced {
         cmd.env(UNSYNCED, "1");
     }
-    let out = cmd
+    let out = crash_states::traced(cmd, &trace)
         .output()
         .expect("this test runs `strace` (apt-get install strace)");
     assert!(
@@ -166,9 +151,12 @@ fn run(synced: bool, states: usize) -> Outcome {
         "the traced child failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let dir = std::fs::canonicalize(&dir).unwrap();
-    let events = parse(&std::fs::read_to_string(&trace).unwrap(), &dir);
-    let acks = events.iter().filter(|e| matches!(e, Event::Ack(_))).count();
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let events = crash_states::parse(&text, &dir, &marks(&dir));
+    let acks = events
+        .iter()
+        .filter(|e| matches!(e, Event::Mark(_)))
+        .count();
     assert_eq!(
         acks as u64, APPENDS,
         "every append was acknowledged in the trace"
@@ -178,138 +166,35 @@ fn run(synced: bool, states: usize) -> Outcome {
         acks,
         ..Outcome::default()
     };
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ states as u64);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15 ^ states as u64);
     for _ in 0..states {
         let at = rng.below(events.len() as u64 + 1) as usize;
-        check_state(&events[..at], synced, &mut rng, &mut outcome);
+        let state = State::after(&events[..at], &mut rng);
+        check_state(&state, at, synced, &mut outcome);
     }
     outcome
 }
 
-/// Files as the disk holds them (synced) and as the page cache does, with
-/// the writes since each file's last sync.
-#[derive(Default)]
-struct Files {
-    synced: BTreeMap<PathBuf, Vec<u8>>,
-    unsynced: BTreeMap<PathBuf, Vec<Event>>,
-}
-
-fn apply(file: &mut Vec<u8>, event: &Event) {
-    match event {
-        Event::Write { offset, data, .. } => {
-            if file.len() < offset + data.len() {
-                file.resize(offset + data.len(), 0);
-            }
-            file[*offset..offset + data.len()].copy_from_slice(data);
-        }
-        Event::Truncate { len, .. } => file.resize(*len, 0),
-        _ => {}
-    }
-}
-
-/// Builds one crash state after `events`, opens it, and checks it.
-fn check_state(events: &[Event], synced: bool, rng: &mut Rng, outcome: &mut Outcome) {
-    let mut files = Files::default();
-    let mut acked = Vec::new();
-    for e in events {
-        match e {
-            Event::Create(p) => {
-                files.synced.entry(p.clone()).or_default();
-            }
-            Event::Write { path, .. } | Event::Truncate { path, .. } => {
-                files
-                    .unsynced
-                    .entry(path.clone())
-                    .or_default()
-                    .push(e.clone());
-            }
-            Event::Sync(p) => {
-                let file = files.synced.entry(p.clone()).or_default();
-                for w in files.unsynced.remove(p).unwrap_or_default() {
-                    apply(file, &w);
-                }
-            }
-            Event::Rename(from, to) => {
-                if let Some(f) = files.synced.remove(from) {
-                    files.synced.insert(to.clone(), f);
-                }
-                if let Some(u) = files.unsynced.remove(from) {
-                    files.unsynced.insert(to.clone(), u);
-                }
-            }
-            Event::Unlink(p) => {
-                files.synced.remove(p);
-                files.unsynced.remove(p);
-            }
-            Event::Ack(id) => acked.push(*id),
-        }
-    }
-    // What reached the disk of what was not synced: any subset, in order,
-    // each write whole, cut at a page boundary, or one page zeroed.
-    let mut any_unsynced = false;
-    for (path, writes) in &files.unsynced {
-        let file = files.synced.entry(path.clone()).or_default();
-        for w in writes {
-            match rng.below(4) {
-                0 => {}
-                1 => {
-                    apply(file, w);
-                    any_unsynced = true;
-                }
-                _ => {
-                    let Event::Write { offset, data, .. } = w else {
-                        apply(file, w);
-                        continue;
-                    };
-                    let mut data = data.clone();
-                    let page_end = (offset / PAGE + 1) * PAGE;
-                    let cut = (page_end - offset).min(data.len());
-                    if rng.below(2) == 0 {
-                        data.truncate(cut);
-                    } else {
-                        data[..cut].fill(0);
-                    }
-                    apply(
-                        file,
-                        &Event::Write {
-                            path: path.clone(),
-                            offset: *offset,
-                            data,
-                        },
-                    );
-                    any_unsynced = true;
-                    outcome.damaged_pages += 1;
-                }
-            }
-        }
-    }
-    outcome.with_unsynced += usize::from(any_unsynced);
-    let state = tempfile::Builder::new()
-        .prefix("octopus-power-")
-        .tempdir_in("/dev/shm")
-        .or_else(|_| tempfile::tempdir())
-        .unwrap();
-    for (path, bytes) in &files.synced {
-        std::fs::write(state.path().join(path.file_name().unwrap()), bytes).unwrap();
-    }
+/// Opens one crash state and checks it holds every acknowledged entry.
+fn check_state(state: &State, at: usize, synced: bool, outcome: &mut Outcome) {
     outcome.states += 1;
+    outcome.with_unsynced += usize::from(state.with_unsynced);
+    outcome.damaged_pages += state.damaged_pages;
     // Opened as it was written: recovery's cut rule depends on it.
-    let journal = match Journal::open(state.path(), options(synced)) {
+    let journal = match Journal::open(state.dir(), options(synced)) {
         Ok(j) => j,
         Err(e) => {
             outcome.refused += 1;
             if outcome.refused <= 3 {
-                eprintln!(
-                    "a crash state after {} events refused to open: {e}",
-                    events.len()
-                );
+                eprintln!("a crash state after {at} events refused to open: {e}");
             }
             return;
         }
     };
-    let lost: Vec<u64> = acked
+    let lost: Vec<u64> = state
+        .marks
         .iter()
-        .copied()
+        .map(|m| m.strip_prefix("ack ").unwrap().parse().unwrap())
         .filter(|id| {
             !matches!(
                 journal.lookup(Item::SCHEMA, &Key::UInt(*id)),
@@ -321,252 +206,10 @@ fn check_state(events: &[Event], synced: bool, rng: &mut Rng, outcome: &mut Outc
         outcome.lost_states += 1;
         if synced && outcome.lost_states <= 3 {
             eprintln!(
-                "a crash state after {} events lost {} acknowledged entries (first: {:?})",
-                events.len(),
+                "a crash state after {at} events lost {} acknowledged entries (first: {:?})",
                 lost.len(),
                 &lost[..lost.len().min(5)]
             );
         }
-    }
-}
-
-/// Parses strace's output (`-f -y -xx`): the events on files in `dir`, and
-/// the child's `ack` lines, in completion order.
-fn parse(trace: &str, dir: &Path) -> Vec<Event> {
-    let mut pending: HashMap<String, String> = HashMap::new();
-    // File descriptors are the process's (any thread may use one).
-    let mut positions: HashMap<String, usize> = HashMap::new();
-    let mut appending: HashMap<String, bool> = HashMap::new();
-    let mut sizes: HashMap<PathBuf, usize> = HashMap::new();
-    // The child's standard output so far, for its `ack` lines.
-    let mut stdout = String::new();
-    let mut out = Vec::new();
-    for raw in trace.lines() {
-        let Some((pid, rest)) = raw.split_once(' ') else {
-            continue;
-        };
-        let rest = rest.trim_start();
-        let line = if let Some(head) = rest.strip_suffix(" <unfinished ...>") {
-            pending.insert(pid.to_owned(), head.to_owned());
-            continue;
-        } else if rest.starts_with("<... ") {
-            let tail = rest.split_once("resumed>").map_or("", |(_, t)| t);
-            format!("{}{}", pending.remove(pid).unwrap_or_default(), tail)
-        } else {
-            rest.to_owned()
-        };
-        // strace pads short calls before ` = result`.
-        let Some(eq) = line.rfind(" = ") else {
-            continue;
-        };
-        let (call, result) = (line[..eq].trim_end(), &line[eq + 3..]);
-        let Some(call) = call.strip_suffix(')') else {
-            continue;
-        };
-        let Some((name, args)) = call.split_once('(') else {
-            continue;
-        };
-        if result.starts_with('-') {
-            continue;
-        }
-        let args = split_args(args);
-        let in_dir = |p: &Path| p.starts_with(dir) && p != dir;
-        match name {
-            "openat" => {
-                let Some((fd, path)) = annotated(result) else {
-                    continue;
-                };
-                if !in_dir(&path) {
-                    continue;
-                }
-                let flags = args.get(2).map_or("", String::as_str);
-                let key = fd.clone();
-                positions.insert(key.clone(), 0);
-                appending.insert(key, flags.contains("O_APPEND"));
-                if flags.contains("O_CREAT") && !sizes.contains_key(&path) {
-                    sizes.insert(path.clone(), 0);
-                    out.push(Event::Create(path.clone()));
-                }
-                if flags.contains("O_TRUNC") {
-                    sizes.insert(path.clone(), 0);
-                    out.push(Event::Truncate { path, len: 0 });
-                }
-            }
-            "writev" if annotated(&args[0]).is_some_and(|(fd, _)| fd == "1") => {
-                let data: Vec<u8> = quoted(&args[1..]).into_iter().flatten().collect();
-                acks(&mut stdout, &data, &mut out);
-            }
-            "write" | "pwrite64" => {
-                let Some((fd, path)) = annotated(&args[0]) else {
-                    continue;
-                };
-                let data = unescape(&args[1]);
-                if fd == "1" {
-                    acks(&mut stdout, &data, &mut out);
-                    continue;
-                }
-                if !in_dir(&path) {
-                    continue;
-                }
-                let written: usize = result.trim().parse().unwrap();
-                let data = data[..written].to_vec();
-                let key = fd.clone();
-                let size = sizes.entry(path.clone()).or_default();
-                let offset = if name == "pwrite64" {
-                    args[3].trim().parse().unwrap()
-                } else if appending.get(&key).copied().unwrap_or(false) {
-                    *size
-                } else {
-                    let pos = positions.entry(key.clone()).or_default();
-                    let at = *pos;
-                    *pos += written;
-                    at
-                };
-                *size = (*size).max(offset + written);
-                out.push(Event::Write { path, offset, data });
-            }
-            "fsync" | "fdatasync" => {
-                let Some((_, path)) = annotated(&args[0]) else {
-                    continue;
-                };
-                if in_dir(&path) {
-                    out.push(Event::Sync(path));
-                }
-            }
-            "ftruncate" => {
-                let Some((_, path)) = annotated(&args[0]) else {
-                    continue;
-                };
-                if in_dir(&path) {
-                    let len = args[1].trim().parse().unwrap();
-                    sizes.insert(path.clone(), len);
-                    out.push(Event::Truncate { path, len });
-                }
-            }
-            "rename" | "renameat" | "renameat2" => {
-                let paths: Vec<PathBuf> = args
-                    .iter()
-                    .filter(|a| a.starts_with('"'))
-                    .map(|a| PathBuf::from(String::from_utf8(unescape(a)).unwrap()))
-                    .collect();
-                if let [from, to] = &paths[..]
-                    && in_dir(to)
-                {
-                    if let Some(s) = sizes.remove(from) {
-                        sizes.insert(to.clone(), s);
-                    }
-                    out.push(Event::Rename(from.clone(), to.clone()));
-                }
-            }
-            "unlink" | "unlinkat" => {
-                let Some(arg) = args.iter().find(|a| a.starts_with('"')) else {
-                    continue;
-                };
-                let path = PathBuf::from(String::from_utf8(unescape(arg)).unwrap());
-                if in_dir(&path) {
-                    sizes.remove(&path);
-                    out.push(Event::Unlink(path));
-                }
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
-/// Adds `data` written to the child's standard output, and an event for
-/// each `ack` line it completes.
-fn acks(stdout: &mut String, data: &[u8], out: &mut Vec<Event>) {
-    stdout.push_str(&String::from_utf8_lossy(data));
-    while let Some(end) = stdout.find('\n') {
-        let line: String = stdout.drain(..=end).collect();
-        if let Some(id) = line.trim().strip_prefix("ack ") {
-            out.push(Event::Ack(id.parse().unwrap()));
-        }
-    }
-}
-
-/// The quoted strings in `args` (a `writev`'s buffers), unescaped.
-fn quoted(args: &[String]) -> Vec<Vec<u8>> {
-    let text = args.join(",");
-    let mut out = Vec::new();
-    let mut rest = text.as_str();
-    while let Some(start) = rest.find('"') {
-        let after = &rest[start + 1..];
-        let Some(end) = after.find('"') else { break };
-        out.push(unescape(&after[..end]));
-        rest = &after[end + 1..];
-    }
-    out
-}
-
-/// The arguments of a call, split at top-level commas.
-fn split_args(args: &str) -> Vec<String> {
-    let mut out = vec![String::new()];
-    let (mut quoted, mut depth) = (false, 0);
-    let mut chars = args.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' if quoted => {
-                out.last_mut().unwrap().push(c);
-                if let Some(n) = chars.next() {
-                    out.last_mut().unwrap().push(n);
-                }
-                continue;
-            }
-            '"' => quoted = !quoted,
-            '<' | '[' | '{' if !quoted => depth += 1,
-            '>' | ']' | '}' if !quoted => depth -= 1,
-            ',' if !quoted && depth == 0 => {
-                out.push(String::new());
-                continue;
-            }
-            _ => {}
-        }
-        out.last_mut().unwrap().push(c);
-    }
-    out.into_iter().map(|a| a.trim().to_owned()).collect()
-}
-
-/// `3</path>` (the path hex-escaped, as `-xx` prints it) → `("3", "/path")`.
-fn annotated(text: &str) -> Option<(String, PathBuf)> {
-    let (fd, rest) = text.trim().split_once('<')?;
-    let path = rest.strip_suffix('>')?;
-    let path = String::from_utf8(unescape(path)).ok()?;
-    Some((fd.to_owned(), PathBuf::from(path)))
-}
-
-/// A `-xx` string argument (`"\x7b\x22..."`, possibly followed by `...`).
-fn unescape(arg: &str) -> Vec<u8> {
-    let inner = arg.trim().trim_end_matches("...");
-    let inner = inner
-        .strip_prefix('"')
-        .and_then(|s| s.strip_suffix('"'))
-        .unwrap_or(inner);
-    let bytes = inner.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len() / 4);
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && bytes.get(i + 1) == Some(&b'x') && i + 3 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 2..i + 4]).unwrap();
-            out.push(u8::from_str_radix(hex, 16).unwrap());
-            i += 4;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
-/// A small seeded random source (xorshift).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
     }
 }

@@ -35,7 +35,6 @@ impl PrivateMariadb {
             .prefix("octopus-mariadb")
             .tempdir()
             .unwrap();
-        let as_root = is_root(dir.path());
         let data = dir.path().join("data");
         // A server deletes every `#sql*` file in its tmpdir when it starts:
         // with the default (/tmp) it would delete the temporary tables of
@@ -50,7 +49,7 @@ impl PrivateMariadb {
             .arg(&tmpdir)
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
             .args(small_server());
-        if as_root {
+        if is_root(dir.path()) {
             install.arg("--user=root");
         }
         let out = install.output().expect("run mariadb-install-db");
@@ -61,32 +60,7 @@ impl PrivateMariadb {
             String::from_utf8_lossy(&out.stderr)
         );
         let port = free_port();
-        let mut server = Command::new(binary("mariadbd", "OCTOPUS_MARIADBD"));
-        server
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", data.display()))
-            .arg(&tmpdir)
-            .arg(format!("--port={port}"))
-            .arg(format!(
-                "--socket={}",
-                dir.path().join("mysqld.sock").display()
-            ))
-            .arg(format!(
-                "--pid-file={}",
-                dir.path().join("mysqld.pid").display()
-            ))
-            .arg(format!(
-                "--log-error={}",
-                dir.path().join("error.log").display()
-            ))
-            .args(["--bind-address=127.0.0.1", "--skip-name-resolve"])
-            .args(small_server())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if as_root {
-            server.arg("--user=root");
-        }
-        let child = server.spawn().expect("start mariadbd");
+        let child = spawn(dir.path(), port);
         let mut db = PrivateMariadb { port, child, dir };
         db.wait_until_it_answers().await;
         let mut root = db.root().await;
@@ -98,6 +72,20 @@ impl PrivateMariadb {
         .unwrap();
         root.disconnect().await.unwrap();
         db
+    }
+
+    /// Kills the server (SIGKILL: no shutdown, what a crash leaves) and
+    /// waits for it to exit.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the killed server again on its data directory and port, and
+    /// waits until it answers (InnoDB recovers what the crash left).
+    pub async fn restart(&mut self) {
+        self.child = spawn(self.dir.path(), self.port);
+        self.wait_until_it_answers().await;
     }
 
     /// A store URL for [`APP_USER`] on database `test`, with `params`.
@@ -157,6 +145,27 @@ impl Drop for PrivateMariadb {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts `mariadbd` on the data directory under `dir`, on `port`.
+fn spawn(dir: &Path, port: u16) -> Child {
+    let mut server = Command::new(binary("mariadbd", "OCTOPUS_MARIADBD"));
+    server
+        .arg("--no-defaults")
+        .arg(format!("--datadir={}", dir.join("data").display()))
+        .arg(format!("--tmpdir={}", dir.join("tmp").display()))
+        .arg(format!("--port={port}"))
+        .arg(format!("--socket={}", dir.join("mysqld.sock").display()))
+        .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()))
+        .arg(format!("--log-error={}", dir.join("error.log").display()))
+        .args(["--bind-address=127.0.0.1", "--skip-name-resolve"])
+        .args(small_server())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if is_root(dir) {
+        server.arg("--user=root");
+    }
+    server.spawn().expect("start mariadbd")
 }
 
 /// Small buffers: the server holds a few rows and starts in a second.
