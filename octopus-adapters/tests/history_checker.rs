@@ -70,16 +70,16 @@ fn a_read_of_a_superseded_value_is_stale() {
 }
 
 #[test]
-fn a_deleted_row_read_back_is_stale() {
+fn a_deleted_row_read_back_is_resurrected() {
     use Outcome::Ok;
     let h = [
         op("a", Op::Put(1), Ok, 10, 20),
         op("a", Op::Delete, Ok, 30, 40),
         op("b", Op::Read(Some(1)), Ok, 50, 60),
     ];
-    assert_eq!(rules(&run(&h, None, None)), ["stale"]);
+    assert_eq!(rules(&run(&h, None, None)), ["resurrected"]);
     // ... and a final state with it is a lost delete.
-    assert_eq!(rules(&run(&h, None, Some(1))), ["stale", "lost"]);
+    assert_eq!(rules(&run(&h, None, Some(1))), ["resurrected", "lost"]);
 }
 
 #[test]
@@ -116,4 +116,35 @@ fn a_read_cannot_see_a_write_that_began_after_it() {
         op("a", Op::Put(1), Ok, 30, 40),
     ];
     assert_eq!(rules(&run(&h, Some(0), Some(1))), ["future"]);
+}
+
+#[test]
+fn refusals_the_history_does_not_allow_are_false_conflicts() {
+    use Outcome::{Ok, Refused};
+    // The row was deleted before the create began: nothing to exist.
+    let h = [
+        op("a", Op::Delete, Ok, 10, 20),
+        op("b", Op::Exists, Refused, 30, 40),
+    ];
+    assert_eq!(rules(&run(&h, Some(0), None)), ["false_conflict"]);
+    // A put overlapping the create: it may have come first.
+    let h = [
+        op("a", Op::Delete, Ok, 10, 20),
+        op("c", Op::Put(5), Ok, 25, 35),
+        op("b", Op::Exists, Refused, 30, 40),
+    ];
+    assert!(run(&h, Some(0), Some(5)).is_empty());
+    // An update built on the latest value, refused with no write after it.
+    let h = [
+        op("a", Op::Put(1), Ok, 10, 20),
+        op("b", Op::Changed(1), Refused, 30, 40),
+    ];
+    assert_eq!(rules(&run(&h, Some(0), Some(1))), ["false_conflict"]);
+    // Another write overlapping it explains the conflict.
+    let h = [
+        op("a", Op::Put(1), Ok, 10, 20),
+        op("c", Op::Put(2), Ok, 35, 45),
+        op("b", Op::Changed(1), Refused, 30, 40),
+    ];
+    assert!(run(&h, Some(0), Some(2)).is_empty());
 }

@@ -5,6 +5,8 @@
 //! A missing `mariadbd` or `mariadb-install-db` fails the test with a message
 //! saying how to install them; nothing is skipped.
 
+// Each test uses the parts it needs.
+#![allow(dead_code)]
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -17,7 +17,14 @@
 //!   write at all, or the final state is empty while the last acknowledged
 //!   writes all stored a value (and no delete could have come last);
 //!
-//! Writes reported as dead letters count as refused, not acknowledged. A
+//! - **resurrected**: a stale read that returned a row an acknowledged
+//!   delete had removed;
+//! - **false_conflict**: a create refused with `AlreadyExists` while every
+//!   state it could have met was empty, or an update refused with
+//!   `Conflict` although no other write could have come between the read
+//!   it was built on and its end.
+//!
+//! A delete answered `NotFound` is a read of `None`. Writes reported as dead letters count as refused, not acknowledged. A
 //! write whose outcome is unknown (its client crashed or timed out) may or
 //! may not have happened.
 
@@ -32,6 +39,11 @@ pub enum Op {
     Delete,
     /// Read `Some(value)` or `None`.
     Read(Option<i64>),
+    /// A create refused with `AlreadyExists`: the row was there.
+    Exists,
+    /// An update built on a read of `Some(value)`, refused with `Conflict`:
+    /// the row had changed since.
+    Changed(i64),
 }
 
 /// How the operation ended for its client.
@@ -63,6 +75,26 @@ pub struct Violation {
     pub key: u64,
     pub rule: &'static str,
     pub detail: String,
+}
+
+/// The key's operations that overlap `from..=to`, one per line (at most
+/// 20, the latest ones): the sub-history a violation prints.
+fn around(records: &[&Record], from: u64, to: u64) -> String {
+    let mut near: Vec<&&Record> = records
+        .iter()
+        .filter(|r| r.invoked <= to && r.completed >= from)
+        .collect();
+    near.sort_by_key(|r| r.invoked);
+    let skip = near.len().saturating_sub(20);
+    near[skip..]
+        .iter()
+        .map(|r| {
+            format!(
+                "\n    {} {:?} {:?} {}..{}",
+                r.client, r.op, r.outcome, r.invoked, r.completed
+            )
+        })
+        .collect()
 }
 
 /// A write as the checks see it.
@@ -114,7 +146,7 @@ fn check_key(
         let value = match r.op {
             Op::Put(v) => Some(v),
             Op::Delete => None,
-            Op::Read(_) => continue,
+            Op::Read(_) | Op::Exists | Op::Changed(_) => continue,
         };
         if r.outcome != Outcome::Refused {
             writes.push(Write {
@@ -177,9 +209,14 @@ fn check_key(
         let fresh = candidates(seen)
             .any(|w| w.invoked <= r.completed && newest.is_none_or(|inv| inv <= w.completed));
         if !fresh {
+            let by_delete = newest_before(r.invoked).is_some_and(|w| w.value.is_none());
             out.push(Violation {
                 key,
-                rule: "stale",
+                rule: if seen.is_some() && by_delete {
+                    "resurrected"
+                } else {
+                    "stale"
+                },
                 detail: format!(
                     "{} read {seen:?} at {}..{}; every write of it was superseded by an acknowledged write that completed before the read began, the latest: {:?}; the writes of {seen:?}: {:?}",
                     r.client,
@@ -187,6 +224,41 @@ fn check_key(
                     r.completed,
                     newest_before(r.invoked),
                     candidates(seen).take(5).collect::<Vec<_>>()
+                ) + &format!(
+                    "; the key's history around it:{}",
+                    around(
+                        records,
+                        newest_before(r.invoked).map_or(0, |w| w.invoked),
+                        r.completed
+                    )
+                ),
+            });
+        }
+    }
+
+    for r in records {
+        let allowed = match r.op {
+            // Some state the create could have met held a row.
+            Op::Exists => writes.iter().any(|w| {
+                w.value.is_some()
+                    && w.invoked <= r.completed
+                    && superseded_by(r.invoked).is_none_or(|inv| inv <= w.completed)
+            }),
+            // Some other write could have come after the value read.
+            Op::Changed(read) => writes.iter().any(|w| {
+                w.value != Some(read) && w.invoked <= r.completed && w.completed >= r.invoked
+            }),
+            _ => continue,
+        };
+        if !allowed {
+            out.push(Violation {
+                key,
+                rule: "false_conflict",
+                detail: format!(
+                    "{} was refused ({:?}) where no history allows it; the key's history around it:{}",
+                    r.client,
+                    r.op,
+                    around(records, r.invoked.saturating_sub(50_000_000), r.completed)
                 ),
             });
         }

@@ -1,0 +1,223 @@
+//! One application process of the history chaos test: its own plan (MySQL
+//! through the fault proxy, optionally the in-process cache, memcached
+//! through its proxy, its own journal) and eight tasks running random
+//! operations on the hot keys until `UNTIL`, recording each.
+//!
+//! The history file is written with `write_vectored`, so the power-loss
+//! trace (which leaves `writev` out) holds only the journal's files and
+//! the marks file: one `<key> <value>` line per acknowledged journaled
+//! put.
+
+use std::io::{IoSlice, Write as _};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use octopus::journal::{Journal, JournalOptions};
+use octopus::{BreakerConfig, CachePolicy, Dao, Deletion, Error, MemoryStore, Plan, WriteOutcome};
+use octopus_adapters::memcache::{MemcacheOptions, MemcacheStore};
+use octopus_adapters::mysql::MysqlStore;
+
+use super::{Item, KEYS, TASKS, env, now};
+
+/// Where an application process writes what it did.
+pub struct Files {
+    history: Mutex<std::fs::File>,
+    marks: Mutex<std::fs::File>,
+}
+
+impl Files {
+    fn open(dir: &std::path::Path) -> Self {
+        let append = |name: &str| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(name))
+                .unwrap()
+        };
+        Files {
+            history: Mutex::new(append("history")),
+            marks: Mutex::new(append("marks")),
+        }
+    }
+
+    /// One history line, in one `writev`.
+    fn record(&self, line: &str) {
+        let mut file = self.history.lock().unwrap();
+        let n = file
+            .write_vectored(&[IoSlice::new(line.as_bytes())])
+            .unwrap();
+        assert_eq!(n, line.len(), "a short write to the history file");
+    }
+
+    /// A journaled put acknowledged.
+    fn mark(&self, key: u64, value: i64) {
+        let line = format!("{key} {value}\n");
+        self.marks
+            .lock()
+            .unwrap()
+            .write_all(line.as_bytes())
+            .unwrap();
+    }
+}
+
+async fn plan(journal: Journal) -> Arc<Plan> {
+    let options = MemcacheOptions::from_url(&env(super::MEMCACHE))
+        .unwrap()
+        .namespace(&env(super::NAMESPACE))
+        .unwrap();
+    let remote = MemcacheStore::with_options(options).await.unwrap();
+    let quick = BreakerConfig {
+        open_wait: Duration::from_millis(300),
+        ..BreakerConfig::default()
+    };
+    let mut plan =
+        Plan::builder(Arc::new(MysqlStore::new(&env(super::URL)).unwrap())).breaker(quick);
+    if env(super::MEMORY) == "1" {
+        plan = plan.cache(Arc::new(MemoryStore::new()), CachePolicy::Invalidate);
+    }
+    Arc::new(
+        plan.cache(Arc::new(remote), CachePolicy::Invalidate)
+            .journal(journal)
+            .build()
+            .unwrap(),
+    )
+}
+
+/// The process: runs the workload until `UNTIL`, then (the parent has
+/// healed every server) waits for its journal to drain and writes its
+/// dead letters, one `<key> <value or ->` line each.
+pub async fn main(role: String) {
+    let dir = PathBuf::from(env(super::DIR));
+    let until: u64 = env(super::UNTIL).parse().unwrap();
+    let options = JournalOptions::default().segment_bytes(256 * 1024);
+    let journal = Journal::open(env(super::JOURNAL), options).unwrap();
+    let plan = plan(journal.clone()).await;
+    let items: Dao<Item> = Dao::open(plan.clone()).await.unwrap();
+    let files = Arc::new(Files::open(&dir));
+    let incarnation = now();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let (items, files, role) = (items.clone(), files.clone(), role.clone());
+            tokio::spawn(async move {
+                let mut rng = super::Rng((incarnation ^ (task + 1).wrapping_mul(0x9e37_79b9)) | 1);
+                let mut n = 0u64;
+                while now() < until {
+                    n += 1;
+                    let id = format!("{role}-{incarnation}-{task}-{n}");
+                    let value =
+                        (incarnation % 1_000_000) as i64 * 1_000_000 + (task * 100_000 + n) as i64;
+                    one_operation(&items, &files, &id, &mut rng, value).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    if tokio::time::timeout(Duration::from_secs(90), plan.drained())
+        .await
+        .is_err()
+    {
+        panic!("{role}: the journal did not drain: {:?}", plan.stats());
+    }
+    let mut letters = String::new();
+    for l in journal.dead_letters().unwrap() {
+        let value = l
+            .entry
+            .op
+            .record()
+            .and_then(|r| r.get("value"))
+            .and_then(|v| v.as_i64());
+        let value = value.map_or("-".to_owned(), |v| v.to_string());
+        letters.push_str(&format!("{} {value}\n", l.entry.key));
+    }
+    std::fs::write(dir.join("dead"), letters).unwrap();
+    plan.close().await.unwrap();
+}
+
+/// A random operation on a random key: `I id key op value time` before it,
+/// `C id outcome read time` after it. Outcomes: `ok`, `journaled`,
+/// `exists`, `conflict`, `notfound`, `unknown`.
+async fn one_operation(
+    items: &Dao<Item>,
+    files: &Files,
+    id: &str,
+    rng: &mut super::Rng,
+    value: i64,
+) {
+    let key = rng.below(KEYS);
+    let (op, arg) = match rng.below(100) {
+        0..45 => ("read", 0),
+        45..50 => ("read_many", 0),
+        50..75 => ("update", value),
+        75..88 => ("create", value),
+        _ => ("delete", 0),
+    };
+    files.record(&format!("I {id} {key} {op} {arg} {}\n", now()));
+    let (outcome, read): (&str, String) = match op {
+        "read" => match items.read(key).await {
+            Ok(r) => ("ok", shown(r.map(|i| i.value))),
+            Err(_) => ("unknown", "-".into()),
+        },
+        "read_many" => match items.read_many(super::many(key)).await {
+            Ok(rows) => (
+                "ok",
+                rows.iter()
+                    .map(|r| shown(r.as_ref().map(|i| i.value)))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            Err(_) => ("unknown", "-".into()),
+        },
+        // Read-modify-write: the value read is recorded with the outcome.
+        "update" => match items.read(key).await {
+            Ok(Some(mut item)) => {
+                let before = shown(Some(item.value));
+                item.value = value;
+                (written(items.update(&mut item).await), before)
+            }
+            Ok(None) => ("notfound", shown(None)),
+            Err(_) => ("unknown", "-".into()),
+        },
+        "create" => {
+            let mut item = Item {
+                id: key,
+                value,
+                version: 0,
+            };
+            (written(items.create(&mut item).await), "-".into())
+        }
+        _ => match items.delete(key).await {
+            Ok(Deletion::NotFound) => ("notfound", "-".into()),
+            Ok(Deletion::Journaled) => ("journaled", "-".into()),
+            Ok(_) => ("ok", "-".into()),
+            Err(e) => (refusal(&e), "-".into()),
+        },
+    };
+    if outcome == "journaled" && op != "delete" {
+        files.mark(key, value);
+    }
+    files.record(&format!("C {id} {outcome} {read} {}\n", now()));
+}
+
+fn shown(value: Option<i64>) -> String {
+    value.map_or("none".into(), |v| v.to_string())
+}
+
+fn written(out: Result<WriteOutcome, Error>) -> &'static str {
+    match out {
+        Ok(WriteOutcome::Journaled) => "journaled",
+        Ok(_) => "ok",
+        Err(e) => refusal(&e),
+    }
+}
+
+fn refusal(e: &Error) -> &'static str {
+    match e {
+        Error::Conflict { .. } => "conflict",
+        Error::AlreadyExists { .. } => "exists",
+        Error::NotFound { .. } => "notfound",
+        _ => "unknown",
+    }
+}

@@ -1,0 +1,318 @@
+//! History-checked chaos: application processes, each with its own plan
+//! (MySQL, the in-process cache, memcached, its own journal on a small
+//! disk) and eight tasks, create, update (read-modify-write of a versioned
+//! row), delete, read and read_many the same hot keys, with no lock around
+//! an operation, while the test takes every server down in turn, for real
+//! (see `faults`): MySQL refused and blackholed, MariaDB SIGKILLed and
+//! restarted, switched read-only, memcached killed and blackholed, the
+//! journals' disks full, an application process SIGKILLed and restarted
+//! on its journal. Process p0's first incarnation runs under `strace`:
+//! crash states of its journal are checked afterwards (see `power`).
+//!
+//! Every operation's invocation and completion are recorded on the system
+//! clock (shared by the processes) with what the client was told; once
+//! every server is back and every journal has drained, the history is
+//! checked per key against the final state (`support::history`).
+//!
+//! `OCTOPUS_HISTORY_SECS` sets the workload's length (default 12 s: every
+//! fault once), `OCTOPUS_HISTORY_PROCESSES` the number of processes
+//! (default 1), `OCTOPUS_HISTORY_MEMORY=0` leaves the in-process cache out,
+//! `OCTOPUS_HISTORY_CRASH_STATES` the number of crash states (default
+//! 1000).
+//!
+//! With several processes the promise does not hold yet, and the test says
+//! so (it is ignored by default): each process's in-process cache keeps
+//! rows other processes changed, and a process cannot see the pending
+//! journal entries of another, so once MySQL is back it may read and
+//! write past them. Closing both needs the shared journal and
+//! invalidations every process sees (the fleet issue). Run it with
+//! `cargo test -p octopus-adapters --all-features --test history_chaos -- --ignored`.
+#![cfg(all(feature = "mysql", feature = "memcache"))]
+
+#[path = "../private_mariadb/mod.rs"]
+mod private_mariadb;
+#[path = "../support/mod.rs"]
+mod support;
+
+mod app;
+mod faults;
+mod power;
+mod records;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use faults::{Fault, World};
+use octopus::{Key, Model, Store};
+use octopus_adapters::mysql::MysqlStore;
+use support::history::{self, Op, Outcome};
+
+#[derive(Debug, Clone, PartialEq, Model)]
+#[octopus(table = "history_items")]
+struct Item {
+    #[octopus(key)]
+    id: u64,
+    value: i64,
+    #[octopus(version)]
+    version: u64,
+}
+
+const TASKS: u64 = 8;
+const KEYS: u64 = 12;
+const ROLE: &str = "OCTOPUS_HISTORY_ROLE";
+const URL: &str = "OCTOPUS_HISTORY_URL";
+const MEMCACHE: &str = "OCTOPUS_HISTORY_MEMCACHE";
+const NAMESPACE: &str = "OCTOPUS_HISTORY_NAMESPACE";
+const MEMORY: &str = "OCTOPUS_HISTORY_MEMORY";
+const DIR: &str = "OCTOPUS_HISTORY_DIR";
+const JOURNAL: &str = "OCTOPUS_HISTORY_JOURNAL";
+const UNTIL: &str = "OCTOPUS_HISTORY_UNTIL";
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"))
+}
+
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Nanoseconds on the system clock, which every process shares.
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// The keys a `read_many` of `key` reads.
+fn many(key: u64) -> [u64; 3] {
+    [key, (key + 1) % KEYS, (key + 5) % KEYS]
+}
+
+/// A small seeded random source (xorshift).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// One application process (not a test of its own: without its
+/// environment it returns at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_chaos_process() {
+    if let Ok(role) = std::env::var(ROLE) {
+        app::main(role).await;
+    }
+}
+
+/// The processes overlap on hot keys through every fault: the history
+/// holds, and every crash state of a journal opens with what it
+/// acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fault_keeps_the_promise() {
+    run(
+        setting("OCTOPUS_HISTORY_PROCESSES", 1) as usize,
+        "history_one",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "finds the cross-process gaps the shared journal must close (see the module docs)"]
+async fn three_processes_keep_the_promise() {
+    run(3, "history_three").await;
+}
+
+/// A process's settings.
+struct Spawn<'a> {
+    url: &'a str,
+    memcache: &'a str,
+    namespace: &'a str,
+    until: u64,
+}
+
+impl Spawn<'_> {
+    fn command(&self, n: usize, dir: &Path, journal: &Path) -> Command {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "--exact",
+            "history_chaos_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ROLE, format!("p{n}"))
+        .env(URL, self.url)
+        .env(MEMCACHE, self.memcache)
+        .env(NAMESPACE, self.namespace)
+        .env(MEMORY, std::env::var(MEMORY).unwrap_or_else(|_| "1".into()))
+        .env(DIR, dir)
+        .env(JOURNAL, journal)
+        .env(UNTIL, self.until.to_string())
+        .stdout(Stdio::null());
+        cmd
+    }
+}
+
+/// Kills process `child` (for a traced one, the process strace runs) with
+/// SIGKILL and waits for it.
+fn kill(child: &mut Child) {
+    let pid = child.id();
+    let children = format!("/proc/{pid}/task/{pid}/children");
+    let traced = std::fs::read_to_string(children).unwrap_or_default();
+    for target in traced.split_whitespace().chain([pid.to_string().as_str()]) {
+        let _ = Command::new("kill").args(["-9", target]).status();
+    }
+    child.wait().unwrap();
+}
+
+/// The workload with `processes` processes under the fault schedule, then
+/// the checks.
+async fn run(processes: usize, name: &str) {
+    let secs = setting("OCTOPUS_HISTORY_SECS", 12);
+    let mut world = World::start(processes).await;
+    let (url, memcache) = (world.mysql_url(), world.memcache_url());
+    let mysql = MysqlStore::new(&world.mariadb.app_url("deadline_ms=5000")).unwrap();
+    let initial = seed(&mysql).await;
+    let work = tempfile::tempdir().unwrap();
+    let dirs: Vec<PathBuf> = (0..processes)
+        .map(|n| work.path().join(format!("p{n}")))
+        .collect();
+    for d in &dirs {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let spawn = Spawn {
+        url: &url,
+        memcache: &memcache,
+        namespace: &support::fresh_namespace(name),
+        until: now() + secs * 1_000_000_000,
+    };
+    let trace = work.path().join("trace");
+    let mut children: Vec<Child> = (0..processes)
+        .map(|n| {
+            let mut cmd = spawn.command(n, &dirs[n], &world.journal(n));
+            if n == 0 {
+                crash_states::traced(cmd, &trace).spawn()
+            } else {
+                cmd.spawn()
+            }
+            .expect("start an application process (the first under strace: ./scripts/services.sh installs it)")
+        })
+        .collect();
+    let mut turn = 0;
+    while now() + 2_000_000_000 < spawn.until {
+        let fault = faults::SCHEDULE[turn % faults::SCHEDULE.len()];
+        if fault == Fault::AppKilled {
+            let victim = 0;
+            kill(&mut children[victim]);
+            children[victim] = spawn
+                .command(victim, &dirs[victim], &world.journal(victim))
+                .spawn()
+                .unwrap();
+        }
+        world.inflict(fault).await;
+        turn += 1;
+    }
+    world.heal().await;
+    for (n, child) in children.iter_mut().enumerate() {
+        let status = child.wait().unwrap();
+        assert!(status.success(), "process p{n} failed: {status}");
+    }
+    let states = setting("OCTOPUS_HISTORY_CRASH_STATES", 1000) as usize;
+    let power = power::check(&trace, &world.journal(0), &dirs[0].join("marks"), states).await;
+    check(&world, &mysql, &dirs, &initial, &power).await;
+}
+
+/// Every key at value 0, version 1.
+async fn seed(mysql: &MysqlStore) -> BTreeMap<u64, Option<i64>> {
+    mysql.ensure_schema(Item::SCHEMA).await.unwrap();
+    let mut initial = BTreeMap::new();
+    for id in 0..KEYS {
+        let item = Item {
+            id,
+            value: 0,
+            version: 1,
+        };
+        mysql
+            .upsert(Item::SCHEMA, &item.to_record().unwrap())
+            .await
+            .unwrap();
+        initial.insert(id, Some(0));
+    }
+    initial
+}
+
+/// The history against MySQL's final state, and the crash states.
+async fn check(
+    world: &World,
+    mysql: &MysqlStore,
+    dirs: &[PathBuf],
+    initial: &BTreeMap<u64, Option<i64>>,
+    power: &power::Summary,
+) {
+    let (mut ops, mut letters) = (Vec::new(), 0);
+    for (n, dir) in dirs.iter().enumerate() {
+        let dead = records::dead_letters(&std::fs::read_to_string(dir.join("dead")).unwrap());
+        letters += dead.len();
+        let text = std::fs::read_to_string(dir.join("history")).unwrap();
+        ops.extend(records::parse(&format!("p{n}"), &text, &dead));
+    }
+    let mut last = BTreeMap::new();
+    for id in 0..KEYS {
+        let row = mysql.get(Item::SCHEMA, &Key::UInt(id)).await.unwrap();
+        last.insert(id, row.map(|r| Item::from_record(r).unwrap().value));
+    }
+    let violations = history::check(&ops, initial, &last);
+    let acked = ops
+        .iter()
+        .filter(|o| o.outcome == Outcome::Ok && matches!(o.op, Op::Put(_) | Op::Delete))
+        .count();
+    let count = |rule| violations.iter().filter(|v| v.rule == rule).count();
+    println!(
+        "history: processes={} ops={} acked={acked} outages={} ({}) lost={} stale={} resurrected={} false_conflicts={} phantom={} future={} dead_letters={letters} crash_states={} (refused={} lost={}, {} journaled acks traced)",
+        dirs.len(),
+        ops.len(),
+        world.outages(),
+        world.by_kind(),
+        count("lost"),
+        count("stale"),
+        count("resurrected"),
+        count("false_conflict"),
+        count("phantom"),
+        count("future"),
+        power.states,
+        power.refused.len(),
+        power.lost.len(),
+        power.marks,
+    );
+    assert!(
+        violations.is_empty(),
+        "{} violations; the first:\n{}",
+        violations.len(),
+        violations
+            .iter()
+            .take(5)
+            .map(|v| format!("key {} {}: {}", v.key, v.rule, v.detail))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        power.refused.is_empty() && power.lost.is_empty(),
+        "crash states: {:?} {:?}",
+        &power.refused[..power.refused.len().min(3)],
+        &power.lost[..power.lost.len().min(3)]
+    );
+    assert!(
+        power.marks > 0,
+        "the traced process acknowledged no journaled put"
+    );
+}
