@@ -148,3 +148,19 @@ fn refusals_the_history_does_not_allow_are_false_conflicts() {
     ];
     assert!(run(&h, Some(0), Some(2)).is_empty());
 }
+
+#[test]
+fn a_create_acknowledged_over_a_row_is_a_missed_conflict() {
+    use Outcome::Ok;
+    let h = [
+        op("a", Op::Put(1), Ok, 10, 20),
+        op("b", Op::Created(2), Ok, 30, 40),
+    ];
+    assert_eq!(rules(&run(&h, Some(0), Some(2))), ["missed_conflict"]);
+    // A delete that may have come first allows it.
+    let h = [
+        op("a", Op::Delete, Ok, 25, 35),
+        op("b", Op::Created(2), Ok, 30, 40),
+    ];
+    assert!(run(&h, Some(0), Some(2)).is_empty());
+}

@@ -18,7 +18,7 @@ use octopus::{BreakerConfig, CachePolicy, Dao, Deletion, Error, MemoryStore, Pla
 use octopus_adapters::memcache::{MemcacheOptions, MemcacheStore};
 use octopus_adapters::mysql::MysqlStore;
 
-use super::{Item, KEYS, TASKS, env, now};
+use super::{HOT, Item, KEYS, TASKS, env, now};
 
 /// Where an application process writes what it did.
 pub struct Files {
@@ -146,12 +146,18 @@ async fn one_operation(
     rng: &mut super::Rng,
     value: i64,
 ) {
-    let key = rng.below(KEYS);
+    // Half the operations on a few hot keys, the rest spread out (where a
+    // stale row lives until something reads it).
+    let key = if rng.below(2) == 0 {
+        rng.below(HOT)
+    } else {
+        rng.below(KEYS)
+    };
     let (op, arg) = match rng.below(100) {
-        0..45 => ("read", 0),
-        45..50 => ("read_many", 0),
-        50..75 => ("update", value),
-        75..88 => ("create", value),
+        0..55 => ("read", 0),
+        55..65 => ("read_many", 0),
+        65..83 => ("update", value),
+        83..92 => ("create", value),
         _ => ("delete", 0),
     };
     files.record(&format!("I {id} {key} {op} {arg} {}\n", now()));

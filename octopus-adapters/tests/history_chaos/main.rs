@@ -60,7 +60,9 @@ struct Item {
 }
 
 const TASKS: u64 = 8;
-const KEYS: u64 = 12;
+/// The keys, the first `HOT` of them hot.
+const KEYS: u64 = 48;
+const HOT: u64 = 4;
 const ROLE: &str = "OCTOPUS_HISTORY_ROLE";
 const URL: &str = "OCTOPUS_HISTORY_URL";
 const MEMCACHE: &str = "OCTOPUS_HISTORY_MEMCACHE";
@@ -274,11 +276,13 @@ async fn check(
     let violations = history::check(&ops, initial, &last);
     let acked = ops
         .iter()
-        .filter(|o| o.outcome == Outcome::Ok && matches!(o.op, Op::Put(_) | Op::Delete))
+        .filter(|o| {
+            o.outcome == Outcome::Ok && matches!(o.op, Op::Put(_) | Op::Created(_) | Op::Delete)
+        })
         .count();
     let count = |rule| violations.iter().filter(|v| v.rule == rule).count();
     println!(
-        "history: processes={} ops={} acked={acked} outages={} ({}) lost={} stale={} resurrected={} false_conflicts={} phantom={} future={} dead_letters={letters} crash_states={} (refused={} lost={}, {} journaled acks traced)",
+        "history: processes={} ops={} acked={acked} outages={} ({}) lost={} stale={} resurrected={} false_conflicts={} missed_conflicts={} phantom={} future={} dead_letters={letters} crash_states={} (refused={} lost={}, {} journaled acks traced)",
         dirs.len(),
         ops.len(),
         world.outages(),
@@ -287,6 +291,7 @@ async fn check(
         count("stale"),
         count("resurrected"),
         count("false_conflict"),
+        count("missed_conflict"),
         count("phantom"),
         count("future"),
         power.states,

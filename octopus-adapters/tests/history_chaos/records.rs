@@ -106,7 +106,12 @@ pub fn parse(client: &str, text: &str, dead: &DeadLetters) -> Vec<Record> {
                 if result == Outcome::Ok && dead.contains(&(inv.key, written)) {
                     result = Outcome::Unknown;
                 }
-                out.push(record(inv.key, written.map_or(Op::Delete, Op::Put), result));
+                let op = match (op, written) {
+                    ("create", Some(v)) => Op::Created(v),
+                    (_, Some(v)) => Op::Put(v),
+                    (_, None) => Op::Delete,
+                };
+                out.push(record(inv.key, op, result));
             }
         }
     }

@@ -24,6 +24,9 @@
 //!   `Conflict` although no other write could have come between the read
 //!   it was built on and its end.
 //!
+//! - **missed_conflict**: a create acknowledged although every state it
+//!   could have met held a row.
+//!
 //! A delete answered `NotFound` is a read of `None`. Writes reported as dead letters count as refused, not acknowledged. A
 //! write whose outcome is unknown (its client crashed or timed out) may or
 //! may not have happened.
@@ -33,8 +36,10 @@ use std::collections::BTreeMap;
 /// What an operation did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
-    /// Stored `value` (a create or an update).
+    /// Stored `value` (an update).
     Put(i64),
+    /// Created the row with `value`: it must have been absent.
+    Created(i64),
     /// Deleted the row.
     Delete,
     /// Read `Some(value)` or `None`.
@@ -80,6 +85,10 @@ pub struct Violation {
 /// The key's operations that overlap `from..=to`, one per line (at most
 /// 20, the latest ones): the sub-history a violation prints.
 fn around(records: &[&Record], from: u64, to: u64) -> String {
+    // Only the first violations are printed; the rest are counted.
+    if PRINTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= 20 {
+        return " (not printed)".into();
+    }
     let mut near: Vec<&&Record> = records
         .iter()
         .filter(|r| r.invoked <= to && r.completed >= from)
@@ -96,6 +105,9 @@ fn around(records: &[&Record], from: u64, to: u64) -> String {
         })
         .collect()
 }
+
+/// How many sub-histories were built (each walks the key's history).
+static PRINTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// A write as the checks see it.
 #[derive(Debug, Clone)]
@@ -144,7 +156,7 @@ fn check_key(
     }];
     for r in records {
         let value = match r.op {
-            Op::Put(v) => Some(v),
+            Op::Put(v) | Op::Created(v) => Some(v),
             Op::Delete => None,
             Op::Read(_) | Op::Exists | Op::Changed(_) => continue,
         };
@@ -248,15 +260,31 @@ fn check_key(
             Op::Changed(read) => writes.iter().any(|w| {
                 w.value != Some(read) && w.invoked <= r.completed && w.completed >= r.invoked
             }),
+            // An acknowledged create met an empty key in some state it
+            // could have met.
+            Op::Created(_) if r.outcome == Outcome::Ok => writes.iter().any(|w| {
+                w.value.is_none()
+                    && w.invoked <= r.completed
+                    && superseded_by(r.invoked).is_none_or(|inv| inv <= w.completed)
+            }),
             _ => continue,
         };
         if !allowed {
             out.push(Violation {
                 key,
-                rule: "false_conflict",
+                rule: if matches!(r.op, Op::Created(_)) {
+                    "missed_conflict"
+                } else {
+                    "false_conflict"
+                },
                 detail: format!(
-                    "{} was refused ({:?}) where no history allows it; the key's history around it:{}",
+                    "{} was {} ({:?}) where no history allows it; the key's history around it:{}",
                     r.client,
+                    if r.outcome == Outcome::Ok {
+                        "acknowledged"
+                    } else {
+                        "refused"
+                    },
                     r.op,
                     around(records, r.invoked.saturating_sub(50_000_000), r.completed)
                 ),
