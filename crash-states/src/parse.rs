@@ -176,7 +176,11 @@ impl Parser {
         let Some((fd, path)) = annotated(&args[0]) else {
             return;
         };
-        let written: usize = result.trim().parse().expect("a write's result");
+        // `?`: the process was killed during the call; as far as these
+        // states go, it never wrote.
+        let Ok(written) = result.trim().parse::<usize>() else {
+            return;
+        };
         if path == self.marks {
             let data = unescape(&args[1]);
             self.marked
