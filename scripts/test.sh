@@ -24,6 +24,9 @@ cargo test --workspace --all-features -- --skip chaos
 step "chaos test (OCTOPUS_CHAOS_SECS=${OCTOPUS_CHAOS_SECS:-15})"
 cargo test -p octopus-adapters --all-features --test chaos -- --nocapture chaos
 
+step "history-checked chaos (every fault, crash states)"
+cargo test -p octopus-adapters --all-features --test history_chaos -- --nocapture --exact chaos_with_every_fault_keeps_the_history
+
 step "quickstart"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

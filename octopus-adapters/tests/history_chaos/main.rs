@@ -14,8 +14,9 @@
 //! every server is back and every journal has drained, the history is
 //! checked per key against the final state (`support::history`).
 //!
-//! `OCTOPUS_HISTORY_SECS` sets the workload's length (default 12 s: every
-//! fault once), `OCTOPUS_HISTORY_PROCESSES` the number of processes
+//! `OCTOPUS_HISTORY_SECS` (or `OCTOPUS_CHAOS_SECS`, which makes both chaos
+//! tests soaks) sets the workload's length (default 12 s: every fault
+//! once), `OCTOPUS_HISTORY_PROCESSES` the number of processes
 //! (default 1), `OCTOPUS_HISTORY_MEMORY=0` leaves the in-process cache out,
 //! `OCTOPUS_HISTORY_CRASH_STATES` the number of crash states (default
 //! 1000).
@@ -121,7 +122,7 @@ async fn history_chaos_process() {
 /// holds, and every crash state of a journal opens with what it
 /// acknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_fault_keeps_the_promise() {
+async fn chaos_with_every_fault_keeps_the_history() {
     run(
         setting("OCTOPUS_HISTORY_PROCESSES", 1) as usize,
         "history_one",
@@ -180,7 +181,7 @@ fn kill(child: &mut Child) {
 /// The workload with `processes` processes under the fault schedule, then
 /// the checks.
 async fn run(processes: usize, name: &str) {
-    let secs = setting("OCTOPUS_HISTORY_SECS", 12);
+    let secs = setting("OCTOPUS_HISTORY_SECS", setting("OCTOPUS_CHAOS_SECS", 12));
     let mut world = World::start(processes).await;
     let (url, memcache) = (world.mysql_url(), world.memcache_url());
     let mysql = MysqlStore::new(&world.mariadb.app_url("deadline_ms=5000")).unwrap();
