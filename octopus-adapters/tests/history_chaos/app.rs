@@ -102,7 +102,11 @@ pub async fn main(role: String) {
             tokio::spawn(async move {
                 let mut rng = super::Rng((incarnation ^ (task + 1).wrapping_mul(0x9e37_79b9)) | 1);
                 let mut n = 0u64;
+                let mut pace = pace();
                 while now() < until {
+                    if let Some(tick) = &mut pace {
+                        tick.tick().await;
+                    }
                     n += 1;
                     let id = format!("{role}-{incarnation}-{task}-{n}");
                     let value =
@@ -134,6 +138,18 @@ pub async fn main(role: String) {
     }
     std::fs::write(dir.join("dead"), letters).unwrap();
     plan.close().await.unwrap();
+}
+
+/// At most one operation per `OCTOPUS_HISTORY_PACE_US` microseconds per
+/// task, if set: a soak's history then stays a size the checker reads in
+/// minutes.
+fn pace() -> Option<tokio::time::Interval> {
+    let every = super::setting("OCTOPUS_HISTORY_PACE_US", 0);
+    (every > 0).then(|| {
+        let mut tick = tokio::time::interval(Duration::from_micros(every));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    })
 }
 
 /// A random operation on a random key: `I id key op value time` before it,

@@ -19,7 +19,8 @@
 //! once), `OCTOPUS_HISTORY_PROCESSES` the number of processes
 //! (default 1), `OCTOPUS_HISTORY_MEMORY=0` leaves the in-process cache out,
 //! `OCTOPUS_HISTORY_CRASH_STATES` the number of crash states (default
-//! 1000).
+//! 1000), `OCTOPUS_HISTORY_PACE_US` the least time between two operations
+//! of a task (for soaks; default none).
 //!
 //! With several processes the promise does not hold yet, and the test says
 //! so (it is ignored by default): each process's in-process cache keeps
