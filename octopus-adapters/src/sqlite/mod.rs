@@ -46,7 +46,7 @@ use octopus::{
 use rusqlite::{Connection, params_from_iter};
 
 use crate::per_schema::PerSchema;
-use ops::{UpdateError, get_many, get_one, update};
+use ops::{JobError, get_many, get_one, update};
 pub use options::{SqliteOptions, Synchronous};
 use options::{open_reader, open_writer};
 use sql::{KeyParam, Param, Statements};
@@ -173,6 +173,21 @@ impl SqliteStore {
         }
     }
 
+    /// Runs `job` on the writer thread (so inside its group commit's
+    /// transaction) with the table's prepared statements.
+    async fn write<R, F>(&self, schema: &'static Schema, job: F) -> Result<R>
+    where
+        F: FnOnce(&Connection, &Statements) -> std::result::Result<R, JobError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let st = self.statements(schema);
+        let name = self.inner.name.clone();
+        self.inner
+            .writer
+            .call(move |conn| job(conn, &st).map_err(|e| e.into_error(&name)))
+            .await
+    }
+
     async fn read<R, F>(&self, f: F) -> Result<R>
     where
         F: Fn(&Connection) -> rusqlite::Result<R> + Send + 'static,
@@ -221,12 +236,7 @@ impl Store for SqliteStore {
             }
             // Busy, or an in-memory database: the writer thread answers.
             let key = key.clone();
-            let name = self.inner.name.clone();
-            self.inner
-                .writer
-                .call(move |conn| {
-                    get_one(conn, schema, &st, &key).map_err(|e| sql::classify(&name, e))
-                })
+            self.write(schema, move |conn, st| Ok(get_one(conn, schema, st, &key)?))
                 .await
         })
     }
@@ -254,25 +264,21 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             self.validate(schema, record)?;
-            let st = self.statements(schema);
             let record = record.clone();
-            let name = self.inner.name.clone();
-            self.inner
-                .writer
-                .call(move |conn| {
-                    let mut stmt = conn
-                        .prepare_cached(&st.insert)
-                        .map_err(|e| sql::classify(&name, e))?;
-                    match stmt.execute(params_from_iter(record.values().iter().map(Param))) {
-                        Ok(_) => Ok(()),
-                        Err(e) if sql::is_duplicate(&e, schema) => Err(Error::AlreadyExists {
+            self.write(schema, move |conn, st| {
+                let mut stmt = conn.prepare_cached(&st.insert)?;
+                match stmt.execute(params_from_iter(record.values().iter().map(Param))) {
+                    Ok(_) => Ok(()),
+                    Err(e) if sql::is_duplicate(&e, schema) => {
+                        Err(JobError::Octopus(Error::AlreadyExists {
                             table: schema.table(),
                             key: key_of(schema, &record)?.to_string(),
-                        }),
-                        Err(e) => Err(sql::classify(&name, e)),
+                        }))
                     }
-                })
-                .await
+                    Err(e) => Err(e.into()),
+                }
+            })
+            .await
         })
     }
 
@@ -293,23 +299,16 @@ impl Store for SqliteStore {
             for record in records {
                 self.validate(schema, record)?;
             }
-            let st = self.statements(schema);
             let records = records.to_vec();
-            let name = self.inner.name.clone();
             // One job, so one transaction and one sync for the whole batch.
-            self.inner
-                .writer
-                .call(move |conn| {
-                    let mut stmt = conn
-                        .prepare_cached(&st.upsert)
-                        .map_err(|e| sql::classify(&name, e))?;
-                    for record in &records {
-                        stmt.execute(params_from_iter(record.values().iter().map(Param)))
-                            .map_err(|e| sql::classify(&name, e))?;
-                    }
-                    Ok(())
-                })
-                .await
+            self.write(schema, move |conn, st| {
+                let mut stmt = conn.prepare_cached(&st.upsert)?;
+                for record in &records {
+                    stmt.execute(params_from_iter(record.values().iter().map(Param)))?;
+                }
+                Ok(())
+            })
+            .await
         })
     }
 
@@ -322,22 +321,15 @@ impl Store for SqliteStore {
             for key in keys {
                 check_key(schema, key)?;
             }
-            let st = self.statements(schema);
             let keys = keys.to_vec();
-            let name = self.inner.name.clone();
-            self.inner
-                .writer
-                .call(move |conn| {
-                    let mut stmt = conn
-                        .prepare_cached(&st.delete)
-                        .map_err(|e| sql::classify(&name, e))?;
-                    for key in &keys {
-                        stmt.execute([KeyParam(key)])
-                            .map_err(|e| sql::classify(&name, e))?;
-                    }
-                    Ok(())
-                })
-                .await
+            self.write(schema, move |conn, st| {
+                let mut stmt = conn.prepare_cached(&st.delete)?;
+                for key in &keys {
+                    stmt.execute([KeyParam(key)])?;
+                }
+                Ok(())
+            })
+            .await
         })
     }
 
@@ -349,36 +341,23 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             self.validate(schema, record)?;
-            let st = self.statements(schema);
             let record = record.clone();
-            let name = self.inner.name.clone();
-            self.inner
-                .writer
-                .call(move |conn| {
-                    update(conn, schema, &st, &record, expected_version).map_err(|e| match e {
-                        UpdateError::Sql(e) => sql::classify(&name, e),
-                        UpdateError::Octopus(e) => e,
-                    })
-                })
-                .await
+            self.write(schema, move |conn, st| {
+                update(conn, schema, st, &record, expected_version)
+            })
+            .await
         })
     }
 
     fn delete<'a>(&'a self, schema: &'static Schema, key: &'a Key) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             check_key(schema, key)?;
-            let st = self.statements(schema);
             let key = key.clone();
-            let name = self.inner.name.clone();
-            self.inner
-                .writer
-                .call(move |conn| {
-                    conn.prepare_cached(&st.delete)
-                        .and_then(|mut s| s.execute([KeyParam(&key)]))
-                        .map(|n| n > 0)
-                        .map_err(|e| sql::classify(&name, e))
-                })
-                .await
+            self.write(schema, move |conn, st| {
+                let deleted = conn.prepare_cached(&st.delete)?.execute([KeyParam(&key)])?;
+                Ok(deleted > 0)
+            })
+            .await
         })
     }
 

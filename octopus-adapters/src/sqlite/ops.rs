@@ -47,14 +47,32 @@ pub(crate) fn get_many(
     Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
 }
 
-pub(crate) enum UpdateError {
+/// How a job on a connection failed: SQLite's error (classified later,
+/// against the store's name) or Octopus' own.
+pub(crate) enum JobError {
     Sql(rusqlite::Error),
     Octopus(Error),
 }
 
-impl From<rusqlite::Error> for UpdateError {
+impl JobError {
+    /// The error a caller sees from the store named `store`.
+    pub(crate) fn into_error(self, store: &str) -> Error {
+        match self {
+            JobError::Sql(e) => sql::classify(store, e),
+            JobError::Octopus(e) => e,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for JobError {
     fn from(e: rusqlite::Error) -> Self {
-        UpdateError::Sql(e)
+        JobError::Sql(e)
+    }
+}
+
+impl From<Error> for JobError {
+    fn from(e: Error) -> Self {
+        JobError::Octopus(e)
     }
 }
 
@@ -64,8 +82,8 @@ pub(crate) fn update(
     st: &Statements,
     record: &Record,
     expected: Option<u64>,
-) -> std::result::Result<(), UpdateError> {
-    let key = key_of(schema, record).map_err(UpdateError::Octopus)?;
+) -> std::result::Result<(), JobError> {
+    let key = key_of(schema, record).map_err(JobError::Octopus)?;
     let values = record.values().iter().map(Param);
     let changed = match (expected, schema.version_index()) {
         (Some(v), Some(_)) => {
@@ -92,7 +110,7 @@ pub(crate) fn update(
         .prepare_cached(&st.version_of)?
         .query_row([KeyParam(&key)], |r| r.get(0))
         .optional()?;
-    Err(UpdateError::Octopus(match current {
+    Err(JobError::Octopus(match current {
         None => Error::NotFound {
             table: schema.table(),
             key: key.to_string(),
