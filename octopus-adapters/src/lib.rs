@@ -31,6 +31,8 @@
 pub mod config;
 #[cfg(any(feature = "sqlite", feature = "mysql"))]
 mod per_schema;
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+mod existing_table;
 
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]

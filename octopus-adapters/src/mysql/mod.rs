@@ -202,7 +202,7 @@ impl Store for MysqlStore {
                     |(name, data_type, column_type, nullable, key, default)| table::Existing {
                         name,
                         data_type,
-                        column_type,
+                        declared: column_type,
                         nullable: nullable == "YES",
                         primary: key == "PRI",
                         has_default: default.is_some(),

@@ -1,6 +1,7 @@
 //! SQL text for a schema, value mapping between `Value` and SQLite, error
 //! classification, and the check of an existing table.
 
+use crate::existing_table::{self, Existing};
 use octopus::{ColumnType, Error, Key, Record, Schema, Value};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, ToSql};
@@ -141,83 +142,28 @@ pub(crate) fn check_table(conn: &Connection, schema: &'static Schema) -> Result<
     let mut stmt = conn
         .prepare(&format!("PRAGMA table_info({})", quote(schema.table())))
         .map_err(|e| classify("sqlite", e))?;
-    struct Col {
-        name: String,
-        ty: String,
-        notnull: bool,
-        default: bool,
-        pk: bool,
-    }
-    let found: Vec<Col> = stmt
+    let found: Vec<Existing> = stmt
         .query_map([], |row| {
-            Ok(Col {
+            let declared: String = row.get(2)?;
+            Ok(Existing {
                 name: row.get(1)?,
-                ty: row.get(2)?,
-                notnull: row.get::<_, i64>(3)? != 0,
-                default: row.get::<_, Option<String>>(4)?.is_some(),
-                pk: row.get::<_, i64>(5)? != 0,
+                data_type: declared.clone(),
+                declared,
+                nullable: row.get::<_, i64>(3)? == 0,
+                has_default: row.get::<_, Option<String>>(4)?.is_some(),
+                primary: row.get::<_, i64>(5)? != 0,
             })
         })
         .and_then(|rows| rows.collect::<rusqlite::Result<_>>())
         .map_err(|e| classify("sqlite", e))?;
-    let mismatch = |column: &str, reason: String| Error::SchemaMismatch {
-        table: schema.table(),
-        column: column.to_owned(),
-        reason,
-    };
-    for (i, column) in schema.columns().iter().enumerate() {
-        let Some(col) = found
-            .iter()
-            .find(|c| c.name.eq_ignore_ascii_case(column.name()))
-        else {
-            return Err(mismatch(
-                column.name(),
-                "the table has no such column".into(),
-            ));
-        };
-        let want = sql_type(column.ty());
-        if !col.ty.eq_ignore_ascii_case(want) {
-            return Err(mismatch(
-                column.name(),
-                format!(
-                    "declared {}, the model needs {want} for a {} field",
-                    col.ty,
-                    column.ty().name()
-                ),
-            ));
+    existing_table::check(schema, &found, |i, col| {
+        let want = sql_type(schema.columns()[i].ty());
+        if col.declared.eq_ignore_ascii_case(want) {
+            Ok(())
+        } else {
+            Err(want.to_owned())
         }
-        if i == schema.key_index() && !col.pk {
-            return Err(mismatch(
-                column.name(),
-                "the model's key is not the table's primary key".into(),
-            ));
-        }
-        if column.nullable() && col.notnull {
-            return Err(mismatch(
-                column.name(),
-                "declared NOT NULL, the model's field is an Option".into(),
-            ));
-        }
-    }
-    for col in &found {
-        let known = schema
-            .columns()
-            .iter()
-            .any(|c| c.name().eq_ignore_ascii_case(&col.name));
-        if !known && col.notnull && !col.default {
-            return Err(mismatch(
-                &col.name,
-                "the table requires this column (NOT NULL without default) and the model has no field for it".into(),
-            ));
-        }
-        if !known && col.pk {
-            return Err(mismatch(
-                &col.name,
-                "the table's primary key is not the model's key".into(),
-            ));
-        }
-    }
-    Ok(())
+    })
 }
 
 /// A value bound as a statement parameter, borrowing text and bytes.
