@@ -52,12 +52,7 @@ impl Default for BreakerConfig {
 impl BreakerConfig {
     /// Checks the settings, naming the one that is out of range.
     pub fn validate(&self) -> Result<()> {
-        let bad = |key: &str, reason: &str| {
-            Err(Error::Config {
-                key: format!("breaker.{key}"),
-                reason: reason.into(),
-            })
-        };
+        let bad = |key: &str, reason: &str| Err(Error::config(format!("breaker.{key}"), reason));
         if self.window == 0 {
             return bad("window", "must be at least 1");
         }

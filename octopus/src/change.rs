@@ -122,14 +122,10 @@ impl Change {
                 }),
                 _ => Ok(()),
             },
-            (Precondition::Absent, Some(_)) => Err(Error::AlreadyExists {
-                table: schema.table(),
-                key: key(),
-            }),
-            (Precondition::Exists | Precondition::Version(_), None) => Err(Error::NotFound {
-                table: schema.table(),
-                key: key(),
-            }),
+            (Precondition::Absent, Some(_)) => Err(Error::already_exists(schema.table(), key())),
+            (Precondition::Exists | Precondition::Version(_), None) => {
+                Err(Error::not_found(schema.table(), key()))
+            }
             (Precondition::Exists, Some(_)) => Ok(()),
             (Precondition::Version(expected), Some(version)) => match version {
                 Some(actual) if actual == expected => Ok(()),

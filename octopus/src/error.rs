@@ -1,6 +1,8 @@
 //! The one error type of Octopus.
 
 use std::error::Error as StdError;
+use std::fmt::Display;
+use std::path::PathBuf;
 
 /// A boxed error from a backend driver, kept as the source of
 /// [`Error::Unavailable`].
@@ -111,15 +113,19 @@ pub enum Error {
 
     /// The journal could not be opened, read or written: a damaged entry
     /// (with the segment file and byte offset), a lock held by another
-    /// process, an I/O failure, or an entry that does not fit its model.
-    #[error("journal {path}{}: {reason}", offset.map(|o| format!(" at byte offset {o}")).unwrap_or_default())]
+    /// process, an I/O failure (kept as the source), or an entry that does
+    /// not fit its model.
+    #[error("journal {}{}: {}", path.display(), at(*offset), with_source(reason, source.as_ref()))]
     Journal {
         /// The journal directory or segment file.
-        path: String,
+        path: PathBuf,
         /// Where in the segment, when it is about one entry.
         offset: Option<u64>,
-        /// What is wrong.
+        /// What is wrong (or what was being done, for an I/O failure).
         reason: String,
+        /// The I/O failure, if that is what it was.
+        #[source]
+        source: Option<std::io::Error>,
     },
 
     /// A configuration value or store URL is wrong.
@@ -130,6 +136,31 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+
+    /// The API was used where it cannot work (a plan with a journal built
+    /// outside a tokio runtime, say): a mistake in the calling code, not in
+    /// its configuration or its data.
+    #[error("misuse: {what}")]
+    Misuse {
+        /// What was done, and what to do instead.
+        what: String,
+    },
+}
+
+/// ` at byte offset N`, or nothing.
+fn at(offset: Option<u64>) -> String {
+    offset
+        .map(|o| format!(" at byte offset {o}"))
+        .unwrap_or_default()
+}
+
+/// `reason: source`, either alone when the other is missing.
+fn with_source(reason: &str, source: Option<&std::io::Error>) -> String {
+    match source {
+        Some(e) if reason.is_empty() => e.to_string(),
+        Some(e) => format!("{reason}: {e}"),
+        None => reason.to_owned(),
+    }
 }
 
 impl Error {
@@ -144,6 +175,106 @@ impl Error {
     /// An [`Error::Invalid`] describing `what`.
     pub fn invalid(what: impl Into<String>) -> Self {
         Error::Invalid { what: what.into() }
+    }
+
+    /// An [`Error::NotFound`] for `key` of `table`.
+    pub fn not_found(table: &'static str, key: impl Display) -> Self {
+        Error::NotFound {
+            table,
+            key: key.to_string(),
+        }
+    }
+
+    /// An [`Error::AlreadyExists`] for `key` of `table`.
+    pub fn already_exists(table: &'static str, key: impl Display) -> Self {
+        Error::AlreadyExists {
+            table,
+            key: key.to_string(),
+        }
+    }
+
+    /// An [`Error::Conflict`]: the caller expected version `expected` of
+    /// `key`, the stored row has `actual`.
+    pub fn conflict(table: &'static str, key: impl Display, expected: u64, actual: u64) -> Self {
+        Error::Conflict {
+            table,
+            key: key.to_string(),
+            expected,
+            actual,
+        }
+    }
+
+    /// An [`Error::Rejected`]: `store` refused the request with `message`.
+    pub fn rejected(store: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Rejected {
+            store: store.into(),
+            message: message.into(),
+        }
+    }
+
+    /// An [`Error::Decode`] for `column` of `table`.
+    pub fn decode(table: &'static str, column: &'static str, reason: impl Into<String>) -> Self {
+        Error::Decode {
+            table,
+            column,
+            reason: reason.into(),
+        }
+    }
+
+    /// An [`Error::SchemaMismatch`] at `column` of `table`.
+    pub fn schema_mismatch(
+        table: &'static str,
+        column: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::SchemaMismatch {
+            table,
+            column: column.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// An [`Error::Journal`] about `path` (at `offset`, when it is about
+    /// one entry).
+    pub fn journal(
+        path: impl Into<PathBuf>,
+        offset: Option<u64>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::Journal {
+            path: path.into(),
+            offset,
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::Journal`] for an I/O failure on `path`, kept as its
+    /// source.
+    pub fn journal_io(
+        path: impl Into<PathBuf>,
+        offset: Option<u64>,
+        source: std::io::Error,
+    ) -> Self {
+        Error::Journal {
+            path: path.into(),
+            offset,
+            reason: String::new(),
+            source: Some(source),
+        }
+    }
+
+    /// An [`Error::Config`] for `key`.
+    pub fn config(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Config {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// An [`Error::Misuse`] describing `what`.
+    pub fn misuse(what: impl Into<String>) -> Self {
+        Error::Misuse { what: what.into() }
     }
 
     /// Whether this error means a backend is unreachable (the class that trips

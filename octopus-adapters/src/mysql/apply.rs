@@ -97,15 +97,15 @@ fn check_change(
     change.check_row_key(schema)?;
     let size = chunk::row_len(row.values());
     if size > budget {
-        return Err(Error::Rejected {
-            store: store.name().to_owned(),
-            message: format!(
+        return Err(Error::rejected(
+            store.name().to_owned(),
+            format!(
                 "table `{}`, key {}: the row takes about {size} bytes, more than one statement \
                  may carry ({budget} bytes, from the server's max_allowed_packet)",
                 schema.table(),
                 change.key
             ),
-        });
+        ));
     }
     Ok(())
 }
@@ -171,11 +171,11 @@ async fn checked_writes(
                 // The keys are locked: a row missing now is a server fault,
                 // and reading again would not end.
                 if let Some(key) = undecided.iter().find(|k| !rows.contains_key(*k)) {
-                    return Err(Error::Decode {
-                        table: b.schema.table(),
-                        column: b.schema.key_column().name(),
-                        reason: format!("the locked row of key {key} was not returned"),
-                    }
+                    return Err(Error::decode(
+                        b.schema.table(),
+                        b.schema.key_column().name(),
+                        format!("the locked row of key {key} was not returned"),
+                    )
                     .into());
                 }
                 stored.rows.extend(rows);
@@ -242,10 +242,12 @@ async fn locked_versions(
             .transpose()?
             .as_ref()
             .and_then(Key::from_value)
-            .ok_or_else(|| Error::Decode {
-                table: b.schema.table(),
-                column: b.schema.key_column().name(),
-                reason: "the locking read returned no usable key".to_owned(),
+            .ok_or_else(|| {
+                Error::decode(
+                    b.schema.table(),
+                    b.schema.key_column().name(),
+                    "the locking read returned no usable key".to_owned(),
+                )
             })?;
         // A NULL version is no version, as `version_of` reads it.
         let version = values.next().filter(|v| *v != mysql_async::Value::NULL);

@@ -269,10 +269,7 @@ impl Store for MysqlStore {
                         return sql::classify(name, e);
                     }
                     match key_of(schema, record) {
-                        Ok(k) => Error::AlreadyExists {
-                            table: schema.table(),
-                            key: k.to_string(),
-                        },
+                        Ok(k) => Error::already_exists(schema.table(), k.to_string()),
                         Err(e) => e,
                     }
                 },
@@ -373,10 +370,7 @@ impl Store for MysqlStore {
                 .await?;
             match current {
                 None => Ok(()),
-                Some(None) => Err(Error::NotFound {
-                    table: schema.table(),
-                    key: key.to_string(),
-                }),
+                Some(None) => Err(Error::not_found(schema.table(), key.to_string())),
                 Some(Some(actual)) => Err(Error::Conflict {
                     table: schema.table(),
                     key: key.to_string(),

@@ -268,15 +268,15 @@ pub(crate) fn check_key_length(schema: &'static Schema, key: &str) -> Result<(),
 pub(crate) fn read_row(schema: &'static Schema, row: mysql_async::Row) -> Result<Record, Error> {
     let values = row.unwrap();
     if values.len() != schema.columns().len() {
-        return Err(Error::Decode {
-            table: schema.table(),
-            column: schema.key_column().name(),
-            reason: format!(
+        return Err(Error::decode(
+            schema.table(),
+            schema.key_column().name(),
+            format!(
                 "the row has {} values, the model {}",
                 values.len(),
                 schema.columns().len()
             ),
-        });
+        ));
     }
     let mut out = Vec::with_capacity(values.len());
     for (index, v) in values.into_iter().enumerate() {
@@ -396,18 +396,12 @@ pub(crate) fn classify(store: &str, e: mysql_async::Error) -> Error {
         {
             Error::unavailable(store, format!("server error {}: {}", s.code, s.message))
         }
-        E::Server(s) => Error::Rejected {
-            store: store.to_owned(),
-            message: format!("error {} ({}): {}", s.code, s.state, s.message),
-        },
-        E::Url(_) => Error::Config {
-            key: store.to_owned(),
-            reason: "invalid MySQL URL".into(),
-        },
-        E::Driver(d) => Error::Rejected {
-            store: store.to_owned(),
-            message: d.to_string(),
-        },
+        E::Server(s) => Error::rejected(
+            store.to_owned(),
+            format!("error {} ({}): {}", s.code, s.state, s.message),
+        ),
+        E::Url(_) => Error::config(store.to_owned(), "invalid MySQL URL"),
+        E::Driver(d) => Error::rejected(store.to_owned(), d.to_string()),
     }
 }
 

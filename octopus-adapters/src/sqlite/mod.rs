@@ -269,12 +269,9 @@ impl Store for SqliteStore {
                 let mut stmt = conn.prepare_cached(&st.insert)?;
                 match stmt.execute(params_from_iter(record.values().iter().map(Param))) {
                     Ok(_) => Ok(()),
-                    Err(e) if sql::is_duplicate(&e, schema) => {
-                        Err(JobError::Octopus(Error::AlreadyExists {
-                            table: schema.table(),
-                            key: key_of(schema, &record)?.to_string(),
-                        }))
-                    }
+                    Err(e) if sql::is_duplicate(&e, schema) => Err(JobError::Octopus(
+                        Error::already_exists(schema.table(), key_of(schema, &record)?.to_string()),
+                    )),
                     Err(e) => Err(e.into()),
                 }
             })

@@ -111,16 +111,13 @@ pub(crate) fn update(
         .query_row([KeyParam(&key)], |r| r.get(0))
         .optional()?;
     Err(JobError::Octopus(match current {
-        None => Error::NotFound {
-            table: schema.table(),
-            key: key.to_string(),
-        },
-        Some(actual) => Error::Conflict {
-            table: schema.table(),
-            key: key.to_string(),
-            expected: expected.unwrap_or_default(),
-            actual: actual as u64,
-        },
+        None => Error::not_found(schema.table(), key.to_string()),
+        Some(actual) => Error::conflict(
+            schema.table(),
+            key.to_string(),
+            expected.unwrap_or_default(),
+            actual as u64,
+        ),
     }))
 }
 

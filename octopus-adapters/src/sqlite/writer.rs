@@ -32,10 +32,7 @@ impl BatchFailure {
         if self.unavailable {
             Error::unavailable(store, self.message.clone())
         } else {
-            Error::Rejected {
-                store: store.to_owned(),
-                message: self.message.clone(),
-            }
+            Error::rejected(store.to_owned(), self.message.clone())
         }
     }
 }

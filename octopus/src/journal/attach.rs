@@ -30,8 +30,7 @@ impl Journal {
         breaker: Arc<CircuitBreaker>,
     ) -> Result<()> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            journal_error(
-                &self.shared.dir,
+            Error::misuse(
                 "a plan with a journal must be built inside a tokio runtime (its replayer runs there)",
             )
         })?;
@@ -50,13 +49,13 @@ impl Journal {
                 return if same {
                     Ok(())
                 } else {
-                    Err(Error::Config {
-                        key: self.shared.dir.display().to_string(),
-                        reason: format!(
+                    Err(Error::config(
+                        self.shared.dir.display().to_string(),
+                        format!(
                             "this journal replays into `{owner}`; a plan over `{}` needs its own journal",
                             primary.name()
                         ),
-                    })
+                    ))
                 };
             }
             // A replayer that was told to stop may still finish a batch:

@@ -152,11 +152,11 @@ pub(super) fn read(dir: &Path) -> Result<Vec<DeadLetter>> {
         match parsed {
             Ok(letter) => out.push(letter),
             Err(reason) => {
-                return Err(Error::Journal {
-                    path: path.display().to_string(),
-                    offset: Some(offset),
-                    reason: format!("damaged dead letter: {reason}"),
-                });
+                return Err(Error::journal(
+                    path,
+                    Some(offset),
+                    format!("damaged dead letter: {reason}"),
+                ));
             }
         }
         offset += n as u64;

@@ -257,21 +257,23 @@ pub(super) fn read_back(dir: &Path, position: Position) -> Result<Option<Entry>>
         }
         chunk.resize(chunk.len() * 2, 0);
     };
-    let e = entry::parse(&line[..end]).map_err(|why| Error::Journal {
-        path: path.display().to_string(),
-        offset: Some(at),
-        reason: format!("reading a pending entry back: {why}"),
+    let e = entry::parse(&line[..end]).map_err(|why| {
+        Error::journal(
+            &path,
+            Some(at),
+            format!("reading a pending entry back: {why}"),
+        )
     })?;
     if e.seq != position.seq() {
-        return Err(Error::Journal {
-            path: path.display().to_string(),
-            offset: Some(at),
-            reason: format!(
+        return Err(Error::journal(
+            &path,
+            Some(at),
+            format!(
                 "reading pending entry {} back found entry {}",
                 position.seq(),
                 e.seq
             ),
-        });
+        ));
     }
     Ok(Some(e))
 }

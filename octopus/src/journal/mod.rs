@@ -175,11 +175,7 @@ impl std::fmt::Debug for Journal {
 }
 
 fn journal_error(dir: &Path, reason: impl Into<String>) -> Error {
-    Error::Journal {
-        path: dir.display().to_string(),
-        offset: None,
-        reason: reason.into(),
-    }
+    Error::journal(dir, None, reason.into())
 }
 
 fn take_lock(dir: &Path) -> Result<fs::File> {

@@ -109,21 +109,17 @@ impl SegmentReader {
 
 /// The error for a line of `path` at `offset` that is not an entry.
 pub(crate) fn corrupt(path: &Path, offset: u64, why: &EntryError) -> Error {
-    Error::Journal {
-        path: path.display().to_string(),
-        offset: Some(offset),
-        reason: format!("corrupt entry: {why}"),
-    }
+    Error::journal(path, Some(offset), format!("corrupt entry: {why}"))
 }
 
 /// The error for an entry at `offset` whose sequence number is `seq` where
 /// `expected` should be: entries follow each other without gaps.
 pub(crate) fn out_of_sequence(path: &Path, offset: u64, seq: u64, expected: u64) -> Error {
-    Error::Journal {
-        path: path.display().to_string(),
-        offset: Some(offset),
-        reason: format!("sequence number {seq} where {expected} was expected"),
-    }
+    Error::journal(
+        path,
+        Some(offset),
+        format!("sequence number {seq} where {expected} was expected"),
+    )
 }
 
 #[cfg(test)]

@@ -188,15 +188,15 @@ fn cut_tail(dir: &Path, reader: &mut SegmentReader, damage: &Damage) -> Result<C
         };
         if acknowledged {
             let seq = line.entry.as_ref().map_or(0, |h| h.seq);
-            return Err(Error::Journal {
-                path: path.display().to_string(),
-                offset: Some(offset),
-                reason: format!(
+            return Err(Error::journal(
+                path,
+                Some(offset),
+                format!(
                     "corrupt entry: {}; entry {seq} follows it intact at byte offset {}, \
                      so acknowledged entries come after the damage",
                     damage.why, line.offset
                 ),
-            });
+            ));
         }
     }
     let io = |e| io_error(&path, Some(offset), e);

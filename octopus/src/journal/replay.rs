@@ -158,10 +158,12 @@ impl Replayer {
                 self.limit,
             ),
         };
-        let (cursor, batch) = handle.await.map_err(|e| Error::Journal {
-            path: self.journal.dir().display().to_string(),
-            offset: None,
-            reason: format!("reading the journal failed: {e}"),
+        let (cursor, batch) = handle.await.map_err(|e| {
+            Error::journal(
+                self.journal.dir(),
+                None,
+                format!("reading the journal failed: {e}"),
+            )
         })?;
         self.cursor = cursor;
         batch
@@ -436,11 +438,7 @@ pub(super) async fn persist(
         Ok(cp)
     })
     .await
-    .map_err(|e| Error::Journal {
-        path: dir.display().to_string(),
-        offset: None,
-        reason: format!("writing the checkpoint failed: {e}"),
-    })?
+    .map_err(|e| Error::journal(dir, None, format!("writing the checkpoint failed: {e}")))?
 }
 
 /// Removes segments that hold nothing after `seq`.

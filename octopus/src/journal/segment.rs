@@ -39,11 +39,7 @@ pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
 
 /// An I/O failure on a journal file, as a journal error.
 pub fn io_error(path: &Path, offset: Option<u64>, e: std::io::Error) -> Error {
-    Error::Journal {
-        path: path.display().to_string(),
-        offset,
-        reason: e.to_string(),
-    }
+    Error::journal_io(path, offset, e)
 }
 
 /// Reads entries in order from a position, across segments: what replay
@@ -135,11 +131,11 @@ impl Cursor {
             .find(|(f, _)| *f <= self.next_seq)
             .or(segments.first())
         else {
-            return Err(Error::Journal {
-                path: dir.display().to_string(),
-                offset: None,
-                reason: format!("no segment holds entry {}", self.next_seq),
-            });
+            return Err(Error::journal(
+                dir,
+                None,
+                format!("no segment holds entry {}", self.next_seq),
+            ));
         };
         Ok((*first, SegmentReader::open(path, 0)?))
     }

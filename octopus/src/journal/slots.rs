@@ -39,11 +39,7 @@ pub(super) fn read(dir: &Path) -> Result<Option<Stored>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(segment::io_error(&path, None, e)),
     };
-    let bad = |reason: String| Error::Journal {
-        path: path.display().to_string(),
-        offset: None,
-        reason: format!("damaged checkpoint: {reason}"),
-    };
+    let bad = |reason: String| Error::journal(&path, None, format!("damaged checkpoint: {reason}"));
     let Some(slot) = slot_size(&bytes) else {
         let text = std::str::from_utf8(&bytes).map_err(|_| bad("not UTF-8 text".into()))?;
         return Checkpoint::parse(text, &bad).map(Some);

@@ -38,11 +38,7 @@ pub(super) fn verify(
     recovered: &Recovered,
 ) -> Result<Verified> {
     let path = dir.join(checkpoint::FILE);
-    let wrong = |reason: String| Error::Journal {
-        path: path.display().to_string(),
-        offset: None,
-        reason,
-    };
+    let wrong = |reason: String| Error::journal(&path, None, reason);
     let Some(stored) = stored else {
         if let Some(first) = recovered.first {
             if first != 1 || recovered.marked {

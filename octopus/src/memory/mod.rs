@@ -370,10 +370,7 @@ impl Store for MemoryStore {
             let shown = key.to_string();
             self.modify(schema, key, |current| {
                 match current.and_then(|c| c.record) {
-                    Some(_) => Err(Error::AlreadyExists {
-                        table: schema.table(),
-                        key: shown,
-                    }),
+                    Some(_) => Err(Error::already_exists(schema.table(), shown)),
                     None => Ok((self.put(record), ())),
                 }
             })
@@ -404,10 +401,7 @@ impl Store for MemoryStore {
             let shown = key.clone();
             self.modify(schema, key, |current| {
                 let Some(current) = current.and_then(|c| c.record) else {
-                    return Err(Error::NotFound {
-                        table: schema.table(),
-                        key: shown.to_string(),
-                    });
+                    return Err(Error::not_found(schema.table(), shown.to_string()));
                 };
                 if let Some(expected) = expected_version {
                     let actual = version_of(schema, current).unwrap_or(0);

@@ -56,13 +56,13 @@ impl Plans {
     /// (a typo in a config file, say).
     pub fn check_tables(&self, tables: &[&str]) -> Result<()> {
         match self.by_table.keys().find(|t| !tables.contains(&t.as_str())) {
-            Some(t) => Err(crate::Error::Config {
-                key: format!("models.{t}"),
-                reason: format!(
+            Some(t) => Err(crate::Error::config(
+                format!("models.{t}"),
+                format!(
                     "no registered model is stored in table `{t}` (known: {})",
                     tables.join(", ")
                 ),
-            }),
+            )),
             None => Ok(()),
         }
     }
