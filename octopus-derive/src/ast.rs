@@ -2,9 +2,10 @@
 //! parsed attributes, each node keeping the syn node it came from for spans.
 
 use syn::spanned::Spanned;
-use syn::{Data, DeriveInput, Fields, Ident, Type};
+use syn::{Data, DeriveInput, Fields, FieldsNamed, Generics, Ident, Type};
 
-use crate::attr::{self, ContainerAttrs, Ctxt, FieldAttrs};
+use crate::attr::{self, ContainerAttrs, FieldAttrs};
+use crate::ctxt::Ctxt;
 
 pub struct Input<'a> {
     pub ident: &'a Ident,
@@ -32,54 +33,12 @@ impl Field<'_> {
 }
 
 impl<'a> Input<'a> {
-    /// Reads a struct with named fields, or reports what the input is instead.
+    /// Reads a struct with named fields, or reports what the input is
+    /// instead (`None`, with the error in `cx`).
     pub fn from_syn(cx: &mut Ctxt, input: &'a DeriveInput) -> Option<Self> {
         let attrs = attr::container(cx, &input.attrs);
-        if let Some(param) = input.generics.params.first() {
-            cx.error(
-                param.span(),
-                "#[derive(Model)] does not support generic structs: a model's schema is fixed at compile time",
-            );
-        } else if let Some(clause) = &input.generics.where_clause {
-            cx.error(
-                clause.span(),
-                "#[derive(Model)] does not support where clauses",
-            );
-        }
-        let named = match &input.data {
-            Data::Struct(data) => match &data.fields {
-                Fields::Named(named) => named,
-                Fields::Unnamed(unnamed) => {
-                    cx.error(
-                        unnamed.span(),
-                        "#[derive(Model)] needs named fields: a tuple struct's fields have no column names",
-                    );
-                    return None;
-                }
-                Fields::Unit => {
-                    cx.error(
-                        input.ident.span(),
-                        "#[derive(Model)] needs a struct with named fields, one of them the key",
-                    );
-                    return None;
-                }
-            },
-            Data::Enum(data) => {
-                cx.error(
-                    data.enum_token.span(),
-                    "#[derive(Model)] supports only structs with named fields, not enums",
-                );
-                return None;
-            }
-            Data::Union(data) => {
-                cx.error(
-                    data.union_token.span(),
-                    "#[derive(Model)] supports only structs with named fields, not unions",
-                );
-                return None;
-            }
-        };
-        let fields = named
+        check_generics(cx, &input.generics);
+        let fields = named_fields(cx, input)?
             .named
             .iter()
             .filter_map(|f| {
@@ -104,6 +63,50 @@ impl<'a> Input<'a> {
             None => snake_case(&self.ident.to_string()),
         }
     }
+}
+
+/// A model's schema is a `'static` constant, the same for every
+/// instantiation, so a model has no type or lifetime parameters.
+fn check_generics(cx: &mut Ctxt, generics: &Generics) {
+    if let Some(param) = generics.params.first() {
+        cx.error(
+            param.span(),
+            "#[derive(Model)] does not support generic structs: a model's schema is fixed at compile time",
+        );
+    } else if let Some(clause) = &generics.where_clause {
+        cx.error(
+            clause.where_token.span(),
+            "#[derive(Model)] does not support where clauses",
+        );
+    }
+}
+
+/// The fields of a struct with named fields; anything else is an error,
+/// since fields are columns and columns need names.
+fn named_fields<'a>(cx: &mut Ctxt, input: &'a DeriveInput) -> Option<&'a FieldsNamed> {
+    let (span, message) = match &input.data {
+        Data::Struct(data) => match &data.fields {
+            Fields::Named(named) => return Some(named),
+            Fields::Unnamed(unnamed) => (
+                unnamed.span(),
+                "#[derive(Model)] needs named fields: a tuple struct's fields have no column names",
+            ),
+            Fields::Unit => (
+                input.ident.span(),
+                "#[derive(Model)] needs a struct with named fields, one of them the key",
+            ),
+        },
+        Data::Enum(data) => (
+            data.enum_token.span(),
+            "#[derive(Model)] supports only structs with named fields, not enums",
+        ),
+        Data::Union(data) => (
+            data.union_token.span(),
+            "#[derive(Model)] supports only structs with named fields, not unions",
+        ),
+    };
+    cx.error(span, message);
+    None
 }
 
 /// `BookReview` -> `book_review`, `HTTPLog` -> `http_log`.
@@ -132,4 +135,18 @@ pub fn snake_case(name: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snake_case;
+
+    #[test]
+    fn table_names_default_to_snake_case() {
+        assert_eq!(snake_case("Book"), "book");
+        assert_eq!(snake_case("BookReview"), "book_review");
+        assert_eq!(snake_case("HTTPLog"), "http_log");
+        assert_eq!(snake_case("Log2Entry"), "log2_entry");
+        assert_eq!(snake_case("r#Type"), "type");
+    }
 }

@@ -1,4 +1,8 @@
 //! Writes `impl octopus::Model` for a validated struct.
+//!
+//! Every field type is used through the trait its role needs (`Field`,
+//! `KeyField`, `VersionField`, `TimestampField`), spanned at the type, so a
+//! type that cannot play its role fails there, with that trait's message.
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
@@ -6,44 +10,84 @@ use syn::DeriveInput;
 use syn::spanned::Spanned;
 
 use crate::ast::{Field, Input};
-use crate::attr::Ctxt;
+use crate::attr::Flag;
+use crate::ctxt::Ctxt;
 use crate::{fallback, valid};
 
+/// The `impl Model`, or the errors and a stub impl.
 pub fn derive(input: &DeriveInput) -> TokenStream {
-    let mut cx = Ctxt::default();
-    let parsed = Input::from_syn(&mut cx, input);
-    if let Some(parsed) = &parsed {
-        valid::check(&mut cx, parsed);
+    match try_expand(input) {
+        Ok(expanded) => expanded,
+        Err(error) => fallback::expand(input, error),
     }
-    match (cx.check(), parsed) {
-        (Ok(()), Some(parsed)) => impl_model(&parsed),
-        (Err(e), _) => {
-            let mut out = e.to_compile_error();
-            out.extend(fallback::stub(input));
-            out
-        }
-        (Ok(()), None) => fallback::stub(input),
-    }
+}
+
+fn try_expand(input: &DeriveInput) -> syn::Result<TokenStream> {
+    let mut cx = Ctxt::new();
+    let Some(input) = Input::from_syn(&mut cx, input) else {
+        return Err(cx
+            .check()
+            .expect_err("Input::from_syn failed without an error"));
+    };
+    valid::check(&mut cx, &input);
+    cx.check()?;
+    Ok(impl_model(&input))
 }
 
 fn impl_model(input: &Input<'_>) -> TokenStream {
     let ident = input.ident;
-    let table = input.table();
     let stored: Vec<&Field<'_>> = input
         .fields
         .iter()
         .filter(|f| f.attrs.skip.is_none())
         .collect();
-    let index_of = |pick: &dyn Fn(&Field<'_>) -> bool| stored.iter().position(|f| pick(f));
-    let key_index = index_of(&|f| f.attrs.key.is_some()).unwrap_or(0);
-    let opt = |i: Option<usize>| match i {
-        Some(i) => quote!(::core::option::Option::Some(#i)),
-        None => quote!(::core::option::Option::None),
-    };
-    let version_index = opt(index_of(&|f| f.attrs.version.is_some()));
-    let created_index = opt(index_of(&|f| f.attrs.created_at.is_some()));
-    let updated_index = opt(index_of(&|f| f.attrs.updated_at.is_some()));
+    let schema = schema(input, &stored);
+    let encode = encode(&stored);
+    let decode = decode(input);
+    let key = key_methods(&stored);
+    let managed = managed_methods(input);
+    quote! {
+        const _: () = {
+            use ::octopus::__private as __p;
 
+            #[automatically_derived]
+            impl ::octopus::Model for #ident {
+                const SCHEMA: &'static __p::Schema = #schema;
+
+                fn to_record(&self) -> __p::Result<__p::Record> {
+                    ::core::result::Result::Ok(__p::Record::new(::std::vec![#(#encode),*]))
+                }
+
+                fn from_record(record: __p::Record) -> __p::Result<Self> {
+                    let mut __values = __p::values(Self::SCHEMA, record)?;
+                    ::core::result::Result::Ok(#ident {
+                        #(#decode,)*
+                    })
+                }
+
+                #key
+                #managed
+            }
+        };
+    }
+}
+
+/// The `'static` schema: table, columns in field order, and the index of
+/// the key and of each managed column.
+fn schema(input: &Input<'_>, stored: &[&Field<'_>]) -> TokenStream {
+    let table = input.table();
+    let index_of =
+        |flag: fn(&Field<'_>) -> Flag| match stored.iter().position(|f| flag(f).is_some()) {
+            Some(i) => quote!(::core::option::Option::Some(#i)),
+            None => quote!(::core::option::Option::None),
+        };
+    let key = stored
+        .iter()
+        .position(|f| f.attrs.key.is_some())
+        .unwrap_or(0);
+    let version = index_of(|f| f.attrs.version);
+    let created = index_of(|f| f.attrs.created_at);
+    let updated = index_of(|f| f.attrs.updated_at);
     let columns = stored.iter().map(|f| {
         let name = f.column();
         let ty = f.ty;
@@ -55,8 +99,14 @@ fn impl_model(input: &Input<'_>) -> TokenStream {
             )
         }
     });
+    quote! {
+        &__p::Schema::new(#table, &[#(#columns),*], #key, #version, #created, #updated)
+    }
+}
 
-    let encode = stored.iter().enumerate().map(|(i, f)| {
+/// Each stored field as a column value, in schema order.
+fn encode(stored: &[&Field<'_>]) -> Vec<TokenStream> {
+    let encode = |(i, f): (usize, &&Field<'_>)| {
         let name = f.ident;
         let ty = f.ty;
         if f.attrs.json.is_some() {
@@ -64,10 +114,15 @@ fn impl_model(input: &Input<'_>) -> TokenStream {
         } else {
             quote_spanned!(ty.span()=> <#ty as __p::Field>::encode(&self.#name))
         }
-    });
+    };
+    stored.iter().enumerate().map(encode).collect()
+}
 
+/// Each field's initializer: the next column value, or `Default` when
+/// skipped.
+fn decode(input: &Input<'_>) -> Vec<TokenStream> {
     let mut next_index = 0usize;
-    let decode = input.fields.iter().map(|f| {
+    let mut decode = |f: &Field<'_>| {
         let name = f.ident;
         let ty = f.ty;
         if f.attrs.skip.is_some() {
@@ -81,109 +136,78 @@ fn impl_model(input: &Input<'_>) -> TokenStream {
         } else {
             quote_spanned!(ty.span()=> #name: __p::decoded(Self::SCHEMA, #i, <#ty as __p::Field>::decode(#value))?)
         }
-    });
+    };
+    input.fields.iter().map(&mut decode).collect()
+}
 
-    let key = stored[key_index];
-    let key_name = key.ident;
-    let key_ty = key.ty;
-    let key_trait = quote_spanned!(key_ty.span()=> <#key_ty as __p::KeyField>);
+/// `key`, `fill_key` and `clear_key`, through `KeyField`.
+fn key_methods(stored: &[&Field<'_>]) -> TokenStream {
+    let Some(key) = stored.iter().find(|f| f.attrs.key.is_some()) else {
+        return TokenStream::new();
+    };
+    let name = key.ident;
+    let ty = key.ty;
+    let tr = quote_spanned!(ty.span()=> <#ty as __p::KeyField>);
+    quote! {
+        fn key(&self) -> __p::Key {
+            #tr::to_key(&self.#name)
+        }
 
-    let version = input
-        .fields
-        .iter()
-        .find(|f| f.attrs.version.is_some())
-        .map(|f| {
-            let name = f.ident;
-            let ty = f.ty;
-            let tr = quote_spanned!(ty.span()=> <#ty as __p::VersionField>);
-            quote! {
+        fn fill_key(&mut self) -> bool {
+            if #tr::is_empty_key(&self.#name) {
+                if let ::core::option::Option::Some(key) = #tr::generate() {
+                    self.#name = key;
+                    return true;
+                }
+            }
+            false
+        }
+
+        fn clear_key(&mut self) {
+            self.#name = ::core::default::Default::default();
+        }
+    }
+}
+
+/// The getter and setter of each managed field, through `VersionField` or
+/// `TimestampField`: the store reads and writes these values itself.
+fn managed_methods(input: &Input<'_>) -> TokenStream {
+    let mut out = TokenStream::new();
+    for f in &input.fields {
+        let name = f.ident;
+        let ty = f.ty;
+        let version = quote_spanned!(ty.span()=> <#ty as __p::VersionField>);
+        let millis = quote_spanned!(ty.span()=> <#ty as __p::TimestampField>);
+        if f.attrs.version.is_some() {
+            out.extend(quote! {
                 fn version(&self) -> ::core::option::Option<u64> {
-                    ::core::option::Option::Some(#tr::to_u64(&self.#name))
+                    ::core::option::Option::Some(#version::to_u64(&self.#name))
                 }
                 fn set_version(&mut self, version: u64) {
-                    self.#name = #tr::from_u64(version);
+                    self.#name = #version::from_u64(version);
                 }
-            }
-        });
-    let created = input
-        .fields
-        .iter()
-        .find(|f| f.attrs.created_at.is_some())
-        .map(|f| {
-            let name = f.ident;
-            quote! {
+            });
+        }
+        if f.attrs.created_at.is_some() {
+            out.extend(quote! {
                 fn created_at(&self) -> ::core::option::Option<i64> {
-                    ::core::option::Option::Some(self.#name)
+                    ::core::option::Option::Some(#millis::to_millis(&self.#name))
                 }
                 fn set_created_at(&mut self, millis: i64) {
-                    self.#name = millis;
+                    self.#name = #millis::from_millis(millis);
                 }
-            }
-        });
-    let updated = input
-        .fields
-        .iter()
-        .find(|f| f.attrs.updated_at.is_some())
-        .map(|f| {
-            let name = f.ident;
-            quote! {
+            });
+        }
+        if f.attrs.updated_at.is_some() {
+            out.extend(quote! {
                 fn updated_at(&self) -> ::core::option::Option<i64> {
-                    ::core::option::Option::Some(self.#name)
+                    ::core::option::Option::Some(#millis::to_millis(&self.#name))
                 }
                 fn set_updated_at(&mut self, millis: i64) {
-                    self.#name = millis;
+                    self.#name = #millis::from_millis(millis);
                 }
-            }
-        });
-
-    quote! {
-        const _: () = {
-            use ::octopus::__private as __p;
-
-            #[automatically_derived]
-            impl ::octopus::Model for #ident {
-                const SCHEMA: &'static __p::Schema = &__p::Schema::new(
-                    #table,
-                    &[#(#columns),*],
-                    #key_index,
-                    #version_index,
-                    #created_index,
-                    #updated_index,
-                );
-
-                fn key(&self) -> __p::Key {
-                    #key_trait::to_key(&self.#key_name)
-                }
-
-                fn to_record(&self) -> __p::Result<__p::Record> {
-                    ::core::result::Result::Ok(__p::Record::new(::std::vec![#(#encode),*]))
-                }
-
-                fn from_record(record: __p::Record) -> __p::Result<Self> {
-                    let mut __values = __p::values(Self::SCHEMA, record)?;
-                    ::core::result::Result::Ok(#ident {
-                        #(#decode,)*
-                    })
-                }
-
-                fn fill_key(&mut self) -> bool {
-                    if #key_trait::is_empty_key(&self.#key_name) {
-                        if let ::core::option::Option::Some(key) = #key_trait::generate() {
-                            self.#key_name = key;
-                            return true;
-                        }
-                    }
-                    false
-                }
-
-                fn clear_key(&mut self) {
-                    self.#key_name = ::core::default::Default::default();
-                }
-
-                #version
-                #created
-                #updated
-            }
-        };
+            });
+        }
     }
+    out
 }

@@ -1,21 +1,36 @@
-//! On error, a stub impl so the user sees the derive's error rather than a
-//! cascade of "`Model` is not implemented" errors wherever the type is used.
+//! On error, the errors plus a stub impl (as thiserror-impl does): with
+//! `Model` implemented, the user's other code that uses the type compiles,
+//! so they see the derive's errors rather than a cascade of "`Model` is not
+//! implemented" wherever the type is used.
 
 use proc_macro2::TokenStream;
 use quote::quote;
-use syn::DeriveInput;
+use syn::{DeriveInput, parse_quote};
 
-pub fn stub(input: &DeriveInput) -> TokenStream {
-    if !input.generics.params.is_empty() {
-        return TokenStream::new();
-    }
+/// `error` as `compile_error!`s, then a stub `impl Model` whose methods
+/// are never called (the build fails).
+pub fn expand(input: &DeriveInput, error: syn::Error) -> TokenStream {
+    let error = error.to_compile_error();
     let ident = &input.ident;
+    // `Model` needs `Send + Sync + 'static`; a generic model (itself an
+    // error) gets them as bounds rather than as a second error here.
+    let mut generics = input.generics.clone();
+    if !generics.params.is_empty() {
+        let (_, ty_generics, _) = input.generics.split_for_impl();
+        generics
+            .make_where_clause()
+            .predicates
+            .push(parse_quote!(#ident #ty_generics: ::core::marker::Send + ::core::marker::Sync + 'static));
+    }
+    let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
     quote! {
+        #error
+
         const _: () = {
             use ::octopus::__private as __p;
 
             #[automatically_derived]
-            impl ::octopus::Model for #ident {
+            impl #impl_generics ::octopus::Model for #ident #ty_generics #where_clause {
                 const SCHEMA: &'static __p::Schema = &__p::Schema::new(
                     "invalid",
                     &[__p::Column::new("invalid", __p::ColumnType::I64, false)],

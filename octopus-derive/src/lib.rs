@@ -19,9 +19,10 @@
 //!
 //! One pipeline, one file per step: `ast` reads the struct, `attr` parses
 //! `#[octopus(...)]`, `valid` checks the rules that span fields, and
-//! `expand` writes the impl. Every error points at the offending token; on
-//! error a stub impl (`fallback`) keeps the user's other code from failing
-//! in a cascade.
+//! `expand` writes the impl. Errors are gathered in a `ctxt::Ctxt` and
+//! reported together, each at the offending token; field types are checked
+//! by the traits the generated code uses. On error, `fallback` adds a stub
+//! impl so the user's other code does not fail in a cascade.
 
 #![forbid(unsafe_code)]
 
@@ -30,6 +31,7 @@ use syn::{DeriveInput, parse_macro_input};
 
 mod ast;
 mod attr;
+mod ctxt;
 mod expand;
 mod fallback;
 mod valid;

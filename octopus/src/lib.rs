@@ -89,6 +89,7 @@ mod retry;
 mod schema;
 mod stats;
 mod store;
+mod timestamp;
 mod value;
 
 pub use breaker::{BreakerConfig, BreakerSnapshot, BreakerState, CircuitBreaker, Permit};
@@ -107,10 +108,12 @@ pub use registry::HasDao;
 pub use schema::{Column, ColumnType, Schema, is_valid_identifier};
 pub use stats::{LevelStats, PlanStats};
 pub use store::{BoxFuture, Store, check_key, check_record, key_of, normalize_key, version_of};
+pub use timestamp::TimestampField;
 pub use value::{Key, Record, Value};
 
 /// Paths the derive's generated code uses; not a public API.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::model::private::*;
+    pub use crate::timestamp::TimestampField;
 }

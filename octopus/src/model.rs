@@ -111,6 +111,11 @@ pub trait KeyField: Field {
 }
 
 /// An integer type usable as an `#[octopus(version)]` field.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an octopus version",
+    label = "`version` fields must be an integer type",
+    note = "a version is i8..i64 or u8..u64, bumped by every update"
+)]
 pub trait VersionField: Field {
     /// The version as `u64` (negative versions read as 0).
     fn to_u64(&self) -> u64;
@@ -364,15 +369,15 @@ pub mod private {
     /// Splits a record into its values, checking the column count.
     pub fn values(schema: &'static Schema, record: Record) -> Result<std::vec::IntoIter<Value>> {
         if record.len() != schema.columns().len() {
-            return Err(Error::Decode {
-                table: schema.table(),
-                column: schema.key_column().name(),
-                reason: format!(
+            return Err(Error::decode(
+                schema.table(),
+                schema.key_column().name(),
+                format!(
                     "the row has {} values, the model has {} columns",
                     record.len(),
                     schema.columns().len()
                 ),
-            });
+            ));
         }
         Ok(record.into_values().into_iter())
     }

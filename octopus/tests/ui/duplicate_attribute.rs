@@ -1,6 +1,7 @@
 use octopus::Model;
 
 #[derive(Model)]
+#[octopus(table = "books", table = "novels")]
 struct Book {
     #[octopus(key, key)]
     id: u64,

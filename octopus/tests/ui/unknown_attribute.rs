@@ -1,6 +1,7 @@
 use octopus::Model;
 
 #[derive(Model)]
+#[octopus(name = "books")]
 struct Book {
     #[octopus(key)]
     id: u64,

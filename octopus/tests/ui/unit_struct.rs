@@ -1,0 +1,6 @@
+use octopus::Model;
+
+#[derive(Model)]
+struct Book;
+
+fn main() {}
