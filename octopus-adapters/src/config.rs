@@ -8,7 +8,14 @@
 //! | `memcache://host:port[,host:port…]` | [`crate::memcache::MemcacheStore`] (`?ttl_secs=…&timeout_ms=…&namespace=…`) |
 //! | `memory://?capacity=…&ttl=…` | [`octopus::MemoryStore`] (`ttl` as `500ms`, `60s`, `5m` or seconds) |
 //!
-//! A backend whose cargo feature is off is a clear error naming the feature.
+//! Every URL is read by one parser: the password may hold `?`, `@`, `%`,
+//! `/` and `#` as they are or percent-encoded (the userinfo ends at the last
+//! `@` before the host; see [`octopus::config::UrlParts`]). A parameter
+//! given twice, or one the scheme does not take, is an error naming it and
+//! the scheme; only MySQL has a login, the other schemes refuse a
+//! `user:password@`. Errors name the URL through
+//! [`octopus::config::redact_url`], so a password never shows. A backend
+//! whose cargo feature is off is a clear error naming the feature.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,78 +24,40 @@ use std::time::Duration;
 use octopus::config::Config;
 use octopus::{Cache, CircuitBreaker, Error, MemoryStore, Plan, Plans, Result, Store};
 
-fn bad(url: &str, reason: impl Into<String>) -> Error {
-    Error::Config {
-        key: redact(url),
-        reason: reason.into(),
-    }
-}
-
-/// `url` without a password, for errors.
-fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let rest = rest.split_once('?').map_or(rest, |(r, _)| r);
-            match rest.rsplit_once('@') {
-                Some((user, host)) => {
-                    format!("{scheme}://{}@{host}", user.split(':').next().unwrap_or(""))
-                }
-                None => format!("{scheme}://{rest}"),
-            }
-        }
-        None => url.to_owned(),
-    }
-}
-
-fn scheme(url: &str) -> &str {
-    if url.starts_with("sqlite:") {
-        return "sqlite";
-    }
-    url.split_once("://").map_or("", |(s, _)| s)
-}
+use crate::url::StoreUrl;
 
 /// A primary (or any store) from its URL.
 pub async fn open_store(url: &str) -> Result<Arc<dyn Store>> {
-    match scheme(url) {
-        "sqlite" => sqlite(url).await,
-        "mysql" => mysql(url),
-        "memcache" => Err(bad(
-            url,
-            "memcached drops data at will: it can be a cache, not a primary",
-        )),
-        "memory" => Ok(Arc::new(memory(url)?)),
-        _ => Err(bad(
-            url,
-            "unknown store; expected sqlite://, mysql://, memory:// or memcache://",
-        )),
+    let url = StoreUrl::parse(url)?;
+    match url.scheme() {
+        "sqlite" => sqlite(&url).await,
+        "mysql" => mysql(&url),
+        "memcache" => {
+            Err(url.error("memcached drops data at will: it can be a cache, not a primary"))
+        }
+        "memory" => Ok(Arc::new(memory(&url)?)),
+        _ => {
+            Err(url.error("unknown store; expected sqlite://, mysql://, memory:// or memcache://"))
+        }
     }
 }
 
 /// A cache from its URL.
 pub async fn open_cache(url: &str) -> Result<Arc<dyn Cache>> {
-    match scheme(url) {
-        "memory" => Ok(Arc::new(memory(url)?)),
-        "memcache" => memcache(url).await,
-        "sqlite" | "mysql" => Err(bad(
-            url,
-            "a database cannot be a cache; use memory:// or memcache://",
-        )),
-        _ => Err(bad(url, "unknown cache; expected memory:// or memcache://")),
+    let url = StoreUrl::parse(url)?;
+    match url.scheme() {
+        "memory" => Ok(Arc::new(memory(&url)?)),
+        "memcache" => memcache(&url).await,
+        "sqlite" | "mysql" => {
+            Err(url.error("a database cannot be a cache; use memory:// or memcache://"))
+        }
+        _ => Err(url.error("unknown cache; expected memory:// or memcache://")),
     }
 }
 
-fn query_pairs(url: &str) -> Vec<(&str, &str)> {
-    url.split_once('?')
-        .map(|(_, q)| q)
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
-        .collect()
-}
-
 /// `500ms`, `60s`, `5m`, or a number of seconds.
-fn duration(url: &str, key: &str, v: &str) -> Result<Duration> {
+fn duration(url: &StoreUrl<'_>, param: &crate::url::Param<'_>) -> Result<Duration> {
+    let v = param.value.as_str();
     let parsed = if let Some(n) = v.strip_suffix("ms") {
         n.parse().ok().map(Duration::from_millis)
     } else if let Some(n) = v.strip_suffix('s') {
@@ -99,112 +68,70 @@ fn duration(url: &str, key: &str, v: &str) -> Result<Duration> {
         v.parse().ok().map(Duration::from_secs)
     };
     parsed.filter(|d| !d.is_zero()).ok_or_else(|| {
-        bad(
-            url,
-            format!("`{key}` must be a positive duration like 500ms, 60s or 5m, got {v:?}"),
-        )
+        url.error(format!(
+            "`{}` must be a positive duration like 500ms, 60s or 5m, got {v:?}",
+            param.name
+        ))
     })
 }
 
-fn memory(url: &str) -> Result<MemoryStore> {
-    let rest = url.strip_prefix("memory://").unwrap_or("");
-    let name = rest.split('?').next().unwrap_or("");
+fn memory(url: &StoreUrl<'_>) -> Result<MemoryStore> {
+    if !url.has_authority() {
+        return Err(url.error("a memory URL starts with memory://"));
+    }
+    url.refuse_userinfo("a memory store has no login")?;
+    let name = url.location();
     let mut builder = MemoryStore::builder().name(if name.is_empty() {
         "memory".to_owned()
     } else {
         format!("memory://{name}")
     });
-    for (k, v) in query_pairs(url) {
-        builder = match k {
-            "capacity" => builder.capacity(v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                bad(
-                    url,
-                    format!("`capacity` must be a positive integer, got {v:?}"),
-                )
-            })?),
-            "ttl" => builder.ttl(duration(url, "ttl", v)?),
-            _ => {
-                return Err(bad(
-                    url,
-                    format!("unknown parameter `{k}` (expected capacity, ttl)"),
-                ));
+    for param in url.params() {
+        builder = match param.name.as_str() {
+            "capacity" => {
+                builder.capacity(usize::try_from(url.positive(param)?).unwrap_or(usize::MAX))
             }
+            "ttl" => builder.ttl(duration(url, param)?),
+            _ => return Err(url.unknown(param, "capacity, ttl")),
         };
     }
     Ok(builder.build())
 }
 
 #[cfg(feature = "sqlite")]
-async fn sqlite(url: &str) -> Result<Arc<dyn Store>> {
-    use crate::sqlite::{SqliteOptions, SqliteStore, Synchronous};
-    let base = url.split('?').next().unwrap_or(url);
-    let mut options = SqliteOptions::default();
-    for (k, v) in query_pairs(url) {
-        options = match (k, v) {
-            ("synchronous", "full") => options.synchronous(Synchronous::Full),
-            ("synchronous", "normal") => options.synchronous(Synchronous::Normal),
-            ("busy_timeout_ms", v) => {
-                options.busy_timeout(Duration::from_millis(v.parse().map_err(|_| {
-                    bad(
-                        url,
-                        format!("`busy_timeout_ms` must be a whole number, got {v:?}"),
-                    )
-                })?))
-            }
-            _ => {
-                return Err(bad(
-                    url,
-                    format!(
-                        "unknown parameter `{k}={v}` (expected synchronous=full|normal, busy_timeout_ms)"
-                    ),
-                ));
-            }
-        };
-    }
-    if base == "sqlite::memory:" {
-        return Ok(Arc::new(SqliteStore::memory()?));
-    }
-    let path = base
-        .strip_prefix("sqlite://")
-        .filter(|p| !p.is_empty())
-        .ok_or_else(|| bad(url, "expected sqlite://path/to/file.db or sqlite::memory:"))?;
-    Ok(Arc::new(SqliteStore::open_with(path, options).await?))
+async fn sqlite(url: &StoreUrl<'_>) -> Result<Arc<dyn Store>> {
+    use crate::sqlite::{SqliteOptions, SqliteStore};
+    Ok(match SqliteOptions::from_url(url)? {
+        (None, _) => Arc::new(SqliteStore::memory()?),
+        (Some(path), options) => Arc::new(SqliteStore::open_with(path, options).await?),
+    })
 }
 
 #[cfg(not(feature = "sqlite"))]
-async fn sqlite(url: &str) -> Result<Arc<dyn Store>> {
-    Err(bad(
-        url,
-        "octopus-adapters was built without the `sqlite` feature",
-    ))
+async fn sqlite(url: &StoreUrl<'_>) -> Result<Arc<dyn Store>> {
+    Err(url.error("octopus-adapters was built without the `sqlite` feature"))
 }
 
 #[cfg(feature = "mysql")]
-fn mysql(url: &str) -> Result<Arc<dyn Store>> {
-    Ok(Arc::new(crate::mysql::MysqlStore::new(url)?))
+fn mysql(url: &StoreUrl<'_>) -> Result<Arc<dyn Store>> {
+    Ok(Arc::new(crate::mysql::MysqlStore::new(url.as_written())?))
 }
 
 #[cfg(not(feature = "mysql"))]
-fn mysql(url: &str) -> Result<Arc<dyn Store>> {
-    Err(bad(
-        url,
-        "octopus-adapters was built without the `mysql` feature",
-    ))
+fn mysql(url: &StoreUrl<'_>) -> Result<Arc<dyn Store>> {
+    Err(url.error("octopus-adapters was built without the `mysql` feature"))
 }
 
 #[cfg(feature = "memcache")]
-async fn memcache(url: &str) -> Result<Arc<dyn Cache>> {
+async fn memcache(url: &StoreUrl<'_>) -> Result<Arc<dyn Cache>> {
     Ok(Arc::new(
-        crate::memcache::MemcacheStore::connect(url).await?,
+        crate::memcache::MemcacheStore::connect(url.as_written()).await?,
     ))
 }
 
 #[cfg(not(feature = "memcache"))]
-async fn memcache(url: &str) -> Result<Arc<dyn Cache>> {
-    Err(bad(
-        url,
-        "octopus-adapters was built without the `memcache` feature",
-    ))
+async fn memcache(url: &StoreUrl<'_>) -> Result<Arc<dyn Cache>> {
+    Err(url.error("octopus-adapters was built without the `memcache` feature"))
 }
 
 /// Builds every plan `config` describes. Stores are opened once per URL

@@ -30,9 +30,10 @@
 
 pub mod config;
 #[cfg(any(feature = "sqlite", feature = "mysql"))]
-mod per_schema;
-#[cfg(any(feature = "sqlite", feature = "mysql"))]
 mod existing_table;
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+mod per_schema;
+mod url;
 
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]

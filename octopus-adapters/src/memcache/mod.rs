@@ -91,54 +91,50 @@ impl MemcacheOptions {
     }
 
     /// Parses `memcache://host:port[,host:port...]` with optional
-    /// `ttl_secs`, `timeout_ms`, `connect_timeout_ms` and `max_item_bytes`
-    /// query parameters. Unknown parameters are an error naming them.
+    /// `namespace`, `ttl_secs`, `timeout_ms`, `connect_timeout_ms` and
+    /// `max_item_bytes` query parameters. Unknown parameters, and a user or
+    /// password (the meta protocol has no login), are errors naming them.
     pub fn from_url(url: &str) -> Result<Self> {
-        let bad = |reason: String| Error::Config {
-            key: url.split('?').next().unwrap_or(url).to_owned(),
-            reason,
-        };
-        let rest = url
-            .strip_prefix("memcache://")
-            .ok_or_else(|| bad("a memcache URL starts with memcache://".into()))?;
-        let (hosts, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let servers: Vec<String> = hosts
+        let url = crate::url::StoreUrl::parse(url)?;
+        if url.scheme() != "memcache" || !url.has_authority() {
+            return Err(url.error("a memcache URL starts with memcache://"));
+        }
+        url.refuse_userinfo("memcached's meta protocol has no login")?;
+        let servers: Vec<String> = url
+            .location()
             .split(',')
             .filter(|h| !h.is_empty())
             .map(str::to_owned)
             .collect();
         if servers.is_empty() {
-            return Err(bad("no server in the URL (memcache://host:port)".into()));
+            return Err(url.error("no server in the URL (memcache://host:port)"));
         }
         for s in &servers {
             let port_ok = s
                 .rsplit_once(':')
                 .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
             if !port_ok {
-                return Err(bad(format!("server {s:?} is not host:port")));
+                return Err(url.error(format!("server {s:?} is not host:port")));
             }
         }
         let mut options = MemcacheOptions::new(servers);
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let number = || {
-                v.parse::<u64>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| bad(format!("{k} must be a positive integer, got {v:?}")))
-            };
-            match k {
-                "ttl_secs" => options.ttl = Duration::from_secs(number()?),
-                "timeout_ms" => options.timeout = Duration::from_millis(number()?),
-                "connect_timeout_ms" => options.connect_timeout = Duration::from_millis(number()?),
-                "max_item_bytes" => {
-                    options.max_item_bytes = usize::try_from(number()?).unwrap_or(usize::MAX)
+        for param in url.params() {
+            match param.name.as_str() {
+                "ttl_secs" => options.ttl = Duration::from_secs(url.positive(param)?),
+                "timeout_ms" => options.timeout = Duration::from_millis(url.positive(param)?),
+                "connect_timeout_ms" => {
+                    options.connect_timeout = Duration::from_millis(url.positive(param)?)
                 }
-                "namespace" => options = options.namespace(v)?,
+                "max_item_bytes" => {
+                    options.max_item_bytes =
+                        usize::try_from(url.positive(param)?).unwrap_or(usize::MAX)
+                }
+                "namespace" => options = options.namespace(&param.value)?,
                 _ => {
-                    return Err(bad(format!(
-                        "unknown parameter `{k}` (expected namespace, ttl_secs, timeout_ms, connect_timeout_ms, max_item_bytes)"
-                    )));
+                    return Err(url.unknown(
+                        param,
+                        "namespace, ttl_secs, timeout_ms, connect_timeout_ms, max_item_bytes",
+                    ));
                 }
             }
         }

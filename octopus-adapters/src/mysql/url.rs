@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use mysql_async::{Opts, OptsBuilder, PoolConstraints, PoolOpts};
-use octopus::{Error, Result};
+use octopus::Result;
 
 use super::call::Limits;
+use crate::url::StoreUrl;
 
 /// What a store URL configures.
 pub(crate) struct Settings {
@@ -18,54 +19,49 @@ pub(crate) struct Settings {
 }
 
 /// Parses `url`: `pool_size` and `deadline_ms` are Octopus' parameters,
-/// the others go to mysql_async.
+/// the others go to mysql_async. The user and password are set apart from
+/// the URL mysql_async reads, so none of its errors can quote them.
 pub(crate) fn parse(url: &str) -> Result<Settings> {
-    let config_error = |reason: String| Error::Config {
-        key: redact(url),
-        reason,
-    };
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let url = StoreUrl::parse(url)?;
+    if url.scheme() != "mysql" || !url.has_authority() {
+        return Err(url.error("a MySQL URL starts with mysql://"));
+    }
     let mut pool_size = 16usize;
     let mut deadline = Duration::from_millis(2000);
     let mut passthrough = Vec::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let positive = |what: &str| {
-            v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                config_error(format!("{what} must be a positive integer, got {v:?}"))
-            })
-        };
-        match k {
-            "pool_size" => pool_size = positive("pool_size")? as usize,
-            "deadline_ms" => deadline = Duration::from_millis(positive("deadline_ms")?),
-            _ => passthrough.push(pair),
+    for param in url.params() {
+        match param.name.as_str() {
+            "pool_size" => pool_size = usize::try_from(url.positive(param)?).unwrap_or(usize::MAX),
+            "deadline_ms" => deadline = Duration::from_millis(url.positive(param)?),
+            _ => passthrough.push(param.raw),
         }
     }
-    let url = if passthrough.is_empty() {
-        base.to_owned()
-    } else {
-        format!("{base}?{}", passthrough.join("&"))
-    };
-    let opts = Opts::from_url(&url).map_err(|e| config_error(e.to_string()))?;
+    let (host, path) = url.host_and_path();
+    let mut credentialless = format!("mysql://{host}{path}");
+    if !passthrough.is_empty() {
+        credentialless.push('?');
+        credentialless.push_str(&passthrough.join("&"));
+    }
+    let opts = Opts::from_url(&credentialless).map_err(|e| url.error(e.to_string()))?;
     if opts.db_name().is_none() {
-        return Err(config_error(
-            "the URL names no database (mysql://user@host/database)".into(),
-        ));
+        return Err(url.error("the URL names no database (mysql://user@host/database)"));
     }
     let name = format!(
         "mysql://{}@{}:{}/{}",
-        opts.user().unwrap_or(""),
+        url.user().unwrap_or(""),
         opts.ip_or_hostname(),
         opts.tcp_port(),
         opts.db_name().unwrap_or("")
     );
-    let constraints = PoolConstraints::new(pool_size, pool_size)
-        .ok_or_else(|| config_error("invalid pool_size".into()))?;
+    let constraints =
+        PoolConstraints::new(pool_size, pool_size).ok_or_else(|| url.error("invalid pool_size"))?;
     let pool_opts = PoolOpts::default()
         .with_constraints(constraints)
         .with_reset_connection(false);
     let limits = Limits::new(deadline);
     let opts = OptsBuilder::from_opts(opts)
+        .user(url.user())
+        .pass(url.password())
         .prefer_socket(false)
         .client_found_rows(true)
         .tcp_nodelay(true)
@@ -75,31 +71,19 @@ pub(crate) fn parse(url: &str) -> Result<Settings> {
     Ok(Settings { name, opts, limits })
 }
 
-/// `url` with any password removed, for errors and logs.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "mysql URL".into();
-    };
-    let rest = rest.split_once('?').map_or(rest, |(r, _)| r);
-    match rest.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            format!("{scheme}://{user}@{host}")
-        }
-        None => format!("{scheme}://{rest}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::parse;
 
     #[test]
-    fn passwords_never_appear() {
-        assert_eq!(
-            redact("mysql://app:s3cret@db:3306/shop?x=1"),
-            "mysql://app@db:3306/shop"
-        );
-        assert_eq!(redact("mysql://db/shop"), "mysql://db/shop");
+    fn the_password_is_decoded_and_kept_out_of_the_name() {
+        for written in ["p?a@s%zz/s#w", "p%3Fa%40s%25zz%2Fs%23w"] {
+            let settings =
+                parse(&format!("mysql://app:{written}@db:3307/shop?pool_size=2")).unwrap();
+            assert_eq!(settings.name, "mysql://app@db:3307/shop");
+            let opts = mysql_async::Opts::from(settings.opts);
+            assert_eq!(opts.pass(), Some("p?a@s%zz/s#w"));
+            assert_eq!(opts.user(), Some("app"));
+        }
     }
 }

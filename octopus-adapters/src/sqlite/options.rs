@@ -9,6 +9,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
 use super::sql;
+use crate::url::StoreUrl;
 
 /// How hard SQLite syncs a commit to disk (`PRAGMA synchronous`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -61,6 +62,51 @@ impl SqliteOptions {
     pub fn readers(mut self, n: usize) -> Self {
         self.readers = n;
         self
+    }
+}
+
+impl SqliteOptions {
+    /// Reads a `sqlite:` URL: the file's path (`None` for
+    /// `sqlite::memory:`) and the `synchronous=full|normal` and
+    /// `busy_timeout_ms` parameters. Everything between `sqlite://` and `?`
+    /// is the path (an `@` included), but a `user:password@` is refused:
+    /// SQLite has no login, and the path would carry the password into
+    /// every error.
+    pub(crate) fn from_url(url: &StoreUrl<'_>) -> Result<(Option<String>, Self)> {
+        let mut options = SqliteOptions::default();
+        for param in url.params() {
+            options = match (param.name.as_str(), param.value.as_str()) {
+                ("synchronous", "full") => options.synchronous(Synchronous::Full),
+                ("synchronous", "normal") => options.synchronous(Synchronous::Normal),
+                ("synchronous", v) => {
+                    return Err(
+                        url.error(format!("`synchronous` must be full or normal, got {v:?}"))
+                    );
+                }
+                ("busy_timeout_ms", _) => {
+                    options.busy_timeout(Duration::from_millis(url.whole(param)?))
+                }
+                _ => return Err(url.unknown(param, "synchronous=full|normal, busy_timeout_ms")),
+            };
+        }
+        let expected = "expected sqlite://path/to/file.db or sqlite::memory:";
+        if !url.has_authority() {
+            return match url.location() {
+                "sqlite::memory:" => Ok((None, options)),
+                _ => Err(url.error(expected)),
+            };
+        }
+        let path = match url.userinfo_as_written() {
+            Some(info) if info.contains(':') => {
+                return Err(url.error("sqlite:// takes no user or password: SQLite has no login"));
+            }
+            Some(user) => format!("{user}@{}", url.location()),
+            None => url.location().to_owned(),
+        };
+        if path.is_empty() {
+            return Err(url.error(expected));
+        }
+        Ok((Some(path), options))
     }
 }
 

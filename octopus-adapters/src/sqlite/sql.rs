@@ -158,7 +158,7 @@ pub(crate) fn check_table(conn: &Connection, schema: &'static Schema) -> Result<
         .map_err(|e| classify("sqlite", e))?;
     existing_table::check(schema, &found, |i, col| {
         let want = sql_type(schema.columns()[i].ty());
-        if col.declared.eq_ignore_ascii_case(want) {
+        if col.data_type.eq_ignore_ascii_case(want) {
             Ok(())
         } else {
             Err(want.to_owned())
@@ -258,10 +258,7 @@ pub(crate) fn classify(store: &str, e: rusqlite::Error) -> Error {
             _ => {}
         }
     }
-    Error::Rejected {
-        store: store.to_owned(),
-        message: e.to_string(),
-    }
+    Error::rejected(store.to_owned(), e.to_string())
 }
 
 /// Whether `e` is a duplicate of `schema`'s key. A violation of another
