@@ -44,19 +44,20 @@ pub const SCHEDULE: [Fault; 8] = [
     Fault::DiskFull,
 ];
 
-/// A tmpfs of a few megabytes, for one process's journal; unmounted on
-/// drop.
+/// A small tmpfs for one process's journal; unmounted on drop.
 pub struct SmallDisk {
     pub path: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl SmallDisk {
-    fn mount() -> Self {
+    /// `megabytes` in size: the journal's segments and its dead letters
+    /// (which grow with the run) must fit when the disk is not full.
+    fn mount(megabytes: u64) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_path_buf();
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
             .arg(&path)
             .output()
             .expect("this test runs `mount` (util-linux)");
@@ -69,9 +70,27 @@ impl SmallDisk {
         SmallDisk { path, _dir: dir }
     }
 
-    /// Fills the filesystem with a file of zeros, up to its last byte.
-    fn fill(&self) {
+    /// Fills the filesystem with a file, up to its last byte: blocks
+    /// allocated by `fallocate` in halving steps, then written in halving
+    /// chunks.
+    fn fill(&self, megabytes: u64) {
         let mut f = std::fs::File::create(self.filler()).unwrap();
+        let (mut offset, mut len) = (0u64, megabytes << 20);
+        while len >= 64 * 1024 {
+            let allocated = Command::new("fallocate")
+                .args(["-o", &offset.to_string(), "-l", &len.to_string()])
+                .arg(self.filler())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .expect("this test runs `fallocate` (util-linux)")
+                .success();
+            if allocated {
+                offset += len;
+            } else {
+                len /= 2;
+            }
+        }
+        std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(offset)).unwrap();
         let chunk = vec![0u8; 64 * 1024];
         let mut size = chunk.len();
         while size > 0 {
@@ -104,13 +123,14 @@ pub struct World {
     memcached: OwnMemcached,
     pub memcache: FaultProxy,
     pub disks: Vec<SmallDisk>,
+    disk_megabytes: u64,
     pub done: BTreeMap<Fault, usize>,
 }
 
 impl World {
     /// A MariaDB and a memcached of the test's own, each behind a fault
     /// proxy, and one small disk per process.
-    pub async fn start(processes: usize) -> World {
+    pub async fn start(processes: usize, disk_megabytes: u64) -> World {
         let mariadb = PrivateMariadb::start().await;
         let mysql = FaultProxy::start(([127, 0, 0, 1], mariadb.port).into())
             .await
@@ -124,7 +144,10 @@ impl World {
             mysql,
             memcached,
             memcache,
-            disks: (0..processes).map(|_| SmallDisk::mount()).collect(),
+            disks: (0..processes)
+                .map(|_| SmallDisk::mount(disk_megabytes))
+                .collect(),
+            disk_megabytes,
             done: BTreeMap::new(),
         }
     }
@@ -184,7 +207,7 @@ impl World {
                 self.mysql.set(Mode::Reset).await;
                 self.mysql.set(Mode::Refuse).await;
                 for d in &self.disks {
-                    d.fill();
+                    d.fill(self.disk_megabytes);
                 }
                 tokio::time::sleep(DOWN).await;
                 for d in &self.disks {

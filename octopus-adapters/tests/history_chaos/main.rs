@@ -183,7 +183,8 @@ fn kill(child: &mut Child) {
 /// the checks.
 async fn run(processes: usize, name: &str) {
     let secs = setting("OCTOPUS_HISTORY_SECS", setting("OCTOPUS_CHAOS_SECS", 12));
-    let mut world = World::start(processes).await;
+    // Dead letters grow with the run: about a megabyte per second of it.
+    let mut world = World::start(processes, 16.max(secs * 2)).await;
     let (url, memcache) = (world.mysql_url(), world.memcache_url());
     let mysql = MysqlStore::new(&world.mariadb.app_url("deadline_ms=5000")).unwrap();
     let initial = seed(&mysql).await;

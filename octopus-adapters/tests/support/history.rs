@@ -27,7 +27,7 @@
 //! - **missed_conflict**: a create acknowledged although every state it
 //!   could have met held a row.
 //!
-//! A delete answered `NotFound` is a read of `None`. Writes reported as dead letters count as refused, not acknowledged. A
+//! A delete answered `NotFound` is a read of `None`. Writes reported as dead letters count as unknown (the recorder marks them so). A
 //! write whose outcome is unknown (its client crashed or timed out) may or
 //! may not have happened.
 
@@ -56,9 +56,9 @@ pub enum Op {
 pub enum Outcome {
     /// Acknowledged.
     Ok,
-    /// Refused (a conflict, a missing row, a dead letter): it did not happen.
+    /// Refused (a conflict, a missing row): it did not happen.
     Refused,
-    /// Unknown: it may or may not have happened.
+    /// Unknown: it may or may not have happened, at any time after it began.
     Unknown,
 }
 
@@ -164,7 +164,14 @@ fn check_key(
             writes.push(Write {
                 value,
                 invoked: r.invoked,
-                completed: r.completed,
+                // A write not acknowledged may take effect at any time
+                // after it began (a timed-out statement committing late, a
+                // journaled write replay reached later): no deadline.
+                completed: if r.outcome == Outcome::Ok {
+                    r.completed
+                } else {
+                    u64::MAX
+                },
                 acked: r.outcome == Outcome::Ok,
                 client: r.client.clone(),
             });
