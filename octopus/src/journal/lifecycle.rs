@@ -60,11 +60,24 @@ impl Journal {
     /// append), waking whoever waits for the drain.
     pub(super) fn finished(&self, n: u64) {
         if n > 0 {
-            self.shared
-                .outstanding
-                .fetch_sub(n as i64, Ordering::SeqCst);
-            self.shared.drain.notify_waiters();
+            self.retire(n);
+            self.wake_drained();
         }
+    }
+
+    /// Counts `n` entries done without waking anyone; returns how many
+    /// are still pending.
+    pub(super) fn retire(&self, n: u64) -> u64 {
+        let before = self
+            .shared
+            .outstanding
+            .fetch_sub(n as i64, Ordering::SeqCst);
+        (before - n as i64).max(0) as u64
+    }
+
+    /// Wakes whoever waits for the drain (they check the count again).
+    pub(super) fn wake_drained(&self) {
+        self.shared.drain.notify_waiters();
     }
 
     pub(crate) fn set_mode(&self, to: Mode) {

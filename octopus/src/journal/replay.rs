@@ -380,19 +380,24 @@ impl Replayer {
         if self.deferred.is_none() {
             *lock(&shared.replay_error) = None;
         }
+        // Counted first, the mode next, the drain's waiters last: whoever
+        // is told the journal drained (a mode watcher, the log line,
+        // `drained`) finds nothing pending, and whom this wakes finds the
+        // mode set.
+        let left = self.journal.retire(done as u64);
         if progressed {
             self.breaker.store_answered();
             self.backoff = MIN_BACKOFF;
             self.limit = (self.limit * 2).min(shared.options.replay_batch);
-            // The mode first: whoever the drain wakes sees it.
-            let left = self.journal.pending().saturating_sub(done as u64);
             self.journal.set_mode(if left == 0 {
                 Mode::Healthy
             } else {
                 Mode::Draining
             });
         }
-        self.journal.finished(done as u64);
+        if done > 0 {
+            self.journal.wake_drained();
+        }
     }
 }
 
