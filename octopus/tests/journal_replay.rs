@@ -530,11 +530,11 @@ impl tracing::Subscriber for AtDrainedLine {
         }
         let mut message = Message(String::new());
         event.record(&mut message);
-        if message.0.starts_with("journal drained") {
-            if let Some(plan) = self.plan.get() {
-                let stats = plan.stats().fallback.unwrap();
-                self.seen.lock().unwrap().push((stats.mode, stats.pending));
-            }
+        if let Some(plan) = self.plan.get()
+            && message.0.starts_with("journal drained")
+        {
+            let stats = plan.stats().fallback.unwrap();
+            self.seen.lock().unwrap().push((stats.mode, stats.pending));
         }
     }
     fn enter(&self, _: &tracing::span::Id) {}
