@@ -5,7 +5,7 @@
 //! cargo run --example quickstart
 //! ```
 
-use octopus::{Deletion, MemoryStore, Model, Plan};
+use octopus::{Deletion, MemoryOptions, MemoryStore, Model, Plan};
 use octopus_adapters::sqlite::SqliteStore;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -46,10 +46,11 @@ octopus::models! {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::var("OCTOPUS_QUICKSTART_DB").unwrap_or_else(|_| "quickstart.db".into());
     let primary = SqliteStore::open(&path).await?;
-    let cache = MemoryStore::builder()
-        .capacity(10_000)
-        .ttl(std::time::Duration::from_secs(60))
-        .build();
+    let cache = MemoryStore::with_options(
+        MemoryOptions::new()
+            .capacity(10_000)
+            .ttl(std::time::Duration::from_secs(60)),
+    );
     let db = Library::open(Plan::new(primary).with_cache(cache)).await?;
 
     let mut book = Book {

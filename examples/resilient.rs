@@ -18,7 +18,10 @@ use std::time::{Duration, Instant};
 use fault_proxy::{FaultProxy, Mode};
 use mysql_async::prelude::Queryable;
 use octopus::journal::{Journal, JournalOptions};
-use octopus::{BreakerConfig, BreakerState, CachePolicy, MemoryStore, Model, Plan, WriteOutcome};
+use octopus::{
+    BreakerOptions, BreakerState, CachePolicy, MemoryOptions, MemoryStore, Model, Plan,
+    WriteOutcome,
+};
 use octopus_adapters::memcache::{MemcacheOptions, MemcacheStore};
 use octopus_adapters::mysql::MysqlStore;
 
@@ -93,16 +96,18 @@ async fn main() -> Result<(), Failure> {
     let journal = Journal::open(journal_dir.path(), JournalOptions::default())?;
     let plan = Plan::builder(primary.clone())
         .cache(
-            Arc::new(MemoryStore::builder().capacity(10_000).build()),
+            Arc::new(MemoryStore::with_options(
+                MemoryOptions::new().capacity(10_000),
+            )),
             CachePolicy::Invalidate,
         )
         .cache(cache, CachePolicy::Invalidate)
-        .breaker(BreakerConfig {
+        .breaker(BreakerOptions {
             window: 10,
             minimum_calls: 3,
             open_wait: Duration::from_millis(800),
             half_open_calls: 2,
-            ..BreakerConfig::default()
+            ..BreakerOptions::default()
         })
         .journal(journal)
         .build()?;

@@ -14,7 +14,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use fault_proxy::{FaultProxy, Mode};
 use octopus::journal::{Journal, JournalOptions};
 use octopus::{
-    BreakerConfig, BreakerState, CachePolicy, Dao, Model, Plan, Store, Value, Write, WriteOutcome,
+    BreakerOptions, BreakerState, CachePolicy, Dao, Model, Plan, Store, Value, Write, WriteOutcome,
 };
 use octopus_adapters::memcache::MemcacheStore;
 use octopus_adapters::mysql::MysqlStore;
@@ -102,7 +102,7 @@ fn outage(c: &mut Criterion) {
             let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
             let plan = Arc::new(
                 Plan::builder(Arc::new(store))
-                    .breaker(BreakerConfig::default())
+                    .breaker(BreakerOptions::default())
                     .journal(journal)
                     .build()
                     .unwrap(),

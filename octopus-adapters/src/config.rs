@@ -22,7 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use octopus::config::Config;
-use octopus::{Cache, CircuitBreaker, Error, MemoryStore, Plan, Plans, Result, Store};
+use octopus::{
+    Cache, CircuitBreaker, Error, MemoryOptions, MemoryStore, Plan, Plans, Result, Store,
+};
 
 use crate::url::StoreUrl;
 
@@ -81,21 +83,21 @@ fn memory(url: &StoreUrl<'_>) -> Result<MemoryStore> {
     }
     url.refuse_userinfo("a memory store has no login")?;
     let name = url.location();
-    let mut builder = MemoryStore::builder().name(if name.is_empty() {
+    let mut options = MemoryOptions::new().name(if name.is_empty() {
         "memory".to_owned()
     } else {
         format!("memory://{name}")
     });
     for param in url.params() {
-        builder = match param.name.as_str() {
+        options = match param.name.as_str() {
             "capacity" => {
-                builder.capacity(usize::try_from(url.positive(param)?).unwrap_or(usize::MAX))
+                options.capacity(usize::try_from(url.positive(param)?).unwrap_or(usize::MAX))
             }
-            "ttl" => builder.ttl(duration(url, param)?),
+            "ttl" => options.ttl(duration(url, param)?),
             _ => return Err(url.unknown(param, "capacity, ttl")),
         };
     }
-    Ok(builder.build())
+    Ok(MemoryStore::with_options(options))
 }
 
 #[cfg(feature = "sqlite")]

@@ -21,7 +21,8 @@ use fault_proxy::{FaultProxy, Mode};
 use mysql_async::prelude::Queryable;
 use octopus::journal::{Journal, JournalOptions};
 use octopus::{
-    BreakerConfig, CachePolicy, Dao, Deletion, Error, MemoryStore, Model, Plan, WriteOutcome,
+    BreakerOptions, CachePolicy, Dao, Deletion, Error, MemoryOptions, MemoryStore, Model, Plan,
+    WriteOutcome,
 };
 use octopus_adapters::memcache::{MemcacheOptions, MemcacheStore};
 use octopus_adapters::mysql::MysqlStore;
@@ -101,11 +102,13 @@ impl World {
         Arc::new(
             Plan::builder(self.mysql.clone())
                 .cache(
-                    Arc::new(MemoryStore::builder().capacity(1000).build()),
+                    Arc::new(MemoryStore::with_options(
+                        MemoryOptions::new().capacity(1000),
+                    )),
                     CachePolicy::Invalidate,
                 )
                 .cache(self.memcache.clone(), CachePolicy::Invalidate)
-                .breaker(BreakerConfig {
+                .breaker(BreakerOptions {
                     window: 10,
                     minimum_calls: 4,
                     failure_rate: 0.5,

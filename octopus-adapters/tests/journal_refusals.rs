@@ -19,7 +19,7 @@ use std::time::Duration;
 use fault_proxy::{FaultProxy, Mode};
 use mysql_async::prelude::Queryable;
 use octopus::journal::{Journal, JournalOptions};
-use octopus::{BreakerConfig, Dao, Error, Model, Plan, Store, WriteOutcome};
+use octopus::{BreakerOptions, Dao, Error, Model, Plan, Store, WriteOutcome};
 use octopus_adapters::mysql::MysqlStore;
 use octopus_adapters::sqlite::{SqliteOptions, SqliteStore};
 
@@ -68,13 +68,13 @@ struct Wide {
     version: u64,
 }
 
-fn quick() -> BreakerConfig {
-    BreakerConfig {
+fn quick() -> BreakerOptions {
+    BreakerOptions {
         window: 4,
         minimum_calls: 2,
         open_wait: Duration::from_millis(100),
         half_open_calls: 1,
-        ..BreakerConfig::default()
+        ..BreakerOptions::default()
     }
 }
 

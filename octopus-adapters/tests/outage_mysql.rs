@@ -14,7 +14,7 @@ use std::time::Duration;
 use fault_proxy::{FaultProxy, Mode};
 use mysql_async::prelude::Queryable;
 use octopus::journal::{Journal, JournalOptions};
-use octopus::{BreakerConfig, CachePolicy, Dao, Error, MemoryStore, Model, Plan, WriteOutcome};
+use octopus::{BreakerOptions, CachePolicy, Dao, Error, MemoryStore, Model, Plan, WriteOutcome};
 use octopus_adapters::mysql::MysqlStore;
 
 #[derive(Debug, Clone, PartialEq, Model)]
@@ -62,12 +62,12 @@ async fn plan(
         Plan::builder(store.clone())
             .cache(Arc::new(MemoryStore::new()), CachePolicy::Invalidate)
             .cache(cache.clone(), CachePolicy::Invalidate)
-            .breaker(BreakerConfig {
+            .breaker(BreakerOptions {
                 window: 6,
                 minimum_calls: 3,
                 open_wait: Duration::from_millis(300),
                 half_open_calls: 2,
-                ..BreakerConfig::default()
+                ..BreakerOptions::default()
             })
             .journal(journal.unwrap())
             .build()

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use octopus::journal::{Journal, JournalOptions};
-use octopus::{BreakerConfig, CachePolicy, Dao, MemoryStore, Model, Plan, WriteOutcome};
+use octopus::{BreakerOptions, CachePolicy, Dao, MemoryStore, Model, Plan, WriteOutcome};
 use octopus_adapters::sqlite::{SqliteOptions, SqliteStore};
 
 #[derive(Debug, Clone, PartialEq, Model)]
@@ -41,12 +41,12 @@ async fn a_locked_database_is_journaled_then_caught_up() {
     .await
     .unwrap();
     let journal = Journal::open(dir.path().join("journal"), JournalOptions::default()).unwrap();
-    let breaker = BreakerConfig {
+    let breaker = BreakerOptions {
         window: 4,
         minimum_calls: 2,
         open_wait: Duration::from_millis(200),
         half_open_calls: 1,
-        ..BreakerConfig::default()
+        ..BreakerOptions::default()
     };
     let plan = Arc::new(
         Plan::builder(Arc::new(store))

@@ -41,7 +41,7 @@ use std::time::Duration;
 use fault_proxy::{FaultProxy, Mode};
 use mysql_async::prelude::Queryable;
 use octopus::journal::{Journal, JournalOptions};
-use octopus::{BreakerConfig, CachePolicy, Dao, Error, MemoryStore, Model, Plan};
+use octopus::{BreakerOptions, CachePolicy, Dao, Error, MemoryStore, Model, Plan};
 use octopus_adapters::mysql::MysqlStore;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio::time::{Instant, timeout, timeout_at};
@@ -82,12 +82,12 @@ async fn child_server() {
     let options = JournalOptions::default().replay_batch(REPLAY_BATCH);
     let journal = Journal::open(env(JOURNAL), options).expect("the child opens its journal");
     let store = Arc::new(MysqlStore::new(&env(URL)).expect("the child's MySQL URL"));
-    let breaker = BreakerConfig {
+    let breaker = BreakerOptions {
         window: 6,
         minimum_calls: 3,
         open_wait: Duration::from_millis(300),
         half_open_calls: 2,
-        ..BreakerConfig::default()
+        ..BreakerOptions::default()
     };
     let plan = Plan::builder(store)
         .cache(Arc::new(MemoryStore::new()), CachePolicy::Invalidate)

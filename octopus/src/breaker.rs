@@ -10,7 +10,7 @@ use crate::{Error, Result};
 
 /// Settings of a [`CircuitBreaker`]. The defaults suit a database primary.
 #[derive(Debug, Clone, PartialEq)]
-pub struct BreakerConfig {
+pub struct BreakerOptions {
     /// Calls remembered in the count-based sliding window (default 20).
     pub window: usize,
     /// Calls the window must hold before rates are evaluated (default 10).
@@ -34,9 +34,9 @@ pub struct BreakerConfig {
     pub half_open_max_wait: Duration,
 }
 
-impl Default for BreakerConfig {
+impl Default for BreakerOptions {
     fn default() -> Self {
-        BreakerConfig {
+        BreakerOptions {
             window: 20,
             minimum_calls: 10,
             failure_rate: 0.5,
@@ -49,7 +49,7 @@ impl Default for BreakerConfig {
     }
 }
 
-impl BreakerConfig {
+impl BreakerOptions {
     /// Checks the settings, naming the one that is out of range.
     pub fn validate(&self) -> Result<()> {
         let bad = |key: &str, reason: &str| Err(Error::config(format!("breaker.{key}"), reason));
@@ -149,7 +149,7 @@ type Listener = Box<dyn Fn(&str, BreakerState, BreakerState) + Send + Sync>;
 /// tokio's clock, so tests can drive it with `tokio::time::pause`.
 pub struct CircuitBreaker {
     name: String,
-    config: BreakerConfig,
+    config: BreakerOptions,
     inner: Mutex<Inner>,
     listeners: Mutex<Vec<Listener>>,
 }
@@ -193,7 +193,7 @@ impl Drop for Permit {
 
 impl CircuitBreaker {
     /// A closed breaker for the store called `name`.
-    pub fn new(name: impl Into<String>, config: BreakerConfig) -> Result<Arc<Self>> {
+    pub fn new(name: impl Into<String>, config: BreakerOptions) -> Result<Arc<Self>> {
         config.validate()?;
         Ok(Arc::new(CircuitBreaker {
             name: name.into(),
@@ -222,7 +222,7 @@ impl CircuitBreaker {
     }
 
     /// The settings.
-    pub fn config(&self) -> &BreakerConfig {
+    pub fn config(&self) -> &BreakerOptions {
         &self.config
     }
 

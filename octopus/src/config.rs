@@ -46,7 +46,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::breaker::BreakerConfig;
+use crate::breaker::BreakerOptions;
 use crate::plan::CachePolicy;
 use crate::{Error, Result};
 
@@ -144,25 +144,25 @@ impl From<PolicyName> for CachePolicy {
     }
 }
 
-/// Breaker settings; unset ones keep [`BreakerConfig::default`].
+/// Breaker settings; unset ones keep [`BreakerOptions::default`].
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BreakerSettings {
-    /// [`BreakerConfig::window`].
+    /// [`BreakerOptions::window`].
     pub window: Option<usize>,
-    /// [`BreakerConfig::minimum_calls`].
+    /// [`BreakerOptions::minimum_calls`].
     pub minimum_calls: Option<usize>,
-    /// [`BreakerConfig::failure_rate`].
+    /// [`BreakerOptions::failure_rate`].
     pub failure_rate: Option<f64>,
-    /// [`BreakerConfig::slow_call_duration`], in milliseconds.
+    /// [`BreakerOptions::slow_call_duration`], in milliseconds.
     pub slow_call_ms: Option<u64>,
-    /// [`BreakerConfig::slow_call_rate`].
+    /// [`BreakerOptions::slow_call_rate`].
     pub slow_call_rate: Option<f64>,
-    /// [`BreakerConfig::open_wait`], in milliseconds.
+    /// [`BreakerOptions::open_wait`], in milliseconds.
     pub open_wait_ms: Option<u64>,
-    /// [`BreakerConfig::half_open_calls`].
+    /// [`BreakerOptions::half_open_calls`].
     pub half_open_calls: Option<usize>,
-    /// [`BreakerConfig::half_open_max_wait`], in milliseconds.
+    /// [`BreakerOptions::half_open_max_wait`], in milliseconds.
     pub half_open_max_wait_ms: Option<u64>,
 }
 
@@ -182,10 +182,10 @@ pub const ENV_PREFIX: &str = "OCTOPUS__";
 
 impl BreakerSettings {
     /// The full breaker settings, checked.
-    pub fn resolve(&self) -> Result<BreakerConfig> {
-        let d = BreakerConfig::default();
+    pub fn resolve(&self) -> Result<BreakerOptions> {
+        let d = BreakerOptions::default();
         let ms = |v: Option<u64>, default: Duration| v.map_or(default, Duration::from_millis);
-        let config = BreakerConfig {
+        let config = BreakerOptions {
             window: self.window.unwrap_or(d.window),
             minimum_calls: self
                 .minimum_calls

@@ -92,7 +92,7 @@ mod store;
 mod timestamp;
 mod value;
 
-pub use breaker::{BreakerConfig, BreakerSnapshot, BreakerState, CircuitBreaker, Permit};
+pub use breaker::{BreakerOptions, BreakerSnapshot, BreakerState, CircuitBreaker, Permit};
 pub use cache::{Cache, FillToken, Lookup};
 pub use change::{Change, Precondition};
 pub use dao::Dao;
@@ -100,7 +100,7 @@ pub use error::{BoxError, Error, Result};
 pub use fallback::{
     CacheInvalidation, Deletion, FailFast, Fallback, FallbackStats, Mode, Write, WriteOutcome,
 };
-pub use memory::{CACHE_TTL, MemoryStore, MemoryStoreBuilder};
+pub use memory::{CACHE_TTL, MemoryOptions, MemoryStore};
 pub use model::{Field, KeyField, Model, NotNull, VersionField, now_millis};
 pub use octopus_derive::Model;
 pub use plan::{CachePolicy, Plan, PlanBuilder, Plans};

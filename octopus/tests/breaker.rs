@@ -8,7 +8,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use octopus::{BreakerConfig, BreakerState, CircuitBreaker, Dao, Error, Key, Model, Plan, Store};
+use octopus::{BreakerOptions, BreakerState, CircuitBreaker, Dao, Error, Key, Model, Plan, Store};
 use support::{Scripted, Step};
 use tokio::sync::Notify;
 
@@ -18,8 +18,8 @@ struct Item {
     id: u64,
 }
 
-fn config() -> BreakerConfig {
-    BreakerConfig {
+fn config() -> BreakerOptions {
+    BreakerOptions {
         window: 4,
         minimum_calls: 4,
         failure_rate: 0.5,
@@ -323,7 +323,7 @@ async fn state_changes_reach_listeners() {
 fn invalid_settings_name_the_setting() {
     let err = CircuitBreaker::new(
         "x",
-        BreakerConfig {
+        BreakerOptions {
             failure_rate: 1.5,
             ..config()
         },
@@ -335,7 +335,7 @@ fn invalid_settings_name_the_setting() {
     );
     let err = CircuitBreaker::new(
         "x",
-        BreakerConfig {
+        BreakerOptions {
             minimum_calls: 9,
             ..config()
         },

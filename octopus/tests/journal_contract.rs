@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use octopus::journal::{Journal, JournalOptions};
 use octopus::{
-    BreakerConfig, CachePolicy, Dao, Error, Key, MemoryStore, Model, Plan, Store, WriteOutcome,
+    BreakerOptions, CachePolicy, Dao, Error, Key, MemoryStore, Model, Plan, Store, WriteOutcome,
 };
 use support::Scripted;
 
@@ -35,14 +35,14 @@ struct Note {
     text: String,
 }
 
-fn breaker(open_wait: Duration) -> BreakerConfig {
-    BreakerConfig {
+fn breaker(open_wait: Duration) -> BreakerOptions {
+    BreakerOptions {
         window: 4,
         minimum_calls: 2,
         open_wait,
         half_open_calls: 1,
         half_open_max_wait: Duration::from_secs(1),
-        ..BreakerConfig::default()
+        ..BreakerOptions::default()
     }
 }
 

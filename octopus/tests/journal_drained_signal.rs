@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use octopus::journal::{Journal, JournalOptions};
-use octopus::{BreakerConfig, CachePolicy, Dao, MemoryStore, Model, Plan, WriteOutcome};
+use octopus::{BreakerOptions, CachePolicy, Dao, MemoryStore, Model, Plan, WriteOutcome};
 use support::Scripted;
 
 #[derive(Debug, Clone, PartialEq, Model)]
@@ -24,12 +24,12 @@ struct Account {
 
 async fn plan(primary: &Arc<Scripted>, dir: &std::path::Path) -> Arc<Plan> {
     let journal = Journal::open(dir, JournalOptions::default()).unwrap();
-    let breaker = BreakerConfig {
+    let breaker = BreakerOptions {
         window: 4,
         minimum_calls: 2,
         open_wait: Duration::from_millis(50),
         half_open_calls: 1,
-        ..BreakerConfig::default()
+        ..BreakerOptions::default()
     };
     Arc::new(
         Plan::builder(primary.clone())

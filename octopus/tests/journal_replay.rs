@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use octopus::journal::{Journal, JournalOptions};
 use octopus::{
-    BreakerConfig, CachePolicy, Dao, Deletion, Key, MemoryStore, Model, Plan, Record, Store,
+    BreakerOptions, CachePolicy, Dao, Deletion, Key, MemoryStore, Model, Plan, Record, Store,
     WriteOutcome,
 };
 use support::Scripted;
@@ -25,14 +25,14 @@ struct Account {
     version: u64,
 }
 
-fn quick_breaker() -> BreakerConfig {
-    BreakerConfig {
+fn quick_breaker() -> BreakerOptions {
+    BreakerOptions {
         window: 4,
         minimum_calls: 2,
         open_wait: Duration::from_millis(50),
         half_open_calls: 1,
         half_open_max_wait: Duration::from_secs(1),
-        ..BreakerConfig::default()
+        ..BreakerOptions::default()
     }
 }
 

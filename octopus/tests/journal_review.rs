@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use octopus::journal::{Durability, Journal, JournalOptions};
-use octopus::{BreakerConfig, Dao, Error, Key, Model, Plan, Store, WriteOutcome};
+use octopus::{BreakerOptions, Dao, Error, Key, Model, Plan, Store, WriteOutcome};
 use support::{Scripted, Step};
 use tokio::sync::Notify;
 
@@ -42,14 +42,14 @@ fn account(id: u64, balance: i64, version: u64) -> Account {
     }
 }
 
-fn breaker() -> BreakerConfig {
-    BreakerConfig {
+fn breaker() -> BreakerOptions {
+    BreakerOptions {
         window: 4,
         minimum_calls: 2,
         open_wait: Duration::from_millis(50),
         half_open_calls: 1,
         half_open_max_wait: Duration::from_secs(1),
-        ..BreakerConfig::default()
+        ..BreakerOptions::default()
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use octopus::{Key, MemoryStore, Model, Record, Store, Value};
+use octopus::{Key, MemoryOptions, MemoryStore, Model, Record, Store, Value};
 
 #[derive(Debug, Clone, PartialEq, Model)]
 struct Entry {
@@ -18,7 +18,7 @@ fn rec(id: u64) -> Record {
 
 #[tokio::test]
 async fn capacity_evicts_the_least_recently_used_row() {
-    let store = MemoryStore::builder().capacity(3).build();
+    let store = MemoryStore::with_options(MemoryOptions::new().capacity(3));
     for id in 1..=3 {
         store.upsert(Entry::SCHEMA, &rec(id)).await.unwrap();
     }
@@ -51,7 +51,7 @@ async fn capacity_evicts_the_least_recently_used_row() {
 
 #[tokio::test]
 async fn a_large_bound_holds_at_most_its_capacity() {
-    let store = MemoryStore::builder().capacity(2048).build();
+    let store = MemoryStore::with_options(MemoryOptions::new().capacity(2048));
     for id in 0..10_000 {
         store.upsert(Entry::SCHEMA, &rec(id)).await.unwrap();
     }
@@ -61,9 +61,7 @@ async fn a_large_bound_holds_at_most_its_capacity() {
 
 #[tokio::test]
 async fn rows_expire_after_the_ttl() {
-    let store = MemoryStore::builder()
-        .ttl(Duration::from_millis(50))
-        .build();
+    let store = MemoryStore::with_options(MemoryOptions::new().ttl(Duration::from_millis(50)));
     store.upsert(Entry::SCHEMA, &rec(1)).await.unwrap();
     assert!(
         store
@@ -122,7 +120,7 @@ fn lookup_token(lookup: octopus::Lookup) -> octopus::FillToken {
 async fn an_eviction_never_lets_a_late_fill_restore_an_overwritten_row() {
     use octopus::Cache;
     for rows_first in [true, false] {
-        let cache = MemoryStore::builder().capacity(4).build();
+        let cache = MemoryStore::with_options(MemoryOptions::new().capacity(4));
         let key = Key::UInt(1);
         let token = lookup_token(cache.lookup(Entry::SCHEMA, &key).await.unwrap());
         cache.invalidate(Entry::SCHEMA, &key).await.unwrap();
@@ -161,12 +159,13 @@ async fn a_late_fill_fails_after_the_newer_row_is_evicted_or_expired() {
     use octopus::Cache;
     for expire in [false, true] {
         let cache = if expire {
-            MemoryStore::builder()
-                .capacity(4)
-                .ttl(Duration::from_millis(30))
-                .build()
+            MemoryStore::with_options(
+                MemoryOptions::new()
+                    .capacity(4)
+                    .ttl(Duration::from_millis(30)),
+            )
         } else {
-            MemoryStore::builder().capacity(4).build()
+            MemoryStore::with_options(MemoryOptions::new().capacity(4))
         };
         let key = Key::UInt(1);
         let late = lookup_token(cache.lookup(Entry::SCHEMA, &key).await.unwrap());

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use octopus::{Dao, Key, MemoryStore, Model, Plan, Store};
+use octopus::{Dao, Key, MemoryOptions, MemoryStore, Model, Plan, Store};
 
 #[derive(Debug, Clone, PartialEq, Model)]
 struct Page {
@@ -18,8 +18,12 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let primary = Arc::new(MemoryStore::builder().name("primary").build());
-    let cache = Arc::new(MemoryStore::builder().name("cache").build());
+    let primary = Arc::new(MemoryStore::with_options(
+        MemoryOptions::new().name("primary"),
+    ));
+    let cache = Arc::new(MemoryStore::with_options(
+        MemoryOptions::new().name("cache"),
+    ));
     let plan = Plan::from_arc(primary.clone()).with_cache_arc(cache.clone());
     let pages = Dao::open(Arc::new(plan)).await.unwrap();
     Setup {

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use octopus::journal::{Journal, JournalOptions};
-use octopus::{BreakerConfig, CachePolicy, Dao, Deletion, Error, MemoryStore, Plan, WriteOutcome};
+use octopus::{BreakerOptions, CachePolicy, Dao, Deletion, Error, MemoryStore, Plan, WriteOutcome};
 use octopus_adapters::memcache::{MemcacheOptions, MemcacheStore};
 use octopus_adapters::mysql::MysqlStore;
 
@@ -67,9 +67,9 @@ async fn plan(journal: Journal) -> Arc<Plan> {
         .namespace(&env(super::NAMESPACE))
         .unwrap();
     let remote = MemcacheStore::with_options(options).await.unwrap();
-    let quick = BreakerConfig {
+    let quick = BreakerOptions {
         open_wait: Duration::from_millis(300),
-        ..BreakerConfig::default()
+        ..BreakerOptions::default()
     };
     let mut plan =
         Plan::builder(Arc::new(MysqlStore::new(&env(super::URL)).unwrap())).breaker(quick);

@@ -57,9 +57,9 @@ struct Shard {
 /// the full [`Store`] contract (used by tests and tools; it is not durable).
 ///
 /// ```
-/// use octopus::MemoryStore;
+/// use octopus::{MemoryOptions, MemoryStore};
 /// use std::time::Duration;
-/// let cache = MemoryStore::builder().capacity(10_000).ttl(Duration::from_secs(60)).build();
+/// let cache = MemoryStore::with_options(MemoryOptions::new().capacity(10_000).ttl(Duration::from_secs(60)));
 /// # let _ = cache;
 /// ```
 pub struct MemoryStore {
@@ -76,15 +76,20 @@ pub struct MemoryStore {
     hasher: RandomState,
 }
 
-/// Builds a [`MemoryStore`].
+/// Settings of a [`MemoryStore`]: a bound, a TTL, a name.
 #[derive(Debug, Default, Clone)]
-pub struct MemoryStoreBuilder {
+pub struct MemoryOptions {
     capacity: Option<usize>,
     ttl: Option<Duration>,
     name: Option<String>,
 }
 
-impl MemoryStoreBuilder {
+impl MemoryOptions {
+    /// No bound, no TTL, named `memory`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     /// Bounds the number of rows held (at least 1).
     pub fn capacity(mut self, rows: usize) -> Self {
         self.capacity = Some(rows.max(1));
@@ -104,7 +109,7 @@ impl MemoryStoreBuilder {
     }
 
     /// The store.
-    pub fn build(self) -> MemoryStore {
+    fn build(self) -> MemoryStore {
         // Small bounds get one shard so the bound and LRU order are exact.
         let shards = match self.capacity {
             Some(c) if c < 1024 => 1,
@@ -131,12 +136,12 @@ impl Default for MemoryStore {
 impl MemoryStore {
     /// An unbounded store without TTL.
     pub fn new() -> Self {
-        MemoryStoreBuilder::default().build()
+        MemoryOptions::new().build()
     }
 
-    /// A builder for capacity and TTL.
-    pub fn builder() -> MemoryStoreBuilder {
-        MemoryStoreBuilder::default()
+    /// A store with a bound, a TTL or a name.
+    pub fn with_options(options: MemoryOptions) -> Self {
+        options.build()
     }
 
     /// Rows currently held, including expired rows not yet dropped.

@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::Result;
-use crate::breaker::{BreakerConfig, CircuitBreaker};
+use crate::breaker::{BreakerOptions, CircuitBreaker};
 use crate::cache::Cache;
 use crate::fallback::{FailFast, Fallback, Mode};
 use crate::flight::Flights;
@@ -67,7 +67,7 @@ impl Level {
         }
     }
 
-    fn new(cache: Arc<dyn Cache>, policy: CachePolicy, config: &BreakerConfig) -> Result<Self> {
+    fn new(cache: Arc<dyn Cache>, policy: CachePolicy, config: &BreakerOptions) -> Result<Self> {
         let breaker = CircuitBreaker::new(format!("cache {}", cache.name()), config.clone())?;
         Ok(Level {
             cache,
@@ -150,9 +150,9 @@ pub struct PlanBuilder {
     primary: Arc<dyn Store>,
     breaker: Option<Arc<CircuitBreaker>>,
     read_breaker: Option<Arc<CircuitBreaker>>,
-    breaker_config: BreakerConfig,
+    breaker_config: BreakerOptions,
     levels: Vec<(Arc<dyn Cache>, CachePolicy)>,
-    cache_breaker: BreakerConfig,
+    cache_breaker: BreakerOptions,
     fallback: Arc<dyn Fallback>,
     herd_wait: Duration,
 }
@@ -166,15 +166,15 @@ impl PlanBuilder {
 
     /// Configures the primary's breakers: the one its writes go through
     /// (and the fallback's replay), and the one its reads go through.
-    pub fn breaker(mut self, config: BreakerConfig) -> Self {
+    pub fn breaker(mut self, config: BreakerOptions) -> Self {
         self.breaker_config = config;
         self
     }
 
-    /// Configures each cache level's breaker (default: [`BreakerConfig`]'s
+    /// Configures each cache level's breaker (default: [`BreakerOptions`]'s
     /// defaults). A level whose breaker is open is skipped: reads go to the
     /// next level, invalidations to the retry queue.
-    pub fn cache_breaker(mut self, config: BreakerConfig) -> Self {
+    pub fn cache_breaker(mut self, config: BreakerOptions) -> Self {
         self.cache_breaker = config;
         self
     }
@@ -273,9 +273,9 @@ impl Plan {
             primary,
             breaker: None,
             read_breaker: None,
-            breaker_config: BreakerConfig::default(),
+            breaker_config: BreakerOptions::default(),
             levels: Vec::new(),
-            cache_breaker: BreakerConfig::default(),
+            cache_breaker: BreakerOptions::default(),
             fallback: Arc::new(FailFast),
             herd_wait: Duration::from_secs(2),
         }
@@ -309,7 +309,7 @@ impl Plan {
 
     /// Adds a shared cache with `policy`.
     pub fn with_cache_policy(mut self, cache: Arc<dyn Cache>, policy: CachePolicy) -> Self {
-        match Level::new(cache, policy, &BreakerConfig::default()) {
+        match Level::new(cache, policy, &BreakerOptions::default()) {
             Ok(level) => {
                 match &self.attached {
                     Some(attached) => attached.push(&level),
