@@ -3,13 +3,11 @@
 //! their outcome, never stays half-open past its bound, counts slow calls,
 //! and ignores bad input.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use octopus::{BreakerOptions, BreakerState, CircuitBreaker, Dao, Error, Key, Model, Plan, Store};
-use support::{Scripted, Step};
+use octopus_test_support::{Scripted, Step};
 use tokio::sync::Notify;
 
 #[derive(Debug, Clone, PartialEq, Model)]

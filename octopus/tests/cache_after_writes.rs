@@ -3,13 +3,11 @@
 //! primary refused because they were built on a cached row it no longer
 //! holds.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use octopus::{CachePolicy, Dao, Error, Key, MemoryStore, Model, Plan, Store};
-use support::{Scripted, Step};
+use octopus_test_support::{Scripted, Step, check, eventually};
 use tokio::sync::Notify;
 
 #[derive(Debug, Clone, PartialEq, Model)]
@@ -35,15 +33,12 @@ fn plan(primary: Arc<dyn Store>) -> Arc<Plan> {
 /// Polls `read` until it returns `want`, for up to 5 s; fails with the
 /// last value seen.
 async fn reads_eventually(dao: &Dao<Ledger>, want: Option<Ledger>) {
-    let mut seen = None;
-    for _ in 0..500 {
-        seen = dao.read(1u64).await.unwrap();
-        if seen == want {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("reads kept returning {seen:?}, not {want:?}");
+    let what = format!("reads to return {want:?}");
+    eventually(&what, Duration::from_secs(5), async || {
+        let seen = dao.read(1u64).await.unwrap();
+        check(seen == want, seen)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,20 +66,15 @@ async fn a_write_cancelled_after_the_primary_committed_still_clears_the_caches()
         tokio::spawn(async move { dao.update(&mut changed).await })
     };
     let key = Key::UInt(1);
-    let mut committed = None;
-    for _ in 0..500 {
+    let what = "the primary to commit the update";
+    let committed = eventually(what, Duration::from_secs(5), async || {
         let row = primary.inner.get(Ledger::SCHEMA, &key).await.unwrap();
-        committed = row.map(|r| Ledger::from_record(r).unwrap());
-        if committed.as_ref().is_some_and(|l| l.total == 20) {
-            break;
+        match row.map(|r| Ledger::from_record(r).unwrap()) {
+            Some(l) if l.total == 20 => Ok(l),
+            other => Err(other),
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let committed = committed.unwrap();
-    assert_eq!(
-        committed.total, 20,
-        "the primary never committed the update"
-    );
+    })
+    .await;
     task.abort();
     assert!(task.await.unwrap_err().is_cancelled());
     gate.notify_waiters();

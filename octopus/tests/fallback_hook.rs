@@ -2,15 +2,13 @@
 //! one is set in the caches so reads see it, and the caller learns which way
 //! the write went. The default fallback fails the write.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 
 use octopus::{
     BoxFuture, CachePolicy, Dao, Deletion, Error, Fallback, MemoryStore, Model, Plan, Result,
     Schema, Write, WriteOutcome,
 };
-use support::{Scripted, Step};
+use octopus_test_support::{Scripted, Step};
 
 #[derive(Debug, Clone, PartialEq, Model)]
 struct Order {

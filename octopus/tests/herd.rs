@@ -1,12 +1,10 @@
 //! A thundering herd on one missing-but-existing key makes one primary read.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use octopus::{Dao, MemoryStore, Model, Plan, Store};
-use support::{Scripted, Step};
+use octopus_test_support::{Scripted, Step};
 
 #[derive(Debug, Clone, PartialEq, Model)]
 struct Article {

@@ -3,8 +3,6 @@
 //! row must be the one cached, even when an earlier write's cache step is
 //! slow.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -14,7 +12,7 @@ use octopus::{
     BoxFuture, Cache, CachePolicy, Dao, FillToken, Key, Lookup, MemoryStore, Model, Plan, Record,
     Result, Schema, WriteOutcome,
 };
-use support::Scripted;
+use octopus_test_support::{Scripted, check, poll_until};
 use tokio::sync::Notify;
 
 #[derive(Debug, Clone, PartialEq, Model)]
@@ -197,14 +195,11 @@ async fn replay_invalidates_after_a_slow_journaled_put_of_the_key() {
     primary.set_down(false);
     // Give replay the chance to refuse the entry and invalidate before the
     // put lands (it must wait for it instead).
-    let mut refused_early = false;
-    for _ in 0..100 {
-        if plan.stats().fallback.unwrap().dead_letters == 1 {
-            refused_early = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let refused_early = poll_until(Duration::from_secs(1), async || {
+        check(plan.stats().fallback.unwrap().dead_letters == 1, ())
+    })
+    .await
+    .is_ok();
     cache.gate.notify_one();
     assert_eq!(journaled.await.unwrap().unwrap(), WriteOutcome::Journaled);
     tokio::time::timeout(Duration::from_secs(10), plan.drained())

@@ -6,16 +6,12 @@
 //! The primary is a `Scripted` store (a real `MemoryStore` with scripted
 //! outages); "another server" writes to that memory store directly.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use octopus::journal::{Journal, JournalOptions};
-use octopus::{
-    BreakerOptions, CachePolicy, Dao, Error, Key, MemoryStore, Model, Plan, Store, WriteOutcome,
-};
-use support::Scripted;
+use octopus::{CachePolicy, Dao, Error, Key, MemoryStore, Model, Plan, Store, WriteOutcome};
+use octopus_test_support::{Scripted, check, eventually, quick_breaker};
 
 #[derive(Debug, Clone, PartialEq, Model)]
 #[octopus(table = "accounts")]
@@ -35,22 +31,11 @@ struct Note {
     text: String,
 }
 
-fn breaker(open_wait: Duration) -> BreakerOptions {
-    BreakerOptions {
-        window: 4,
-        minimum_calls: 2,
-        open_wait,
-        half_open_calls: 1,
-        half_open_max_wait: Duration::from_secs(1),
-        ..BreakerOptions::default()
-    }
-}
-
 fn plan_with(primary: &Arc<Scripted>, journal: Journal, open_wait: Duration) -> Arc<Plan> {
     Arc::new(
         Plan::builder(primary.clone())
             .cache(Arc::new(MemoryStore::new()), CachePolicy::Invalidate)
-            .breaker(breaker(open_wait))
+            .breaker(quick_breaker(open_wait))
             .journal(journal)
             .build()
             .unwrap(),
@@ -63,14 +48,16 @@ fn open(dir: &std::path::Path) -> Journal {
 
 /// Waits until nothing is pending, failing with what is left.
 async fn until_drained(journal: &Journal) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while journal.pending() > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the journal did not drain: {journal:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until_pending(journal, 0).await;
+}
+
+/// Waits until `pending` entries are left, failing with what is left.
+async fn until_pending(journal: &Journal, pending: u64) {
+    let what = format!("{pending} entries pending");
+    eventually(&what, Duration::from_secs(10), async || {
+        check(journal.pending() == pending, format!("{journal:?}"))
+    })
+    .await;
 }
 
 async fn stored(primary: &Scripted, id: u64) -> Option<Account> {
@@ -385,12 +372,8 @@ async fn replay_of_one_table_never_waits_for_another_tables_model() {
     let journal = open(dir.path());
     let plan = plan_with(&primary, journal.clone(), Duration::from_millis(50));
     let _notes: Dao<Note> = Dao::open(plan.clone()).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while journal.pending() > 10 {
-        assert!(tokio::time::Instant::now() < deadline, "{journal:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert_eq!(journal.pending(), 10, "the accounts' entries wait");
+    // The accounts' entries wait.
+    until_pending(&journal, 10).await;
     let note = primary
         .inner
         .get(Note::SCHEMA, &Key::UInt(9))

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use octopus::journal::{Journal, JournalOptions, Pending};
 use octopus::{Key, Model};
+use octopus_test_support::Rng;
 
 #[derive(Debug, Clone, PartialEq, Model)]
 #[octopus(table = "crash")]
@@ -108,26 +109,9 @@ async fn child(dir: String) {
     }
 }
 
-/// A small deterministic-per-run random source (xorshift), seeded by time.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 async fn parent() {
     let dir = tempfile::tempdir().unwrap();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(Rng::clock_seed());
     let exe = std::env::current_exe().unwrap();
     let mut acked_total = 0usize;
     let mut torn = 0usize;

@@ -3,14 +3,12 @@
 //! own binary: the test installs a tracing subscriber for its thread, and
 //! tracing caches which call sites are enabled across a binary's threads.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use octopus::journal::{Journal, JournalOptions};
 use octopus::{BreakerOptions, CachePolicy, Dao, MemoryStore, Model, Plan, WriteOutcome};
-use support::Scripted;
+use octopus_test_support::Scripted;
 
 #[derive(Debug, Clone, PartialEq, Model)]
 #[octopus(table = "accounts")]

@@ -11,9 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use octopus::journal::{Journal, JournalOptions};
-mod support;
-
 use octopus::{Dao, Key, MemoryStore, Model, Plan, Store, Write};
+use octopus_test_support::{Scripted, Step};
 
 #[derive(Debug, Clone, PartialEq, Model)]
 #[octopus(table = "crates")]
@@ -181,8 +180,8 @@ async fn writers_and_replay_overlap_on_a_disk_that_fills_up() {
     let disk = SmallDisk::mount("192k");
     let dir = disk.path().join("journal");
     let journal = Journal::open(&dir, JournalOptions::default().segment_bytes(16 * 1024)).unwrap();
-    let primary = support::Scripted::new();
-    primary.then_n(30, || support::Step::Slow(Duration::from_millis(20)));
+    let primary = Scripted::new();
+    primary.then_n(30, || Step::Slow(Duration::from_millis(20)));
     let plan = Arc::new(
         Plan::builder(primary.clone())
             .journal(journal.clone())

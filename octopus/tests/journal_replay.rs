@@ -3,17 +3,14 @@
 //! meanwhile queue behind it, and the primary ends with the last write per
 //! key. Versions are compared, and a restart mid-drain loses nothing.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use octopus::journal::{Journal, JournalOptions};
 use octopus::{
-    BreakerOptions, CachePolicy, Dao, Deletion, Key, MemoryStore, Model, Plan, Record, Store,
-    WriteOutcome,
+    CachePolicy, Dao, Deletion, Key, MemoryStore, Model, Plan, Record, Store, WriteOutcome,
 };
-use support::Scripted;
+use octopus_test_support::{Scripted, Step, check, eventually, quick_breaker};
 
 #[derive(Debug, Clone, PartialEq, Model)]
 #[octopus(table = "accounts")]
@@ -25,23 +22,12 @@ struct Account {
     version: u64,
 }
 
-fn quick_breaker() -> BreakerOptions {
-    BreakerOptions {
-        window: 4,
-        minimum_calls: 2,
-        open_wait: Duration::from_millis(50),
-        half_open_calls: 1,
-        half_open_max_wait: Duration::from_secs(1),
-        ..BreakerOptions::default()
-    }
-}
-
 async fn plan(primary: &Arc<Scripted>, dir: &std::path::Path) -> Arc<Plan> {
     let journal = Journal::open(dir, JournalOptions::default().segment_bytes(2000)).unwrap();
     Arc::new(
         Plan::builder(primary.clone())
             .cache(Arc::new(MemoryStore::new()), CachePolicy::Invalidate)
-            .breaker(quick_breaker())
+            .breaker(quick_breaker(Duration::from_millis(50)))
             .journal(journal)
             .build()
             .unwrap(),
@@ -333,10 +319,15 @@ async fn writes_during_draining_queue_behind_the_journal() {
     // The primary is back, but the replayer's first call is held up: the
     // journal is still draining.
     let gate = Arc::new(tokio::sync::Notify::new());
-    primary.then(support::Step::Gate(gate.clone()));
+    primary.then(Step::Gate(gate.clone()));
     primary.set_down(false);
     let calls = primary.calls();
-    support_wait(|| primary.calls() > calls).await;
+    eventually(
+        "the replayer's first call",
+        Duration::from_secs(5),
+        async || check(primary.calls() > calls, primary.calls()),
+    )
+    .await;
     for balance in 2..6 {
         a.balance = balance;
         assert_eq!(
@@ -359,16 +350,6 @@ async fn writes_during_draining_queue_behind_the_journal() {
         WriteOutcome::Primary,
         "back to the primary once empty"
     );
-}
-
-async fn support_wait(mut done: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("condition never held");
 }
 
 #[derive(Debug, Clone, PartialEq, Model)]

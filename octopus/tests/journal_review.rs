@@ -5,15 +5,13 @@
 //! what a user sees: acknowledged writes applied exactly once, nothing left
 //! pending, dead letters still listed, calls that return.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use octopus::journal::{Durability, Journal, JournalOptions};
-use octopus::{BreakerOptions, Dao, Error, Key, Model, Plan, Store, WriteOutcome};
-use support::{Scripted, Step};
+use octopus::{Dao, Error, Key, Model, Plan, Store, WriteOutcome};
+use octopus_test_support::{Scripted, Step, check, eventually, poll_until, quick_breaker};
 use tokio::sync::Notify;
 
 #[derive(Debug, Clone, PartialEq, Model)]
@@ -42,47 +40,37 @@ fn account(id: u64, balance: i64, version: u64) -> Account {
     }
 }
 
-fn breaker() -> BreakerOptions {
-    BreakerOptions {
-        window: 4,
-        minimum_calls: 2,
-        open_wait: Duration::from_millis(50),
-        half_open_calls: 1,
-        half_open_max_wait: Duration::from_secs(1),
-        ..BreakerOptions::default()
-    }
-}
-
 fn plan_with(primary: &Arc<Scripted>, journal: &Journal) -> Arc<Plan> {
     Arc::new(
         Plan::builder(primary.clone())
-            .breaker(breaker())
+            .breaker(quick_breaker(Duration::from_millis(50)))
             .journal(journal.clone())
             .build()
             .unwrap(),
     )
 }
 
-/// Polls `done` until it holds or `within` has passed; whether it held.
-async fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if done() {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+/// Waits (with a deadline) until `journal` holds `pending` entries; panics
+/// with its counters otherwise.
+async fn until_pending(journal: &Journal, pending: u64, what: &str) {
+    let what = format!("{what}: {pending} entries pending");
+    eventually(&what, Duration::from_secs(5), async || {
+        check(journal.pending() == pending, journal.stats())
+    })
+    .await;
 }
 
 /// Waits (with a deadline) until nothing is pending; panics with the
 /// journal's counters otherwise.
 async fn drain(journal: &Journal, what: &str) {
-    if !eventually(Duration::from_secs(5), || journal.pending() == 0).await {
-        panic!("{what}: the journal did not drain: {:?}", journal.stats());
-    }
+    until_pending(journal, 0, what).await;
+}
+
+/// Whether nothing is pending within `within`.
+async fn drained_within(journal: &Journal, within: Duration) -> bool {
+    poll_until(within, async || check(journal.pending() == 0, ()))
+        .await
+        .is_ok()
 }
 
 async fn stored(primary: &Scripted, id: u64) -> Option<Account> {
@@ -136,11 +124,10 @@ async fn a_model_registered_mid_pass_leaves_no_entry_of_its_table_behind() {
         let journal = Journal::open(dir.path(), options()).unwrap();
         let started = Instant::now();
         let plan = plan_with(&Scripted::new(), &journal);
-        let waiting = eventually(Duration::from_secs(5), || {
-            journal.stats().replay_error.is_some()
+        eventually("a first pass", Duration::from_secs(5), async || {
+            check(journal.stats().replay_error.is_some(), journal.stats())
         })
         .await;
-        assert!(waiting, "no first pass: {:?}", journal.stats());
         let pass = started.elapsed();
         plan.close().await.unwrap();
         pass
@@ -163,7 +150,7 @@ async fn a_model_registered_mid_pass_leaves_no_entry_of_its_table_behind() {
             std::hint::spin_loop();
         }
         let _accounts: Dao<Account> = Dao::new(plan.clone());
-        let drained = eventually(Duration::from_secs(3), || journal.pending() == 0).await;
+        let drained = drained_within(&journal, Duration::from_secs(3)).await;
         let stats = journal.stats();
         plan.close().await.unwrap();
         let applied = primary
@@ -198,22 +185,24 @@ async fn an_entry_waiting_on_a_table_that_did_not_fit_is_applied_once_the_table_
     primary.set_down(true);
     let first = accounts.create(&mut account(1, 1, 0)).await.unwrap();
     assert_eq!(first, WriteOutcome::Journaled);
-    let refused = eventually(Duration::from_secs(5), || {
-        primary.ensure_failures.load(Ordering::SeqCst) == 0
-            && journal.stats().replay_error.is_some()
-    })
+    eventually(
+        "the replayer to try the table",
+        Duration::from_secs(5),
+        async || {
+            let tried = primary.ensure_failures.load(Ordering::SeqCst) == 0;
+            check(
+                tried && journal.stats().replay_error.is_some(),
+                journal.stats(),
+            )
+        },
+    )
     .await;
-    assert!(
-        refused,
-        "the replayer never tried the table: {:?}",
-        journal.stats()
-    );
     // The table is fixed (the next `ensure_schema` passes); a second entry
     // of the table arrives after the first one had to wait.
     let second = accounts.create(&mut account(2, 1, 0)).await.unwrap();
     assert_eq!(second, WriteOutcome::Journaled);
     primary.set_down(false);
-    if !eventually(Duration::from_secs(5), || journal.pending() == 0).await {
+    if !drained_within(&journal, Duration::from_secs(5)).await {
         panic!(
             "the waiting entry was never applied: {:?}; primary holds 1: {:?}, 2: {:?}",
             journal.stats(),
@@ -327,19 +316,10 @@ async fn a_batch_retried_after_a_partial_commit_does_not_apply_committed_changes
         .then(Step::Gate(held.clone()))
         .then(Step::Down);
     primary.set_down(false);
-    let mut inserted = false;
-    for _ in 0..2500 {
-        if stored(&primary, 1).await.is_some() {
-            inserted = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    assert!(
-        inserted,
-        "the account's create was never applied: {:?}",
-        journal.stats()
-    );
+    eventually("the account's create", Duration::from_secs(5), async || {
+        check(stored(&primary, 1).await.is_some(), journal.stats())
+    })
+    .await;
     // Another server deletes the row our create put there.
     assert!(
         primary
@@ -477,16 +457,15 @@ async fn an_entry_waiting_on_an_unfit_table_is_never_passed_by_an_unknown_tables
     // The replayer's first ensure_schema of `accounts` finds it unfit.
     primary.refuse_ensure_schema(1);
     let plan = plan_with(&primary, &journal);
-    assert!(
-        eventually(Duration::from_secs(3), || journal
-            .stats()
-            .replay_error
-            .is_some())
-        .await
-    );
+    eventually(
+        "the table to be refused",
+        Duration::from_secs(3),
+        async || check(journal.stats().replay_error.is_some(), journal.stats()),
+    )
+    .await;
     // The table is fixed; notes gets registered (a start-over).
     journal.register(Note::SCHEMA);
-    let drained = eventually(Duration::from_secs(5), || journal.pending() == 0).await;
+    let drained = drained_within(&journal, Duration::from_secs(5)).await;
     let acct = stored(&primary, 1).await;
     plan.close().await.unwrap();
     assert!(
@@ -537,11 +516,7 @@ async fn the_checkpoint_stays_small_while_a_table_waits() {
             );
         }
         primary.set_down(false);
-        assert!(
-            eventually(Duration::from_secs(5), || journal.pending() == 1).await,
-            "{:?}",
-            journal.stats()
-        );
+        until_pending(&journal, 1, &format!("cycle {cycle}")).await;
     }
     let cp = std::fs::read_to_string(dir.path().join("checkpoint")).unwrap();
     plan.close().await.unwrap();
@@ -592,19 +567,18 @@ async fn a_replayer_started_again_in_the_process_leaves_no_stale_pending_row() {
         .then(Step::Pass) // round 2: get
         .then(Step::Gate(held.clone())); // round 2: update, held
     primary.set_down(false);
-    assert!(
-        eventually(Duration::from_secs(5), || {
-            futures_lite_block(&primary).is_some_and(|s| s.version == 2)
-        })
-        .await
-    );
+    eventually(
+        "round 1 to be applied",
+        Duration::from_secs(5),
+        async || {
+            let row = stored(&primary, 1).await;
+            check(row.as_ref().is_some_and(|s| s.version == 2), row)
+        },
+    )
+    .await;
     primary.set_down(true);
     held.notify_one();
-    assert!(
-        eventually(Duration::from_secs(5), || journal.pending() == 1).await,
-        "{:?}",
-        journal.stats()
-    );
+    until_pending(&journal, 1, "round 2 held").await;
     // The application rebuilds its plan over the same journal.
     drop(accounts);
     drop(notes);
@@ -613,7 +587,7 @@ async fn a_replayer_started_again_in_the_process_leaves_no_stale_pending_row() {
     let accounts: Dao<Account> = Dao::new(plan2.clone());
     let notes: Dao<Note> = Dao::new(plan2.clone());
     primary.set_down(false);
-    assert!(eventually(Duration::from_secs(5), || journal.pending() == 0).await);
+    drain(&journal, "the second replayer").await;
     // A direct write while healthy: v2 -> v3.
     assert_eq!(
         accounts.update(&mut a).await.unwrap(),
@@ -644,16 +618,4 @@ async fn a_replayer_started_again_in_the_process_leaves_no_stale_pending_row() {
         !matches!(upd, Err(Error::Conflict { .. })),
         "false conflict: {upd:?}"
     );
-}
-
-fn futures_lite_block(primary: &Scripted) -> Option<Account> {
-    // MemoryStore get is synchronous underneath; poll it once.
-    let fut = primary.inner.get(Account::SCHEMA, &Key::UInt(1));
-    let waker = std::task::Waker::noop();
-    let mut cx = std::task::Context::from_waker(waker);
-    let mut fut = fut;
-    match fut.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(r) => r.unwrap().map(|r| Account::from_record(r).unwrap()),
-        std::task::Poll::Pending => None,
-    }
 }

@@ -4,6 +4,7 @@
 
 use octopus::journal::{Journal, JournalOptions, Pending};
 use octopus::{Key, Model, Write};
+use octopus_test_support::bit_patterns;
 
 #[derive(Debug, Clone, PartialEq, Model)]
 #[octopus(table = "readings")]
@@ -12,17 +13,6 @@ struct Reading {
     id: u64,
     wide: f64,
     narrow: f32,
-}
-
-/// SplitMix64: a fixed sequence of 64-bit patterns.
-fn patterns(mut state: u64) -> impl Iterator<Item = u64> {
-    std::iter::repeat_with(move || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    })
 }
 
 /// Edge cases, then random finite bit patterns of both widths.
@@ -39,7 +29,7 @@ fn readings() -> Vec<Reading> {
         (0.1, 0.1),
         (1.0 / 3.0, 1.0 / 3.0),
     ];
-    let random = patterns(7)
+    let random = bit_patterns(7)
         .map(|bits| (f64::from_bits(bits), f32::from_bits((bits >> 17) as u32)))
         .filter(|(w, n)| w.is_finite() && n.is_finite())
         .take(400);

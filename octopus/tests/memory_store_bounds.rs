@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use octopus::{Key, MemoryOptions, MemoryStore, Model, Record, Store, Value};
+use octopus_test_support::{check, eventually};
 
 #[derive(Debug, Clone, PartialEq, Model)]
 struct Entry {
@@ -61,7 +62,9 @@ async fn a_large_bound_holds_at_most_its_capacity() {
 
 #[tokio::test]
 async fn rows_expire_after_the_ttl() {
-    let store = MemoryStore::with_options(MemoryOptions::new().ttl(Duration::from_millis(50)));
+    let ttl = Duration::from_millis(50);
+    let store = MemoryStore::with_options(MemoryOptions::new().ttl(ttl));
+    let written = std::time::Instant::now();
     store.upsert(Entry::SCHEMA, &rec(1)).await.unwrap();
     assert!(
         store
@@ -70,14 +73,12 @@ async fn rows_expire_after_the_ttl() {
             .unwrap()
             .is_some()
     );
-    tokio::time::sleep(Duration::from_millis(120)).await;
-    assert!(
-        store
-            .get(Entry::SCHEMA, &Key::UInt(1))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    eventually("the row to expire", Duration::from_secs(5), async || {
+        let row = store.get(Entry::SCHEMA, &Key::UInt(1)).await.unwrap();
+        check(row.is_none(), row)
+    })
+    .await;
+    assert!(written.elapsed() >= ttl, "expired before its TTL");
     // An expired row does not block an insert of the same key.
     store.insert(Entry::SCHEMA, &rec(1)).await.unwrap();
 }
@@ -174,16 +175,11 @@ async fn a_late_fill_fails_after_the_newer_row_is_evicted_or_expired() {
         let newer = Record::new(vec![Value::UInt(1), Value::Text("new".into())]);
         assert!(cache.fill(Entry::SCHEMA, &newer, token).await.unwrap());
         if expire {
-            // Poll (bounded) until the row has expired.
-            let mut gone = false;
-            for _ in 0..200 {
-                if cache.get(Entry::SCHEMA, &key).await.unwrap().is_none() {
-                    gone = true;
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            assert!(gone, "the row never expired");
+            eventually("the row to expire", Duration::from_secs(5), async || {
+                let row = cache.get(Entry::SCHEMA, &key).await.unwrap();
+                check(row.is_none(), row)
+            })
+            .await;
         } else {
             for id in 2..=9 {
                 Cache::put(&cache, Entry::SCHEMA, &rec(id)).await.unwrap();

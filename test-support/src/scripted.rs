@@ -1,12 +1,10 @@
-//! A scriptable store for plan and breaker tests: a real `MemoryStore`
-//! underneath, with scripted failures, delays and pauses on the way in. It
-//! stands in for a backend's *behaviour under faults*, at the trait boundary,
-//! where the fault-free stores are real.
-
-#![allow(dead_code)]
+//! A scriptable store for plan, breaker and journal tests: a real
+//! `MemoryStore` underneath, with scripted failures, delays and pauses on the
+//! way in. It stands in for a backend's *behaviour under faults*, at the
+//! trait boundary, where the fault-free stores are real.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,6 +12,7 @@ use octopus::{BoxFuture, Error, Key, MemoryStore, Record, Result, Schema, Store}
 use tokio::sync::Notify;
 
 /// What the next call does.
+#[derive(Debug)]
 pub enum Step {
     /// Goes through to the memory store.
     Pass,
@@ -24,34 +23,47 @@ pub enum Step {
     /// Waits (on tokio's clock), then goes through.
     Slow(Duration),
     /// Goes through, then waits for the gate before answering (a read that
-    /// loaded its row and is slow to return it).
+    /// loaded its row and is slow to return it). [`Scripted::held`] is
+    /// notified once the call has gone through.
     Gate(Arc<Notify>),
 }
 
+/// A store (named "scripted") that runs each call as the next [`Step`] of
+/// its script says, [`Step::Pass`] once the script is used up; the rows live
+/// in [`Scripted::inner`]. `ensure_schema` and `scan` are not scripted.
 #[derive(Default)]
 pub struct Scripted {
+    /// Where the rows are: read or write them here to bypass the script.
     pub inner: MemoryStore,
     script: Mutex<VecDeque<Step>>,
-    /// Calls that reached the store, by method.
+    /// Calls of `get` and `get_many` that reached the store.
     pub gets: AtomicUsize,
+    /// Calls of `insert`, `upsert`, `update` and `delete` that reached the
+    /// store.
     pub writes: AtomicUsize,
     /// While set, every call fails with `Unavailable` (an outage).
-    down: std::sync::atomic::AtomicBool,
+    down: AtomicBool,
     /// Calls of `ensure_schema` still to refuse with `Rejected` (a table
     /// that does not fit its model), counted down by each refusal.
     pub ensure_failures: AtomicUsize,
+    /// Notified (one permit) each time a [`Step::Gate`] call has gone
+    /// through to the rows and starts waiting for its gate.
+    pub held: Notify,
 }
 
 impl Scripted {
+    /// An empty store with an empty script.
     pub fn new() -> Arc<Self> {
         Arc::new(Scripted::default())
     }
 
+    /// Appends `step` to the script.
     pub fn then(&self, step: Step) -> &Self {
         self.script.lock().unwrap().push_back(step);
         self
     }
 
+    /// Appends `n` steps, each made by `step`.
     pub fn then_n(&self, n: usize, step: impl Fn() -> Step) -> &Self {
         for _ in 0..n {
             self.then(step());
@@ -59,6 +71,8 @@ impl Scripted {
         self
     }
 
+    /// Scripted calls that reached the store: [`gets`](Self::gets) plus
+    /// [`writes`](Self::writes).
     pub fn calls(&self) -> usize {
         self.gets.load(Ordering::SeqCst) + self.writes.load(Ordering::SeqCst)
     }
@@ -98,6 +112,7 @@ impl Scripted {
             }
             Step::Gate(gate) => {
                 let out = inner.await;
+                self.held.notify_one();
                 gate.notified().await;
                 out
             }
