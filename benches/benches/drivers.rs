@@ -357,12 +357,17 @@ fn memcache(c: &mut Criterion) {
     });
     g.finish();
 
+    // Every update stores new content (a counter in the value), on both
+    // sides.
+    let v = AtomicU64::new(common::FIRST_VALUE);
     let mut g = c.benchmark_group("memcache/update");
     g.bench_function("memcache_async", |b| {
         b.to_async(&rt).iter(|| async {
+            let mut bytes = value.clone();
+            bytes[..8].copy_from_slice(&common::next_value(&v).to_le_bytes());
             raw.set(
                 format!("raw:{}", next(&k) % ROWS),
-                &value,
+                &bytes,
                 memcache::exp::Ttl::secs(300),
             )
             .await
@@ -371,11 +376,9 @@ fn memcache(c: &mut Criterion) {
     });
     g.bench_function("octopus", |b| {
         b.to_async(&rt).iter(|| async {
+            let row = BenchRow::with_value(next(&k) % ROWS, common::next_value(&v));
             store
-                .upsert(
-                    BenchRow::SCHEMA,
-                    &BenchRow::new(next(&k) % ROWS).to_record().unwrap(),
-                )
+                .upsert(BenchRow::SCHEMA, &row.to_record().unwrap())
                 .await
                 .unwrap()
         })

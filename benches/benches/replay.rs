@@ -91,6 +91,12 @@ async fn seed(store: &MysqlStore) {
 }
 
 fn replay(c: &mut Criterion) {
+    // The conditional path is what is measured: without a version field
+    // replay would apply plain updates and check nothing.
+    assert!(
+        VersionedRow::SCHEMA.version_index().is_some(),
+        "the replayed model is versioned"
+    );
     let rt = common::multi_thread();
     let url = rt.block_on(common::fresh_database("replay_conditional"));
     let store = rt.block_on(async {
@@ -98,13 +104,14 @@ fn replay(c: &mut Criterion) {
         seed(&store).await;
         store
     });
+    let pool = common::raw_mysql_pool(&url);
     let version = AtomicU64::new(1);
     let mut g = c.benchmark_group("replay");
     g.sample_size(10);
     g.throughput(Throughput::Elements(N));
     g.bench_function("mysql_conditional_updates", |b| {
         b.to_async(&rt).iter_custom(|iters| {
-            let (store, version) = (store.clone(), &version);
+            let (store, pool, version) = (store.clone(), pool.clone(), &version);
             async move {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
@@ -129,6 +136,18 @@ fn replay(c: &mut Criterion) {
                         "every conditional update applies"
                     );
                     plan.close().await.unwrap();
+                    // Every row now holds the next version's content.
+                    let mut conn = pool.get_conn().await.unwrap();
+                    let rewritten: Option<u64> = conn
+                        .exec_first(
+                            "SELECT COUNT(*) FROM replay_rows \
+                             WHERE version = ? AND value = id * 1000 + ?",
+                            (from + 1, from + 1),
+                        )
+                        .await
+                        .unwrap();
+                    assert_eq!(rewritten, Some(N), "every row changed");
+                    drop(conn);
                     version.store(from + 1, Ordering::SeqCst);
                 }
                 total
@@ -137,7 +156,6 @@ fn replay(c: &mut Criterion) {
     });
     // The floor: the same rows, as many per multi-row upsert as a replay
     // batch holds by default, no checks.
-    let pool = common::raw_mysql_pool(&url);
     let raw_version = AtomicU64::new(1_000_000);
     g.bench_function("mysql_raw_multirow_upsert_floor", |b| {
         b.to_async(&rt).iter_custom(|iters| {

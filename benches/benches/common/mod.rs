@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use criterion::Criterion;
@@ -26,7 +27,28 @@ impl BenchRow {
             value: id as i64,
         }
     }
+
+    /// Row `id` as an update leaves it: `value` replaced. Each update of a
+    /// benchmark passes a new `value` (see [`next_value`]), so the row's
+    /// content changes and the database really writes it: MySQL (InnoDB)
+    /// and SQLite skip writing a row whose new content is identical, and
+    /// InnoDB then commits without flushing its redo log.
+    pub fn with_value(id: u64, value: i64) -> Self {
+        BenchRow {
+            value,
+            ..BenchRow::new(id)
+        }
+    }
 }
+
+/// A value no row holds yet: the seeded rows hold their id (below
+/// 10,000,000), and every call returns a new one.
+pub fn next_value(counter: &AtomicU64) -> i64 {
+    counter.fetch_add(1, Ordering::Relaxed) as i64
+}
+
+/// The counter [`next_value`] starts from.
+pub const FIRST_VALUE: u64 = 1_000_000_000;
 
 /// Rows seeded before the read and update benchmarks.
 pub const ROWS: u64 = 10_000;
@@ -68,11 +90,18 @@ pub async fn fresh_database(name: &str) -> String {
     format!("{root}/octopus_bench_{name}")
 }
 
-/// A raw mysql_async pool used well: fixed size, no reset on checkout, TCP.
+/// A raw mysql_async pool used well: fixed size (16), no reset on
+/// checkout, TCP.
 pub fn raw_mysql_pool(url: &str) -> mysql_async::Pool {
+    raw_mysql_pool_sized(url, 16)
+}
+
+/// [`raw_mysql_pool`] with `size` connections (the Octopus side's
+/// `pool_size`).
+pub fn raw_mysql_pool_sized(url: &str, size: usize) -> mysql_async::Pool {
     let opts = mysql_async::Opts::from_url(url).unwrap();
     let pool_opts = mysql_async::PoolOpts::default()
-        .with_constraints(mysql_async::PoolConstraints::new(16, 16).unwrap())
+        .with_constraints(mysql_async::PoolConstraints::new(size, size).unwrap())
         .with_reset_connection(false);
     mysql_async::Pool::new(
         mysql_async::OptsBuilder::from_opts(opts)
