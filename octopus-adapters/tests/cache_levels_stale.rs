@@ -6,12 +6,12 @@
 //! state, and once every write is acknowledged every key reads new.
 #![cfg(all(feature = "memcache", feature = "mysql"))]
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use octopus::{Cache, CachePolicy, Dao, MemoryStore, Model, Plan};
+use octopus_test_support::memcache::memcache_store;
+use octopus_test_support::mysql::mysql_store;
 
 #[derive(Debug, Clone, PartialEq, Model)]
 #[octopus(table = "tallies")]
@@ -44,9 +44,9 @@ struct Read {
 }
 
 async fn check(name: &str, op: Op, order: Order) {
-    let primary = Arc::new(support::mysql_store(name).await);
+    let primary = Arc::new(mysql_store(name).await);
     let memory: Arc<dyn Cache> = Arc::new(MemoryStore::new());
-    let remote: Arc<dyn Cache> = Arc::new(support::memcache_store(name).await);
+    let remote: Arc<dyn Cache> = Arc::new(memcache_store(name).await);
     let (first, second) = match order {
         Order::MemoryFirst => (memory, remote),
         Order::MemcacheFirst => (remote, memory),

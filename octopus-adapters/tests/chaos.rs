@@ -10,8 +10,6 @@
 //! repeats until it has passed).
 #![cfg(all(feature = "mysql", feature = "memcache"))]
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,6 +24,9 @@ use octopus::{
 };
 use octopus_adapters::memcache::{MemcacheOptions, MemcacheStore};
 use octopus_adapters::mysql::MysqlStore;
+use octopus_test_support::memcache::OwnMemcached;
+use octopus_test_support::mysql::{fresh_database, mysql_addr, url_via};
+use octopus_test_support::{Rng, check, eventually};
 use tokio::sync::{Mutex, RwLock};
 
 #[derive(Debug, Clone, PartialEq, Model)]
@@ -68,27 +69,9 @@ struct Slot {
     journaled: bool,
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
-fn server() -> std::net::SocketAddr {
-    let opts = mysql_async::Opts::from_url(&support::mysql_url()).unwrap();
-    format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port())
-        .parse()
-        .unwrap()
-}
-
 struct World {
     proxy: FaultProxy,
-    memcached: std::sync::Mutex<support::OwnMemcached>,
+    memcached: Mutex<OwnMemcached>,
     mysql: Arc<MysqlStore>,
     memcache: Arc<MemcacheStore>,
     journal_dir: tempfile::TempDir,
@@ -138,7 +121,7 @@ async fn worker(
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
 ) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     while !stop.load(Ordering::SeqCst) {
         let id = rng.below(KEYS);
         let mut slot = reference[id as usize].lock().await;
@@ -239,24 +222,11 @@ async fn chaos() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(15);
-    let direct_url = support::fresh_database("chaos").await;
-    let proxy = FaultProxy::start(server()).await.unwrap();
-    let db = direct_url
-        .rsplit_once('/')
-        .unwrap()
-        .1
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned();
-    let mysql = Arc::new(
-        MysqlStore::new(&format!(
-            "mysql://root@{}/{db}?deadline_ms={MYSQL_DEADLINE_MS}&pool_size=8",
-            proxy.addr()
-        ))
-        .unwrap(),
-    );
-    let memcached = support::OwnMemcached::start();
+    let direct_url = fresh_database("chaos").await;
+    let proxy = FaultProxy::start(mysql_addr()).await.unwrap();
+    let params = format!("deadline_ms={MYSQL_DEADLINE_MS}&pool_size=8");
+    let mysql = Arc::new(MysqlStore::new(&url_via(&direct_url, proxy.addr(), &params)).unwrap());
+    let memcached = OwnMemcached::start().await;
     let memcache = Arc::new(
         MemcacheStore::with_options(
             MemcacheOptions::from_url(&memcached.url())
@@ -269,7 +239,7 @@ async fn chaos() {
     );
     let world = Arc::new(World {
         proxy,
-        memcached: std::sync::Mutex::new(memcached),
+        memcached: Mutex::new(memcached),
         mysql,
         memcache,
         journal_dir: tempfile::tempdir().unwrap(),
@@ -286,11 +256,7 @@ async fn chaos() {
         Arc::new((0..KEYS).map(|_| Mutex::new(Slot::default())).collect());
     let counters = Arc::new(Counters::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
+    let seed = Rng::clock_seed();
     let workers: Vec<_> = (0..WORKERS)
         .map(|w| {
             tokio::spawn(worker(
@@ -331,11 +297,11 @@ async fn chaos() {
                         .set(Mode::Latency(Duration::from_millis(120)))
                         .await
                 }
-                Outage::MemcachedKilled => world.memcached.lock().unwrap().stop(),
+                Outage::MemcachedKilled => world.memcached.lock().await.stop(),
                 Outage::Both => {
                     world.proxy.set(Mode::Reset).await;
                     world.proxy.set(Mode::Refuse).await;
-                    world.memcached.lock().unwrap().stop();
+                    world.memcached.lock().await.stop();
                 }
                 Outage::OctopusRestart => {
                     // Take MySQL away so the journal is not empty, then
@@ -369,9 +335,9 @@ async fn chaos() {
             tokio::time::sleep(Duration::from_millis(2000)).await;
             world.proxy.set(Mode::Pass).await;
             {
-                let mut m = world.memcached.lock().unwrap();
-                if TcpProbe::down(m.port) {
-                    m.restart();
+                let mut m = world.memcached.lock().await;
+                if !m.is_running() {
+                    m.restart().await;
                 }
             }
         }
@@ -386,9 +352,10 @@ async fn chaos() {
     let plan = app.read().await.plan.clone();
     let drain_started = Instant::now();
     let pending_at_end = plan.stats().fallback.unwrap().pending;
-    let p = plan.clone();
-    support::eventually(60, "the journal drains after the last outage", move || {
-        p.stats().fallback.unwrap().pending == 0
+    let what = "the journal to drain after the last outage";
+    eventually(what, Duration::from_secs(60), async || {
+        let stats = plan.stats();
+        check(stats.fallback.as_ref().unwrap().pending == 0, stats)
     })
     .await;
     replayed += plan.stats().fallback.unwrap().replayed;
@@ -469,12 +436,4 @@ async fn chaos() {
         c.journaled.load(Ordering::SeqCst) > 0 && replayed > 0,
         "the outages were felt"
     );
-}
-
-struct TcpProbe;
-
-impl TcpProbe {
-    fn down(port: u16) -> bool {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
-    }
 }

@@ -1,8 +1,6 @@
 //! Plans from config: moving the primary from SQLite to MySQL is a config
 //! change only, and bad URLs and keys are errors naming them.
 
-mod support;
-
 use octopus::config::Config;
 use octopus::{Deletion, Error, Model};
 use octopus_adapters::config::{open_cache, open_store, plans};
@@ -50,9 +48,11 @@ async fn application(config: &Config) -> octopus::Result<()> {
 #[cfg(all(feature = "sqlite", feature = "mysql", feature = "memcache"))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_application_runs_on_sqlite_and_on_mysql() {
+    use octopus_test_support::memcache::{fresh_namespace, memcache_url};
+    use octopus_test_support::mysql::fresh_database;
     let dir = tempfile::tempdir().unwrap();
-    let memcache = support::memcache_url();
-    let namespace = support::fresh_namespace("switch");
+    let memcache = memcache_url();
+    let namespace = fresh_namespace("switch");
     let sqlite = format!(
         r#"
         [default]
@@ -68,7 +68,7 @@ async fn the_same_application_runs_on_sqlite_and_on_mysql() {
     application(&config).await.unwrap();
 
     // The one change: the primary's URL, here from the environment.
-    let mysql_url = support::fresh_database("config_switch").await;
+    let mysql_url = fresh_database("config_switch").await;
     let vars = [("OCTOPUS__DEFAULT__PRIMARY".to_owned(), mysql_url)];
     let config = Config::from_toml_with_env(&sqlite, "sqlite.toml", vars).unwrap();
     assert!(

@@ -15,8 +15,6 @@
 //! (and replay applies).
 #![cfg(all(feature = "mysql", feature = "memcache"))]
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -28,6 +26,9 @@ use octopus::journal::{Journal, JournalOptions};
 use octopus::{CachePolicy, Dao, Key, MemoryStore, Model, Plan, Store};
 use octopus_adapters::memcache::{MemcacheOptions, MemcacheStore};
 use octopus_adapters::mysql::MysqlStore;
+use octopus_test_support::memcache::{fresh_namespace, memcache_addr, memcache_url};
+use octopus_test_support::mysql::{fresh_database, mysql_addr, url_via};
+use octopus_test_support::{check, eventually, poll_until};
 
 #[derive(Debug, Clone, PartialEq, Model)]
 #[octopus(table = "crash_rows")]
@@ -104,19 +105,14 @@ struct History {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_after_journal_acks_leaves_no_stale_cache() {
-    let url = support::fresh_database("crash_caches").await;
-    let namespace = support::fresh_namespace("crash-caches");
-    let opts = mysql_async::Opts::from_url(&url).unwrap();
-    let upstream = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port())
-        .parse()
-        .unwrap();
-    let proxy = FaultProxy::start(upstream).await.unwrap();
-    let db = url.rsplit_once('/').unwrap().1;
-    let proxied = format!("mysql://root@{}/{db}?deadline_ms=500", proxy.addr());
+    let url = fresh_database("crash_caches").await;
+    let namespace = fresh_namespace("crash-caches");
+    let proxy = FaultProxy::start(mysql_addr()).await.unwrap();
+    let proxied = url_via(&url, proxy.addr(), "deadline_ms=500");
 
     // Seed, and cache every row in memcached.
     {
-        let cache = memcached(&support::memcache_url(), &namespace).await;
+        let cache = memcached(&memcache_url(), &namespace).await;
         let rows: Dao<Row> = Dao::open(plan(&url, cache, None).await).await.unwrap();
         for id in 0..KEYS {
             rows.create(&mut Row { id, value: -1 }).await.unwrap();
@@ -126,11 +122,7 @@ async fn a_crash_after_journal_acks_leaves_no_stale_cache() {
     proxy.set(Mode::Refuse).await;
     // The application's memcached is slow: its cache step after each
     // journal append takes a while, and the test kills it in that step.
-    let memcached_upstream = support::memcache_url()
-        .trim_start_matches("memcache://")
-        .parse()
-        .unwrap();
-    let slow = FaultProxy::start(memcached_upstream).await.unwrap();
+    let slow = FaultProxy::start(memcache_addr()).await.unwrap();
     slow.set(Mode::Latency(Duration::from_millis(20))).await;
 
     let journal_dir = tempfile::tempdir().unwrap();
@@ -180,7 +172,12 @@ async fn a_crash_after_journal_acks_leaves_no_stale_cache() {
             // Killed once the next write's journal line is written, in its
             // (slow) cache step.
             if acks == kill_at && what.starts_with("try") {
-                wait_for_growth(journal_dir.path(), journal_bytes);
+                let what = format!("the journal to grow past {journal_bytes} bytes");
+                eventually(&what, Duration::from_secs(10), async || {
+                    let bytes = segment_bytes(journal_dir.path());
+                    check(bytes > journal_bytes, bytes)
+                })
+                .await;
                 child.kill().unwrap();
                 break;
             }
@@ -200,18 +197,18 @@ async fn a_crash_after_journal_acks_leaves_no_stale_cache() {
     let journal = Journal::open(journal_dir.path(), JournalOptions::default()).unwrap();
     let plan = plan(
         &proxied,
-        memcached(&support::memcache_url(), &namespace).await,
+        memcached(&memcache_url(), &namespace).await,
         Some(journal),
     )
     .await;
     let rows: Dao<Row> = Dao::open(plan.clone()).await.unwrap();
     let other = Dao::<Row>::new(plan_with_only(
-        memcached(&support::memcache_url(), &namespace).await,
+        memcached(&memcache_url(), &namespace).await,
         &proxied,
     ));
-    let mut stale = Vec::new();
-    for _ in 0..500 {
-        stale.clear();
+    let what = "another server to read no row older than the journal's";
+    let stale = poll_until(Duration::from_secs(10), async || {
+        let mut stale = Vec::new();
         for (id, h) in &history {
             let here = rows.read(*id).await.unwrap().map(|r| r.value);
             if let (Ok(Some(read)), Some(acked)) = (other.read(*id).await, h.acked) {
@@ -223,16 +220,15 @@ async fn a_crash_after_journal_acks_leaves_no_stale_cache() {
                 }
             }
         }
-        if stale.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        check(stale.is_empty(), stale)
+    })
+    .await;
+    if let Err(stale) = stale {
+        panic!(
+            "waited for {what}: with the journal reopened and MySQL down, another server still reads older rows from memcached:\n{}",
+            stale.join("\n")
+        );
     }
-    assert!(
-        stale.is_empty(),
-        "with the journal reopened and MySQL down, another server still reads older rows from memcached:\n{}",
-        stale.join("\n")
-    );
 
     // MySQL is back: the journal drains.
     proxy.set(Mode::Pass).await;
@@ -244,7 +240,7 @@ async fn a_crash_after_journal_acks_leaves_no_stale_cache() {
     }
     let mysql = MysqlStore::new(&url).unwrap();
     let shared = Dao::<Row>::new(plan_with_only(
-        memcached(&support::memcache_url(), &namespace).await,
+        memcached(&memcache_url(), &namespace).await,
         &url,
     ));
     let mut problems = Vec::new();
@@ -290,17 +286,6 @@ fn segment_bytes(dir: &std::path::Path) -> u64 {
         .filter(|e| e.file_name().to_string_lossy().starts_with("journal-"))
         .map(|e| e.metadata().map_or(0, |m| m.len()))
         .sum()
-}
-
-/// Polls until the segments hold more than `bytes`, for up to 10 s.
-fn wait_for_growth(dir: &std::path::Path, bytes: u64) {
-    for _ in 0..10_000 {
-        if segment_bytes(dir) > bytes {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    panic!("the journal never grew past {bytes} bytes");
 }
 
 /// A plan reading memcached, then MySQL: another server sharing the cache.

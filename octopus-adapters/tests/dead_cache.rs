@@ -4,8 +4,6 @@
 //! to the retry queue. When memcached answers again the level serves again.
 #![cfg(all(feature = "memcache", feature = "sqlite"))]
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +11,8 @@ use fault_proxy::{FaultProxy, Mode};
 use octopus::{BreakerState, CachePolicy, Dao, Model, Plan};
 use octopus_adapters::memcache::{MemcacheOptions, MemcacheStore};
 use octopus_adapters::sqlite::SqliteStore;
+use octopus_test_support::memcache::{fresh_namespace, memcache_addr};
+use octopus_test_support::{check, eventually};
 
 #[derive(Debug, Clone, PartialEq, Model)]
 #[octopus(table = "gauges")]
@@ -25,14 +25,10 @@ struct Gauge {
 /// memcached behind the fault proxy (100 ms deadline) in front of SQLite
 /// in `dir`: the proxy, the plan and a Dao over it.
 async fn setup(name: &str, dir: &std::path::Path) -> (FaultProxy, Arc<Plan>, Dao<Gauge>) {
-    let upstream: std::net::SocketAddr = support::memcache_url()
-        .trim_start_matches("memcache://")
-        .parse()
-        .unwrap();
-    let proxy = FaultProxy::start(upstream).await.unwrap();
+    let proxy = FaultProxy::start(memcache_addr()).await.unwrap();
     let options = MemcacheOptions::from_url(&format!("memcache://{}", proxy.addr()))
         .unwrap()
-        .namespace(&support::fresh_namespace(name))
+        .namespace(&fresh_namespace(name))
         .unwrap()
         .timeout(Duration::from_millis(100));
     let remote = Arc::new(MemcacheStore::with_options(options).await.unwrap());
@@ -85,16 +81,21 @@ async fn a_hanging_memcached_is_skipped_once_its_breaker_opens() {
     // memcached answers again: the breaker lets probes through and closes.
     proxy.set(Mode::Pass).await;
     let mut tries = 0;
-    while plan.stats().levels[0].breaker.state != BreakerState::Closed {
-        assert!(
-            tries < 1000,
-            "the level never served again: {:?}",
-            plan.stats()
-        );
-        let _ = gauges.read(tries % 50).await.unwrap();
-        tries += 1;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        "the level to serve again",
+        Duration::from_secs(10),
+        async || {
+            let stats = plan.stats();
+            if stats.levels[0].breaker.state == BreakerState::Closed {
+                return Ok(());
+            }
+            // Reads are what lets the probes through.
+            let _ = gauges.read(tries % 50).await.unwrap();
+            tries += 1;
+            Err(stats)
+        },
+    )
+    .await;
     assert_eq!(gauges.read(1u64).await.unwrap().unwrap().level, 5);
 }
 
@@ -115,30 +116,24 @@ async fn a_cache_that_comes_back_with_its_data_serves_no_old_row() {
         gauges.update(&mut Gauge { id, level: 1 }).await.unwrap();
     }
     // Well past the first retries (20 ms doubling to 640 ms).
-    let mut seen = 0;
-    while plan.stats().invalidation_retries < 12 {
-        assert!(
-            seen < 1000,
-            "the invalidations were not retried: {:?}",
-            plan.stats()
-        );
-        seen += 1;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "the invalidations to be retried",
+        Duration::from_secs(20),
+        async || {
+            let stats = plan.stats();
+            check(stats.invalidation_retries >= 12, stats)
+        },
+    )
+    .await;
     proxy.set(Mode::Pass).await;
-    for _ in 0..500 {
-        let mut fresh = true;
+    let what = "memcached, back, to serve no row from before the updates";
+    eventually(what, Duration::from_secs(10), async || {
+        let mut levels = Vec::new();
         for id in 0..5u64 {
-            fresh &= gauges.read(id).await.unwrap().unwrap().level == 1;
+            levels.push(gauges.read(id).await.unwrap().unwrap().level);
         }
-        if fresh {
-            assert_eq!(plan.stats().invalidations_abandoned, 0);
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!(
-        "memcached served rows from before the updates after it came back: {:?}",
-        plan.stats()
-    );
+        check(levels.iter().all(|&l| l == 1), (levels, plan.stats()))
+    })
+    .await;
+    assert_eq!(plan.stats().invalidations_abandoned, 0);
 }

@@ -1,12 +1,10 @@
-//! The history checker (tests/support/history.rs) on hand-made histories:
+//! The history checker (`octopus_test_support::history`) on hand-made histories:
 //! it accepts linearizable ones and names the key and the rule of each
 //! violation a stale cache, a lost write or a resurrected row produce.
 
-mod support;
-
 use std::collections::BTreeMap;
 
-use support::history::{Op, Outcome, Record, Violation, check};
+use octopus_test_support::history::{Op, Outcome, Record, Violation, check};
 
 fn op(client: &str, op: Op, outcome: Outcome, invoked: u64, completed: u64) -> Record {
     Record {

@@ -1,4 +1,4 @@
-//! A cross-check of the history checker (tests/support/history.rs) against a
+//! A cross-check of the history checker (`octopus_test_support::history`) against a
 //! second, independent, brute-force definition of linearizability, on many
 //! small random single-key histories.
 //!
@@ -20,12 +20,11 @@
 //!    printed; every rule of the checker must fire on some history the
 //!    brute force rejects too.
 
-mod support;
-
 use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
-use support::history::{Op, Outcome, Record, check};
+use octopus_test_support::Rng;
+use octopus_test_support::history::{Op, Outcome, Record, check};
 
 /// Histories generated.
 const HISTORIES: usize = 100_000;
@@ -37,22 +36,6 @@ const LATEST: u64 = GRID + 6;
 const NEVER: i64 = 99;
 /// Every rule of the checker.
 const RULES: &str = "stale resurrected phantom future lost false_conflict missed_conflict";
-
-/// A seeded xorshift64 generator.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 /// One key's history, with its initial and final states.
 #[derive(Clone)]
@@ -326,7 +309,7 @@ fn minimize(mut h: History, keep: impl Fn(&History) -> bool) -> History {
 #[test]
 fn the_checker_agrees_with_brute_force_linearizability() {
     let start = Instant::now();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     // The smallest false alarm per set of rules reported.
     let mut alarms: BTreeMap<Vec<&str>, History> = BTreeMap::new();
     let mut alarm_count = 0;

@@ -11,8 +11,6 @@
 //!   `max_allowed_packet` replay in pieces.
 #![cfg(all(feature = "sqlite", feature = "mysql"))]
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +20,7 @@ use octopus::journal::{Journal, JournalOptions};
 use octopus::{BreakerOptions, Dao, Error, Model, Plan, Store, WriteOutcome};
 use octopus_adapters::mysql::MysqlStore;
 use octopus_adapters::sqlite::{SqliteOptions, SqliteStore};
+use octopus_test_support::mysql::{fresh_database, mysql_addr, url_via};
 
 #[derive(Debug, Clone, PartialEq, Model)]
 #[octopus(table = "readings")]
@@ -156,19 +155,6 @@ async fn sqlite_refuses_nan_at_once_during_an_outage() {
     assert_eq!(journal.stats().dead_letters, 0);
 }
 
-/// MariaDB's address, from the test URL.
-fn server() -> std::net::SocketAddr {
-    let opts = mysql_async::Opts::from_url(&support::mysql_url()).unwrap();
-    format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port())
-        .parse()
-        .unwrap()
-}
-
-fn through(proxy: &FaultProxy, url: &str) -> String {
-    let db = url.split('?').next().unwrap().rsplit_once('/').unwrap().1;
-    format!("mysql://root@{}/{db}?deadline_ms=1000", proxy.addr())
-}
-
 /// A MySQL plan behind a fault proxy, and a direct connection for the
 /// test's own statements (the DBA's).
 struct Mysql {
@@ -180,9 +166,9 @@ struct Mysql {
 }
 
 async fn mysql(name: &str) -> Mysql {
-    let url = support::fresh_database(name).await;
-    let proxy = FaultProxy::start(server()).await.unwrap();
-    let store = MysqlStore::new(&through(&proxy, &url)).unwrap();
+    let url = fresh_database(name).await;
+    let proxy = FaultProxy::start(mysql_addr()).await.unwrap();
+    let store = MysqlStore::new(&url_via(&url, proxy.addr(), "deadline_ms=1000")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
     let direct = mysql_async::Conn::from_url(format!("{url}?prefer_socket=false"))

@@ -5,8 +5,6 @@
 //! from both databases (documented), never as anything else.
 #![cfg(all(feature = "sqlite", feature = "mysql"))]
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +12,8 @@ use octopus::journal::{Journal, JournalOptions};
 use octopus::{Dao, Key, Model, Plan, Store, Write};
 use octopus_adapters::mysql::MysqlStore;
 use octopus_adapters::sqlite::SqliteStore;
+use octopus_test_support::bit_patterns;
+use octopus_test_support::mysql::fresh_database;
 
 #[derive(Debug, Clone, PartialEq, Model)]
 #[octopus(table = "readings")]
@@ -22,17 +22,6 @@ struct Reading {
     id: u64,
     wide: f64,
     narrow: f32,
-}
-
-/// SplitMix64: a fixed sequence of 64-bit patterns.
-fn patterns(mut state: u64) -> impl Iterator<Item = u64> {
-    std::iter::repeat_with(move || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    })
 }
 
 fn readings() -> Vec<Reading> {
@@ -44,7 +33,7 @@ fn readings() -> Vec<Reading> {
         (0.1, 0.1),
         (-0.0, -0.0),
     ];
-    let random = patterns(11)
+    let random = bit_patterns(11)
         .map(|bits| (f64::from_bits(bits), f32::from_bits((bits >> 17) as u32)))
         .filter(|(w, n)| w.is_finite() && n.is_finite())
         .take(400);
@@ -130,7 +119,7 @@ async fn sqlite_receives_every_bit_of_journaled_floats() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_receives_every_bit_of_journaled_floats() {
-    let store = MysqlStore::new(&support::fresh_database("journal_values").await).unwrap();
+    let store = MysqlStore::new(&fresh_database("journal_values").await).unwrap();
     let off = through_the_journal(Arc::new(store)).await;
     assert!(off.is_empty(), "{} readings changed: {off:?}", off.len());
 }

@@ -3,11 +3,10 @@
 //! over several servers is pinned.
 #![cfg(feature = "memcache")]
 
-mod support;
-
 use memcache::exp::AsyncMetaClient;
 use octopus::{Error, Key, Model, Record, Store, Value};
 use octopus_adapters::memcache::{MemcacheOptions, MemcacheStore, StableRendezvous};
+use octopus_test_support::memcache::{fresh_namespace, memcache_store};
 
 #[derive(Debug, Model)]
 #[octopus(table = "docs")]
@@ -33,7 +32,7 @@ fn doc(id: &str, len: usize) -> Record {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_and_spaced_keys_round_trip_without_colliding() {
-    let store = support::memcache_store("layout-keys").await;
+    let store = memcache_store("layout-keys").await;
     let long = "k".repeat(1000);
     let keys = [
         "with space",
@@ -63,7 +62,7 @@ async fn long_and_spaced_keys_round_trip_without_colliding() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_value_is_refused_for_that_write_only() {
-    let store = support::memcache_store("layout-big").await;
+    let store = memcache_store("layout-big").await;
     let err = store
         .upsert(Doc::SCHEMA, &doc("big", 2 * 1024 * 1024))
         .await
@@ -93,7 +92,7 @@ async fn an_oversized_value_is_refused_for_that_write_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_model_never_reads_old_bytes_and_shares_the_row_key() {
     use octopus::{Cache, Lookup};
-    let store = support::memcache_store("layout-shape").await;
+    let store = memcache_store("layout-shape").await;
     let key = Key::from("d");
     store.upsert(Doc::SCHEMA, &doc("d", 3)).await.unwrap();
     assert_eq!(store.get(DocV2::SCHEMA, &key).await.unwrap(), None);
@@ -166,7 +165,7 @@ const PINNED: [usize; 6] = [1, 0, 0, 1, 1, 1];
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_land_on_the_server_placement_names() {
     let options = MemcacheOptions::new(servers())
-        .namespace(&support::fresh_namespace("layout-two"))
+        .namespace(&fresh_namespace("layout-two"))
         .unwrap();
     let store = MemcacheStore::with_options(options).await.unwrap();
     let singles = [

@@ -2,12 +2,11 @@
 //! configured timeout, and a restarted one serves again.
 #![cfg(feature = "memcache")]
 
-mod support;
-
 use std::time::Duration;
 
 use octopus::{Error, Key, Model, Record, Store, Value};
 use octopus_adapters::memcache::{MemcacheOptions, MemcacheStore};
+use octopus_test_support::memcache::OwnMemcached;
 
 #[derive(Debug, Model)]
 struct Session {
@@ -22,7 +21,7 @@ fn session(id: &str, user: u64) -> Record {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_server_is_unavailable_and_a_restarted_one_serves() {
-    let mut server = support::OwnMemcached::start();
+    let mut server = OwnMemcached::start().await;
     let options = MemcacheOptions::from_url(&server.url())
         .unwrap()
         .timeout(Duration::from_millis(200))
@@ -54,7 +53,7 @@ async fn a_stopped_server_is_unavailable_and_a_restarted_one_serves() {
         assert!(matches!(out, Err(Error::Unavailable { .. })), "{out:?}");
     }
 
-    server.restart();
+    server.restart().await;
     // The restarted server is empty; the store reconnects by itself.
     assert_eq!(store.get(Session::SCHEMA, &key).await.unwrap(), None);
     store

@@ -4,13 +4,12 @@
 //! is counted, and the primary's row replaces it.
 #![cfg(all(feature = "memcache", feature = "sqlite"))]
 
-mod support;
-
 use std::sync::Arc;
 
 use memcache::exp::AsyncMetaClient;
 use octopus::{CachePolicy, Dao, Key, Model, Plan};
 use octopus_adapters::sqlite::SqliteStore;
+use octopus_test_support::memcache::{memcache_addr, memcache_store};
 
 #[derive(Debug, Clone, PartialEq, Model)]
 #[octopus(table = "meters")]
@@ -41,7 +40,7 @@ fn wrong_typed(id: u64) -> Vec<u8> {
 async fn a_cached_value_of_the_wrong_type_is_a_counted_miss() {
     let dir = tempfile::tempdir().unwrap();
     let primary = Arc::new(SqliteStore::open(dir.path().join("m.db")).await.unwrap());
-    let remote = Arc::new(support::memcache_store("undecodable").await);
+    let remote = Arc::new(memcache_store("undecodable").await);
     let plan = Arc::new(
         Plan::builder(primary)
             .cache(remote.clone(), CachePolicy::Invalidate)
@@ -53,7 +52,7 @@ async fn a_cached_value_of_the_wrong_type_is_a_counted_miss() {
     meters.create(&mut meter.clone()).await.unwrap();
 
     let wire = remote.cache_key(Meter::SCHEMA, &Key::UInt(7));
-    let raw = AsyncMetaClient::connect(support::memcache_url().trim_start_matches("memcache://"))
+    let raw = AsyncMetaClient::connect(memcache_addr().to_string())
         .await
         .unwrap();
     raw.set(&wire, wrong_typed(7)).send().await.unwrap();

@@ -4,11 +4,10 @@
 //! per-change refusals made before the transaction.
 #![cfg(feature = "mysql")]
 
-mod support;
-
 use mysql_async::prelude::Queryable;
 use octopus::{Change, Error, Key, Model, Precondition, Store};
 use octopus_adapters::mysql::MysqlStore;
+use octopus_test_support::mysql::fresh_database;
 
 #[derive(Debug, Clone, PartialEq, Model)]
 #[octopus(table = "blobs")]
@@ -39,7 +38,7 @@ fn create(b: &Blob) -> Change {
 }
 
 async fn ready(name: &str) -> (MysqlStore, String) {
-    let url = support::fresh_database(name).await;
+    let url = fresh_database(name).await;
     let store = MysqlStore::new(&url).unwrap();
     store.ensure_schema(Blob::SCHEMA).await.unwrap();
     (store, url)

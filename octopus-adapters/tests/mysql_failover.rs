@@ -10,15 +10,14 @@
 //!   handed out again with its late answer pending.
 #![cfg(feature = "mysql")]
 
-mod private_mariadb;
-
 use std::time::{Duration, Instant};
 
 use fault_proxy::{FaultProxy, Mode};
 use mysql_async::prelude::Queryable;
 use octopus::{Change, Error, Key, Model, Precondition, Store};
 use octopus_adapters::mysql::MysqlStore;
-use private_mariadb::PrivateMariadb;
+use octopus_test_support::mysql::{APP_USER, PrivateMariadb};
+use octopus_test_support::{check, eventually};
 
 #[derive(Debug, Clone, PartialEq, Model)]
 #[octopus(table = "items")]
@@ -210,14 +209,15 @@ async fn a_deadlock_victim_is_run_again_and_commits() {
         let store = store.clone();
         async move { store.apply(Item::SCHEMA, &changes).await }
     });
-    let until = Instant::now() + Duration::from_secs(5);
-    while row_lock_waits(&mut root).await != 1 {
-        assert!(
-            Instant::now() < until,
-            "the store's apply never waited for row 2"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        "the store's apply to wait for row 2",
+        Duration::from_secs(5),
+        async || {
+            let waits = row_lock_waits(&mut root).await;
+            check(waits == 1, format!("{waits} row lock waits"))
+        },
+    )
+    .await;
     // Row 1 closes the cycle: the store's transaction is the victim.
     let _: Option<i64> = other
         .query_first("SELECT id FROM items WHERE id = 1 FOR UPDATE")
@@ -244,7 +244,7 @@ async fn a_connection_abandoned_mid_statement_is_not_reused() {
         .unwrap();
     let url = format!(
         "mysql://{}@{}/test?deadline_ms=300&pool_size=1",
-        private_mariadb::APP_USER,
+        APP_USER,
         proxy.addr()
     );
     let store = MysqlStore::new(&url).unwrap();

@@ -2,13 +2,12 @@
 //! columns the model cannot use is refused at open, naming table and column.
 #![cfg(feature = "mysql")]
 
-mod support;
-
 use std::sync::Arc;
 
 use mysql_async::prelude::Queryable;
 use octopus::{Dao, Error, Model, Plan};
 use octopus_adapters::mysql::MysqlStore;
+use octopus_test_support::mysql::{fresh_database, mysql_store};
 
 #[derive(Debug, Clone, PartialEq, Model)]
 #[octopus(table = "accounts")]
@@ -28,7 +27,7 @@ async fn raw(url: &str, sql: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conflicting_column_type_is_named() {
-    let url = support::fresh_database("schema_conflict").await;
+    let url = fresh_database("schema_conflict").await;
     raw(
         &url,
         "CREATE TABLE accounts (id BIGINT UNSIGNED PRIMARY KEY, owner LONGTEXT NOT NULL, \
@@ -57,7 +56,7 @@ async fn a_conflicting_column_type_is_named() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_key_where_the_model_is_unsigned_is_named() {
-    let url = support::fresh_database("schema_unsigned").await;
+    let url = fresh_database("schema_unsigned").await;
     raw(
         &url,
         "CREATE TABLE accounts (id BIGINT PRIMARY KEY, owner LONGTEXT NOT NULL, \
@@ -82,7 +81,7 @@ async fn a_text_key_over_the_column_limit_is_invalid_and_writes_nothing() {
         #[octopus(key)]
         name: String,
     }
-    let store = support::mysql_store("key_limit").await;
+    let store = mysql_store("key_limit").await;
     let labels: Dao<Label> = Dao::open(Arc::new(Plan::new(store))).await.unwrap();
     let mut label = Label {
         name: "é".repeat(769),

@@ -5,8 +5,6 @@
 //! nothing, and MySQL ends with the last acknowledged write per key.
 #![cfg(all(feature = "mysql", feature = "memcache"))]
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +14,9 @@ use mysql_async::prelude::Queryable;
 use octopus::journal::{Journal, JournalOptions};
 use octopus::{BreakerOptions, CachePolicy, Dao, Error, MemoryStore, Model, Plan, WriteOutcome};
 use octopus_adapters::mysql::MysqlStore;
+use octopus_test_support::memcache::memcache_store;
+use octopus_test_support::mysql::{fresh_database, mysql_addr, url_via};
+use octopus_test_support::{check, eventually};
 
 #[derive(Debug, Clone, PartialEq, Model)]
 #[octopus(table = "carts")]
@@ -25,24 +26,6 @@ struct Cart {
     items: u32,
     #[octopus(version)]
     version: u64,
-}
-
-/// MariaDB's address, from the test URL.
-fn server() -> std::net::SocketAddr {
-    let url = support::mysql_url();
-    let opts = mysql_async::Opts::from_url(&url).unwrap();
-    format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port())
-        .parse()
-        .unwrap()
-}
-
-fn through(proxy: &FaultProxy, url: &str) -> String {
-    let (base, _) = url.split_once('?').unwrap_or((url, ""));
-    let (_, db) = base.rsplit_once('/').unwrap();
-    format!(
-        "mysql://root@{}/{db}?deadline_ms=300&pool_size=4",
-        proxy.addr()
-    )
 }
 
 async fn rows(url: &str) -> BTreeMap<u64, u32> {
@@ -77,10 +60,11 @@ async fn plan(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mysql_outage_loses_nothing() {
-    let direct = support::fresh_database("outage_mysql").await;
-    let proxy = FaultProxy::start(server()).await.unwrap();
-    let store = Arc::new(MysqlStore::new(&through(&proxy, &direct)).unwrap());
-    let cache = Arc::new(support::memcache_store("outage-mysql").await);
+    let direct = fresh_database("outage_mysql").await;
+    let proxy = FaultProxy::start(mysql_addr()).await.unwrap();
+    let through = url_via(&direct, proxy.addr(), "deadline_ms=300&pool_size=4");
+    let store = Arc::new(MysqlStore::new(&through).unwrap());
+    let cache = Arc::new(memcache_store("outage-mysql").await);
     let dir = tempfile::tempdir().unwrap();
     let mut expected: BTreeMap<u64, u32> = BTreeMap::new();
 
@@ -139,10 +123,9 @@ async fn a_mysql_outage_loses_nothing() {
     // MySQL comes back, slowly (every packet delayed), so the restart below
     // happens in the middle of draining.
     proxy.set(Mode::Latency(Duration::from_millis(5))).await;
-    let p = plan1.clone();
-    support::eventually(20, "draining starts", move || {
-        let left = p.stats().fallback.unwrap().pending;
-        left < pending && left > 0
+    eventually("draining to start", Duration::from_secs(20), async || {
+        let left = plan1.stats().fallback.unwrap().pending;
+        check(left < pending && left > 0, left)
     })
     .await;
     drop(carts);
@@ -163,10 +146,14 @@ async fn a_mysql_outage_loses_nothing() {
         carts.update(&mut current).await.unwrap();
         expected.insert(c.id, 99);
     }
-    let p = plan2.clone();
-    support::eventually(20, "the journal drains", move || {
-        p.stats().fallback.unwrap().pending == 0
-    })
+    eventually(
+        "the journal to drain",
+        Duration::from_secs(20),
+        async || {
+            let stats = plan2.stats();
+            check(stats.fallback.as_ref().unwrap().pending == 0, stats)
+        },
+    )
     .await;
     assert_eq!(
         rows(&direct).await,

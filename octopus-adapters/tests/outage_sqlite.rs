@@ -3,8 +3,6 @@
 //! gone the journal drains and the file holds the last write per key.
 #![cfg(feature = "sqlite")]
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +10,7 @@ use std::time::Duration;
 use octopus::journal::{Journal, JournalOptions};
 use octopus::{BreakerOptions, CachePolicy, Dao, MemoryStore, Model, Plan, WriteOutcome};
 use octopus_adapters::sqlite::{SqliteOptions, SqliteStore};
+use octopus_test_support::{check, eventually};
 
 #[derive(Debug, Clone, PartialEq, Model)]
 #[octopus(table = "stock")]
@@ -108,10 +107,14 @@ async fn a_locked_database_is_journaled_then_caught_up() {
         stock.update(&mut s).await.unwrap();
         expected.insert(s.sku, s.count);
     }
-    let p = plan.clone();
-    support::eventually(10, "the journal drains", move || {
-        p.stats().fallback.unwrap().pending == 0
-    })
+    eventually(
+        "the journal to drain",
+        Duration::from_secs(10),
+        async || {
+            let stats = plan.stats();
+            check(stats.fallback.as_ref().unwrap().pending == 0, stats)
+        },
+    )
     .await;
     assert_eq!(rows(&db), expected);
     assert_eq!(

@@ -10,8 +10,6 @@
 //! parallel cannot race on it.
 #![cfg(all(feature = "sqlite", feature = "mysql", feature = "memcache"))]
 
-mod support;
-
 use std::time::Duration;
 
 use octopus::config::Config;
@@ -317,11 +315,7 @@ async fn a_password_with_every_special_character_reaches_the_server() {
 
 async fn admin(sql: &str) {
     use mysql_async::prelude::Queryable;
-    let root = support::mysql_url();
-    let root = root.split('?').next().unwrap();
-    let mut conn = mysql_async::Conn::from_url(format!("{root}?prefer_socket=false"))
-        .await
-        .unwrap_or_else(|e| panic!("MySQL at {root}: {e}; start it with ./scripts/services.sh"));
+    let mut conn = octopus_test_support::mysql::admin().await;
     conn.query_drop(sql).await.unwrap();
     conn.disconnect().await.unwrap();
 }

@@ -29,8 +29,6 @@
 //!    journaled writes applied.
 #![cfg(feature = "mysql")]
 
-mod support;
-
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write as _};
 use std::path::{Path, PathBuf};
@@ -43,6 +41,7 @@ use mysql_async::prelude::Queryable;
 use octopus::journal::{Journal, JournalOptions};
 use octopus::{BreakerOptions, CachePolicy, Dao, Error, MemoryStore, Model, Plan};
 use octopus_adapters::mysql::MysqlStore;
+use octopus_test_support::mysql::{fresh_database, mysql_addr, url_via};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio::time::{Instant, timeout, timeout_at};
 
@@ -327,18 +326,12 @@ async fn all(servers: &mut [Server], command: &str, within: Duration) -> Vec<Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_one_partitioned_keep_every_acknowledged_write() {
     let started = std::time::Instant::now();
-    let direct = support::fresh_database("two_servers").await;
+    let direct = fresh_database("two_servers").await;
     seed(&direct).await;
-    let opts = mysql_async::Opts::from_url(&direct).expect("a valid MySQL URL");
-    let server = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
-    let proxy = FaultProxy::start(server.parse().expect("MySQL at an IP address")).await;
+    let proxy = FaultProxy::start(mysql_addr()).await;
     let proxy = proxy.expect("the proxy starts");
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let db = opts.db_name().expect("the URL names a database");
-    let through = format!(
-        "mysql://root@{}/{db}?deadline_ms=300&pool_size=4",
-        proxy.addr()
-    );
+    let through = url_via(&direct, proxy.addr(), "deadline_ms=300&pool_size=4");
     let sep = if direct.contains('?') { '&' } else { '?' };
     let mut servers = [
         Server::spawn("A", &through, dir.path()),

@@ -3,14 +3,13 @@
 //! for a duplicate of the key.
 #![cfg(all(feature = "sqlite", feature = "mysql"))]
 
-mod support;
-
 use std::sync::Arc;
 
 use mysql_async::prelude::Queryable;
 use octopus::{Dao, Error, Model, Plan};
 use octopus_adapters::mysql::MysqlStore;
 use octopus_adapters::sqlite::SqliteStore;
+use octopus_test_support::mysql::fresh_database;
 
 #[derive(Debug, Clone, PartialEq, Model)]
 #[octopus(table = "people")]
@@ -63,7 +62,7 @@ async fn sqlite_tells_a_unique_index_from_the_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_tells_a_unique_index_from_the_key() {
-    let url = support::fresh_database("unique_index").await;
+    let url = fresh_database("unique_index").await;
     let store = MysqlStore::new(&url).unwrap();
     let people: Dao<Person> = Dao::open(Arc::new(Plan::new(store))).await.unwrap();
     let mut conn = mysql_async::Conn::from_url(format!("{url}?prefer_socket=false"))

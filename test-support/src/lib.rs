@@ -6,6 +6,8 @@
 //! - [`eventually`] and [`poll_until`], the one way a test waits for a
 //!   condition: polling with a deadline, failing with what it last saw;
 //! - [`Rng`] and [`bit_patterns`], small seeded random sources;
+//! - [`history`], a checker of recorded histories of one register per key
+//!   (linearizability, per key) for the chaos tests;
 //! - [`quick_breaker`], breaker settings under which outages start and end
 //!   within a test's few calls;
 //! - with feature `mysql`, fixtures of the shared MariaDB server (a fresh
@@ -23,6 +25,7 @@
 //! of `octopus`.)
 
 mod breaker;
+pub mod history;
 mod rng;
 mod scripted;
 mod wait;

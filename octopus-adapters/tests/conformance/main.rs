@@ -4,8 +4,6 @@
 mod apply;
 mod models;
 mod suite;
-#[path = "../support/mod.rs"]
-mod support;
 
 use std::sync::Arc;
 
@@ -98,7 +96,7 @@ conformance!(sqlite_memory_store, sqlite_memory);
 
 #[cfg(feature = "mysql")]
 async fn mysql(test: &str) -> Fixture {
-    let store = support::mysql_store(&format!("conf_{test}")).await;
+    let store = octopus_test_support::mysql::mysql_store(&format!("conf_{test}")).await;
     Fixture {
         store: Arc::new(store),
         floats: FloatPolicy::NonFiniteRefused,
@@ -113,7 +111,9 @@ conformance!(mysql_store, mysql);
 #[cfg(feature = "memcache")]
 async fn memcache(test: &str) -> Fixture {
     Fixture {
-        store: Arc::new(support::memcache_store(&format!("conf-{test}")).await),
+        store: Arc::new(
+            octopus_test_support::memcache::memcache_store(&format!("conf-{test}")).await,
+        ),
         floats: FloatPolicy::AllStored,
         scans: false,
         _guard: Box::new(()),

@@ -17,6 +17,7 @@ use octopus::journal::{Journal, JournalOptions};
 use octopus::{BreakerOptions, CachePolicy, Dao, Deletion, Error, MemoryStore, Plan, WriteOutcome};
 use octopus_adapters::memcache::{MemcacheOptions, MemcacheStore};
 use octopus_adapters::mysql::MysqlStore;
+use octopus_test_support::Rng;
 
 use super::{HOT, Item, KEYS, TASKS, env, now};
 
@@ -100,7 +101,7 @@ pub async fn main(role: String) {
         .map(|task| {
             let (items, files, role) = (items.clone(), files.clone(), role.clone());
             tokio::spawn(async move {
-                let mut rng = super::Rng((incarnation ^ (task + 1).wrapping_mul(0x9e37_79b9)) | 1);
+                let mut rng = Rng::new((incarnation ^ (task + 1).wrapping_mul(0x9e37_79b9)) | 1);
                 let mut n = 0u64;
                 let mut pace = pace();
                 while now() < until {
@@ -155,13 +156,7 @@ fn pace() -> Option<tokio::time::Interval> {
 /// A random operation on a random key: `I id key op value time` before it,
 /// `C id outcome read time` after it. Outcomes: `ok`, `journaled`,
 /// `exists`, `conflict`, `notfound`, `unknown`.
-async fn one_operation(
-    items: &Dao<Item>,
-    files: &Files,
-    id: &str,
-    rng: &mut super::Rng,
-    value: i64,
-) {
+async fn one_operation(items: &Dao<Item>, files: &Files, id: &str, rng: &mut Rng, value: i64) {
     // Half the operations on a few hot keys, the rest spread out (where a
     // stale row lives until something reads it).
     let key = if rng.below(2) == 0 {

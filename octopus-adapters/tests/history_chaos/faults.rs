@@ -13,8 +13,8 @@ use std::time::Duration;
 use fault_proxy::{FaultProxy, Mode};
 use mysql_async::prelude::Queryable;
 
-use crate::private_mariadb::PrivateMariadb;
-use crate::support::OwnMemcached;
+use octopus_test_support::memcache::OwnMemcached;
+use octopus_test_support::mysql::{APP_USER, PrivateMariadb};
 
 /// How long a fault lasts, and how long everything then runs healthy.
 const DOWN: Duration = Duration::from_millis(700);
@@ -135,7 +135,7 @@ impl World {
         let mysql = FaultProxy::start(([127, 0, 0, 1], mariadb.port).into())
             .await
             .unwrap();
-        let memcached = OwnMemcached::start();
+        let memcached = OwnMemcached::start().await;
         let memcache = FaultProxy::start(([127, 0, 0, 1], memcached.port).into())
             .await
             .unwrap();
@@ -154,7 +154,7 @@ impl World {
 
     /// The URL the processes reach MySQL by (through the proxy).
     pub fn mysql_url(&self) -> String {
-        let user = crate::private_mariadb::APP_USER;
+        let user = APP_USER;
         format!("mysql://{user}@{}/test?deadline_ms=400", self.mysql.addr())
     }
 
@@ -195,7 +195,7 @@ impl World {
             Fault::MemcachedKilled => {
                 self.memcached.stop();
                 tokio::time::sleep(DOWN).await;
-                self.memcached.restart();
+                self.memcached.restart().await;
             }
             Fault::MemcachedBlackholed => {
                 self.memcache.set(Mode::Blackhole).await;

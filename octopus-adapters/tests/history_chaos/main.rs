@@ -12,7 +12,7 @@
 //! Every operation's invocation and completion are recorded on the system
 //! clock (shared by the processes) with what the client was told; once
 //! every server is back and every journal has drained, the history is
-//! checked per key against the final state (`support::history`).
+//! checked per key against the final state (`octopus_test_support::history`).
 //!
 //! `OCTOPUS_HISTORY_SECS` (or `OCTOPUS_CHAOS_SECS`, which makes both chaos
 //! tests soaks) sets the workload's length (default 12 s: every fault
@@ -31,11 +31,6 @@
 //! `cargo test -p octopus-adapters --all-features --test history_chaos -- --ignored`.
 #![cfg(all(feature = "mysql", feature = "memcache"))]
 
-#[path = "../private_mariadb/mod.rs"]
-mod private_mariadb;
-#[path = "../support/mod.rs"]
-mod support;
-
 mod app;
 mod faults;
 mod power;
@@ -49,7 +44,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use faults::{Fault, World};
 use octopus::{Key, Model, Store};
 use octopus_adapters::mysql::MysqlStore;
-use support::history::{self, Op, Outcome};
+use octopus_test_support::history::{self, Op, Outcome};
+use octopus_test_support::memcache::fresh_namespace;
 
 #[derive(Debug, Clone, PartialEq, Model)]
 #[octopus(table = "history_items")]
@@ -96,18 +92,6 @@ fn now() -> u64 {
 /// The keys a `read_many` of `key` reads.
 fn many(key: u64) -> [u64; 3] {
     [key, (key + 1) % KEYS, (key + 5) % KEYS]
-}
-
-/// A small seeded random source (xorshift).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
 }
 
 /// One application process (not a test of its own: without its
@@ -198,7 +182,7 @@ async fn run(processes: usize, name: &str) {
     let spawn = Spawn {
         url: &url,
         memcache: &memcache,
-        namespace: &support::fresh_namespace(name),
+        namespace: &fresh_namespace(name),
         until: now() + secs * 1_000_000_000,
     };
     let trace = work.path().join("trace");

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::support::history::{Op, Outcome, Record};
+use octopus_test_support::history::{Op, Outcome, Record};
 
 /// Refused at replay: `(key, Some(value))` for puts, `(key, None)` for
 /// deletes.

@@ -65,20 +65,28 @@ pub enum Outcome {
 /// One operation on one key.
 #[derive(Debug, Clone)]
 pub struct Record {
+    /// Who did it (a process and task), for the reports.
     pub client: String,
+    /// The key.
     pub key: u64,
+    /// What it did.
     pub op: Op,
+    /// How it ended for the client.
     pub outcome: Outcome,
-    /// Invocation and completion, on the shared clock.
+    /// Its invocation, on the shared clock.
     pub invoked: u64,
+    /// Its completion, on the shared clock (`u64::MAX`: never seen).
     pub completed: u64,
 }
 
 /// A violation: the key, the rule, and the operations involved.
 #[derive(Debug, Clone)]
 pub struct Violation {
+    /// The key.
     pub key: u64,
+    /// The rule broken (`stale`, `phantom`, `lost`, ...: see the module).
     pub rule: &'static str,
+    /// What happened, with the sub-history around it.
     pub detail: String,
 }
 
@@ -116,7 +124,6 @@ struct Write {
     invoked: u64,
     completed: u64,
     acked: bool,
-    client: String,
 }
 
 /// Checks `history` against the final state of each key (`None`: absent)
@@ -152,7 +159,6 @@ fn check_key(
         invoked: 0,
         completed: 0,
         acked: true,
-        client: "initial".into(),
     }];
     for r in records {
         let value = match r.op {
@@ -173,7 +179,6 @@ fn check_key(
                     u64::MAX
                 },
                 acked: r.outcome == Outcome::Ok,
-                client: r.client.clone(),
             });
         }
     }
