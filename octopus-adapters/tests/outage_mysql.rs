@@ -16,7 +16,7 @@ use octopus::{BreakerOptions, CachePolicy, Dao, Error, MemoryStore, Model, Plan,
 use octopus_adapters::mysql::MysqlStore;
 use octopus_test_support::memcache::memcache_store;
 use octopus_test_support::mysql::{fresh_database, mysql_addr, url_via};
-use octopus_test_support::{check, eventually};
+use octopus_test_support::{check, eventually, until_drained};
 
 #[derive(Debug, Clone, PartialEq, Model)]
 #[octopus(table = "carts")]
@@ -146,15 +146,7 @@ async fn a_mysql_outage_loses_nothing() {
         carts.update(&mut current).await.unwrap();
         expected.insert(c.id, 99);
     }
-    eventually(
-        "the journal to drain",
-        Duration::from_secs(20),
-        async || {
-            let stats = plan2.stats();
-            check(stats.fallback.as_ref().unwrap().pending == 0, stats)
-        },
-    )
-    .await;
+    until_drained(&plan2, Duration::from_secs(20)).await;
     assert_eq!(
         rows(&direct).await,
         expected,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use octopus::journal::{Journal, JournalOptions};
 use octopus::{BreakerOptions, CachePolicy, Dao, MemoryStore, Model, Plan, WriteOutcome};
 use octopus_adapters::sqlite::{SqliteOptions, SqliteStore};
-use octopus_test_support::{check, eventually};
+use octopus_test_support::until_drained;
 
 #[derive(Debug, Clone, PartialEq, Model)]
 #[octopus(table = "stock")]
@@ -107,15 +107,7 @@ async fn a_locked_database_is_journaled_then_caught_up() {
         stock.update(&mut s).await.unwrap();
         expected.insert(s.sku, s.count);
     }
-    eventually(
-        "the journal to drain",
-        Duration::from_secs(10),
-        async || {
-            let stats = plan.stats();
-            check(stats.fallback.as_ref().unwrap().pending == 0, stats)
-        },
-    )
-    .await;
+    until_drained(&plan, Duration::from_secs(10)).await;
     assert_eq!(rows(&db), expected);
     assert_eq!(
         stock

@@ -9,7 +9,7 @@
 //! - [`history`], a checker of recorded histories of one register per key
 //!   (linearizability, per key) for the chaos tests;
 //! - [`quick_breaker`], breaker settings under which outages start and end
-//!   within a test's few calls;
+//!   within a test's few calls, and [`until_drained`];
 //! - with feature `mysql`, fixtures of the shared MariaDB server (a fresh
 //!   database per test) and of MariaDB servers of a test's own (`mysql`);
 //! - with feature `memcache`, fixtures of the shared memcached server (a
@@ -24,8 +24,8 @@
 //! (Its unit tests must not use this crate: they are built from a second copy
 //! of `octopus`.)
 
-mod breaker;
 pub mod history;
+mod plan;
 mod rng;
 mod scripted;
 mod wait;
@@ -35,7 +35,7 @@ pub mod memcache;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 
-pub use breaker::quick_breaker;
+pub use plan::{quick_breaker, until_drained};
 pub use rng::{Rng, bit_patterns};
 pub use scripted::{Scripted, Step};
 pub use wait::{check, eventually, poll_until};

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
-use octopus_test_support::{check, eventually};
+use octopus_test_support::until_drained;
 use tokio::sync::RwLock;
 
 use crate::faults::Schedule;
@@ -67,12 +67,7 @@ async fn drain(app: &RwLock<App>, schedule_started: Instant) -> u64 {
     let plan = app.read().await.plan.clone();
     let drain_started = Instant::now();
     let pending_at_end = plan.stats().fallback.unwrap().pending;
-    let what = "the journal to drain after the last outage";
-    eventually(what, Duration::from_secs(60), async || {
-        let stats = plan.stats();
-        check(stats.fallback.as_ref().unwrap().pending == 0, stats)
-    })
-    .await;
+    until_drained(&plan, Duration::from_secs(60)).await;
     println!(
         "chaos: schedule took {} ms; final drain of {pending_at_end} entries took {} ms",
         (drain_started - schedule_started).as_millis(),
