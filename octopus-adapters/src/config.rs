@@ -60,15 +60,7 @@ pub async fn open_cache(url: &str) -> Result<Arc<dyn Cache>> {
 /// `500ms`, `60s`, `5m`, or a number of seconds.
 fn duration(url: &StoreUrl<'_>, param: &crate::url::Param<'_>) -> Result<Duration> {
     let v = param.value.as_str();
-    let parsed = if let Some(n) = v.strip_suffix("ms") {
-        n.parse().ok().map(Duration::from_millis)
-    } else if let Some(n) = v.strip_suffix('s') {
-        n.parse().ok().map(Duration::from_secs)
-    } else if let Some(n) = v.strip_suffix('m') {
-        n.parse::<u64>().ok().map(|m| Duration::from_secs(m * 60))
-    } else {
-        v.parse().ok().map(Duration::from_secs)
-    };
+    let parsed = octopus::config::parse_duration(v);
     parsed.filter(|d| !d.is_zero()).ok_or_else(|| {
         url.error(format!(
             "`{}` must be a positive duration like 500ms, 60s or 5m, got {v:?}",
@@ -160,7 +152,8 @@ pub async fn plans(config: &Config) -> Result<Plans> {
                 s
             }
         };
-        let breaker_config = plan.breaker.clone().unwrap_or_default().resolve()?;
+        let breaker_config = plan.breaker.clone().unwrap_or_default();
+        breaker_config.validate()?;
         let (breaker, read_breaker) = match breakers.get(&url) {
             Some((b, first)) => {
                 if *b.0.config() != breaker_config {
@@ -194,10 +187,10 @@ pub async fn plans(config: &Config) -> Result<Plans> {
                     opened
                 }
             };
-            builder = builder.cache(cache, c.policy.into());
+            builder = builder.cache(cache, c.policy);
         }
-        if let Some(ms) = plan.herd_wait_ms {
-            builder = builder.herd_wait(Duration::from_millis(ms));
+        if let Some(wait) = plan.herd_wait {
+            builder = builder.herd_wait(wait);
         }
         builder.build()
     };

@@ -142,7 +142,7 @@ fn toml_errors_show_no_password() {
             format!("[default]\nprimary = \"x\"\nprimary = \"{url}\"\n"),
             // A URL where a list belongs: serde quotes the value.
             format!("[default]\nprimary = \"x\"\ncaches = \"{url}\"\n"),
-            format!("[default]\nprimary = \"x\"\nherd_wait_ms = \"{url}\"\n"),
+            format!("[default]\nprimary = \"x\"\nherd_wait = \"{url}\"\n"),
         ];
         for text in &broken {
             let outcome = Config::from_toml(text, "app.toml");

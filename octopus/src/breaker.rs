@@ -9,28 +9,37 @@ use tokio::time::Instant;
 use crate::{Error, Result};
 
 /// Settings of a [`CircuitBreaker`]. The defaults suit a database primary.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// In a config file (`[default.breaker]`) the keys are the fields' names,
+/// durations are written `"500ms"`, `"5s"` or `"5m"`, and unset ones keep
+/// their defaults.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct BreakerOptions {
     /// Calls remembered in the count-based sliding window (default 20).
     pub window: usize,
-    /// Calls the window must hold before rates are evaluated (default 10).
+    /// Calls the window must hold before rates are evaluated (default 10;
+    /// a value above `window` counts as `window`, as in resilience4j).
     pub minimum_calls: usize,
     /// Failure rate (0.0–1.0) at or above which the breaker opens
     /// (default 0.5).
     pub failure_rate: f64,
     /// A call taking at least this long is slow (default 2 s).
+    #[serde(deserialize_with = "crate::config::deserialize_duration")]
     pub slow_call_duration: Duration,
     /// Slow-call rate (0.0–1.0) at or above which the breaker opens
     /// (default 1.0: only when every call in the window is slow).
     pub slow_call_rate: f64,
     /// Time the breaker stays open before letting probes through
     /// (default 5 s).
+    #[serde(deserialize_with = "crate::config::deserialize_duration")]
     pub open_wait: Duration,
     /// Probe calls admitted while half-open (default 3).
     pub half_open_calls: usize,
     /// Longest time the breaker stays half-open waiting for its probes to
     /// finish before it opens again (default 10 s): a half-open state can
     /// never get stuck.
+    #[serde(deserialize_with = "crate::config::deserialize_duration")]
     pub half_open_max_wait: Duration,
 }
 
@@ -56,8 +65,8 @@ impl BreakerOptions {
         if self.window == 0 {
             return bad("window", "must be at least 1");
         }
-        if self.minimum_calls == 0 || self.minimum_calls > self.window {
-            return bad("minimum_calls", "must be between 1 and the window size");
+        if self.minimum_calls == 0 {
+            return bad("minimum_calls", "must be at least 1");
         }
         if !(self.failure_rate > 0.0 && self.failure_rate <= 1.0) {
             return bad("failure_rate", "must be in (0, 1]");
@@ -337,7 +346,8 @@ impl CircuitBreaker {
                         g.slow -= usize::from(old.slow);
                     }
                     let n = g.ring.len();
-                    if n >= self.config.minimum_calls && self.over_threshold(g.failures, g.slow, n)
+                    if n >= self.config.minimum_calls.min(self.config.window)
+                        && self.over_threshold(g.failures, g.slow, n)
                     {
                         changes.push(self.transition(&mut g, BreakerState::Open, now));
                     }

@@ -83,6 +83,30 @@ async fn waits_for_the_minimum_number_of_calls() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_minimum_above_the_window_counts_as_the_window() {
+    let options = BreakerOptions {
+        window: 3,
+        ..BreakerOptions::default()
+    };
+    assert_eq!(options.minimum_calls, 10, "the default minimum exceeds 3");
+    let (b, store) = (
+        CircuitBreaker::new("small", options).unwrap(),
+        Scripted::new(),
+    );
+    store.then_n(3, || Step::Down);
+    for _ in 0..2 {
+        let _ = call(&b, &store).await;
+    }
+    assert_eq!(b.state(), BreakerState::Closed, "2 calls, window not full");
+    let _ = call(&b, &store).await;
+    assert_eq!(
+        b.state(),
+        BreakerState::Open,
+        "3 failures fill a window of 3: a window can never hold 10 calls"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn fails_fast_while_open_without_touching_the_store() {
     let store = Scripted::new();
     let plan = Arc::new(
@@ -334,7 +358,7 @@ fn invalid_settings_name_the_setting() {
     let err = CircuitBreaker::new(
         "x",
         BreakerOptions {
-            minimum_calls: 9,
+            minimum_calls: 0,
             ..config()
         },
     )

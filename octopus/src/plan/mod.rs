@@ -27,8 +27,10 @@ use crate::schema::Schema;
 use crate::stats::{LevelCounters, PlanCounters, PlanStats};
 use crate::store::Store;
 
-/// How a cache level follows writes to the primary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How a cache level follows writes to the primary. In a config file:
+/// `invalidate` or `write_through`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CachePolicy {
     /// Drop the key after the primary write; the next read fills it. The
     /// safe default under concurrency.
