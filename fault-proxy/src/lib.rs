@@ -165,9 +165,7 @@ fn rebind(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 async fn accept_loop(
-    listener: TcpListener,
-    upstream: SocketAddr,
-    mode: watch::Receiver<Mode>,
+    listener: TcpListener, upstream: SocketAddr, mode: watch::Receiver<Mode>,
     (count, open): (Arc<AtomicU64>, Arc<AtomicU64>),
 ) {
     loop {
@@ -271,8 +269,7 @@ async fn hold(client: TcpStream, mut mode: watch::Receiver<Mode>) {
 }
 
 async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf,
     mode: watch::Receiver<Mode>,
 ) {
     let mut buf = vec![0u8; 16 * 1024];

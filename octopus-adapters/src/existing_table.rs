@@ -23,8 +23,7 @@ pub(crate) struct Existing {
 /// column may hold the schema's column `i`, otherwise the type the model
 /// needs.
 pub(crate) fn check(
-    schema: &'static Schema,
-    found: &[Existing],
+    schema: &'static Schema, found: &[Existing],
     fits: impl Fn(usize, &Existing) -> Result<(), String>,
 ) -> Result<(), Error> {
     let mismatch = |column: &str, reason: String| Error::SchemaMismatch {

@@ -23,9 +23,7 @@ impl<T> Default for PerSchema<T> {
 impl<T> PerSchema<T> {
     /// The value for `schema`, built with `make` the first time.
     pub(crate) fn get(
-        &self,
-        schema: &'static Schema,
-        make: impl FnOnce(&'static Schema) -> T,
+        &self, schema: &'static Schema, make: impl FnOnce(&'static Schema) -> T,
     ) -> Arc<T> {
         let id = schema as *const Schema as usize;
         // A poisoned lock only means another thread panicked while holding

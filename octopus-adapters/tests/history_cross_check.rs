@@ -151,12 +151,7 @@ fn linearizable(h: &History) -> bool {
 }
 
 fn search(
-    ev: &[Event],
-    preds: &[u32],
-    need: u32,
-    last: Option<i64>,
-    done: u32,
-    state: Option<i64>,
+    ev: &[Event], preds: &[u32], need: u32, last: Option<i64>, done: u32, state: Option<i64>,
     failed: &mut HashSet<(u32, Option<i64>)>,
 ) -> bool {
     if done & need == need && state == last {

@@ -125,8 +125,7 @@ async fn hold_lock(db: &PrivateMariadb, id: i64) -> mysql_async::Conn {
 /// within about the 800 ms deadline, ended by the server's own statement
 /// limit (1969), not by the client giving up.
 async fn fails_within_deadline<T: std::fmt::Debug>(
-    what: &str,
-    call: impl std::future::Future<Output = Result<T, Error>>,
+    what: &str, call: impl std::future::Future<Output = Result<T, Error>>,
 ) {
     let started = Instant::now();
     let err = call.await.unwrap_err();

@@ -36,8 +36,7 @@ async fn rows(url: &str) -> BTreeMap<u64, u32> {
 }
 
 async fn plan(
-    store: &Arc<MysqlStore>,
-    cache: &Arc<octopus_adapters::memcache::MemcacheStore>,
+    store: &Arc<MysqlStore>, cache: &Arc<octopus_adapters::memcache::MemcacheStore>,
     dir: &std::path::Path,
 ) -> Arc<Plan> {
     let journal = Journal::open(dir, JournalOptions::default().replay_batch(20));

@@ -118,8 +118,7 @@ pub fn field(cx: &mut Ctxt, attrs: &[Attribute]) -> FieldAttrs {
 /// Calls `f` on each item of every `#[octopus(...)]`, keeping syn's parse
 /// errors (`#[octopus]` without a list, a missing `,`) with the others.
 fn for_each_meta(
-    cx: &mut Ctxt,
-    attrs: &[Attribute],
+    cx: &mut Ctxt, attrs: &[Attribute],
     mut f: impl FnMut(&mut Ctxt, ParseNestedMeta<'_>) -> syn::Result<()>,
 ) {
     for attr in attrs.iter().filter(|a| a.path().is_ident(OCTOPUS)) {

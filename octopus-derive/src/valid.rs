@@ -136,10 +136,7 @@ fn check_roles(cx: &mut Ctxt, input: &Input<'_>) {
 
 /// The first field with attribute `name`; every later one is an error.
 fn unique<'i, 'a>(
-    cx: &mut Ctxt,
-    input: &'i Input<'a>,
-    name: &str,
-    quota: &str,
+    cx: &mut Ctxt, input: &'i Input<'a>, name: &str, quota: &str,
     flag: impl Fn(&FieldAttrs) -> Flag,
 ) -> Option<&'i Field<'a>> {
     let mut first: Option<&Field<'_>> = None;

@@ -237,8 +237,7 @@ impl CircuitBreaker {
 
     /// Calls `f(store_name, from, to)` on every state change.
     pub fn on_state_change(
-        &self,
-        f: impl Fn(&str, BreakerState, BreakerState) + Send + Sync + 'static,
+        &self, f: impl Fn(&str, BreakerState, BreakerState) + Send + Sync + 'static,
     ) {
         self.lock_listeners().push(Box::new(f));
     }
@@ -386,10 +385,7 @@ impl CircuitBreaker {
     }
 
     fn transition(
-        &self,
-        g: &mut Inner,
-        to: BreakerState,
-        now: Instant,
+        &self, g: &mut Inner, to: BreakerState, now: Instant,
     ) -> (BreakerState, BreakerState) {
         let from = g.state;
         g.state = to;

@@ -47,9 +47,7 @@ pub trait Cache: Send + Sync + 'static {
     /// Looks several keys up, one result per key in order, batched where the
     /// backend allows.
     fn lookup_many<'a>(
-        &'a self,
-        schema: &'static Schema,
-        keys: &'a [Key],
+        &'a self, schema: &'static Schema, keys: &'a [Key],
     ) -> BoxFuture<'a, Result<Vec<Lookup>>> {
         Box::pin(async move {
             let mut out = Vec::with_capacity(keys.len());
@@ -64,10 +62,7 @@ pub trait Cache: Send + Sync + 'static {
     /// `token`; returns whether it was stored (`false`: a race was lost and
     /// the newer state kept).
     fn fill<'a>(
-        &'a self,
-        schema: &'static Schema,
-        record: &'a Record,
-        token: FillToken,
+        &'a self, schema: &'static Schema, record: &'a Record, token: FillToken,
     ) -> BoxFuture<'a, Result<bool>>;
 
     /// Stores `record` unconditionally (write-through after a primary write).

@@ -90,9 +90,7 @@ impl Change {
     /// only the whole row shows. A store then reads the whole row and calls
     /// [`check`](Self::check).
     pub fn check_version(
-        &self,
-        schema: &'static Schema,
-        stored: Option<Option<u64>>,
+        &self, schema: &'static Schema, stored: Option<Option<u64>>,
     ) -> Option<Result<()>> {
         match (stored, &self.row) {
             // A delete of a key that holds nothing: already applied.
@@ -148,9 +146,7 @@ impl Change {
 /// Atomic only against writers that go through this process's store one at
 /// a time; stores with transactions override it.
 pub(crate) async fn apply_one_by_one<S: Store + ?Sized>(
-    store: &S,
-    schema: &'static Schema,
-    changes: &[Change],
+    store: &S, schema: &'static Schema, changes: &[Change],
 ) -> Result<Vec<Result<()>>> {
     let mut out = Vec::with_capacity(changes.len());
     for change in changes {

@@ -106,8 +106,7 @@ impl<T: Model> Dao<T> {
 
     /// The rows with `keys`, one slot per key in order, batched per store.
     pub async fn read_many<K: Into<Key>>(
-        &self,
-        keys: impl IntoIterator<Item = K>,
+        &self, keys: impl IntoIterator<Item = K>,
     ) -> Result<Vec<Option<T>>> {
         let keys = keys
             .into_iter()

@@ -223,9 +223,7 @@ impl Error {
 
     /// An [`Error::SchemaMismatch`] at `column` of `table`.
     pub fn schema_mismatch(
-        table: &'static str,
-        column: impl Into<String>,
-        reason: impl Into<String>,
+        table: &'static str, column: impl Into<String>, reason: impl Into<String>,
     ) -> Self {
         Error::SchemaMismatch {
             table,
@@ -237,9 +235,7 @@ impl Error {
     /// An [`Error::Journal`] about `path` (at `offset`, when it is about
     /// one entry).
     pub fn journal(
-        path: impl Into<PathBuf>,
-        offset: Option<u64>,
-        reason: impl Into<String>,
+        path: impl Into<PathBuf>, offset: Option<u64>, reason: impl Into<String>,
     ) -> Self {
         Error::Journal {
             path: path.into(),
@@ -252,9 +248,7 @@ impl Error {
     /// An [`Error::Journal`] for an I/O failure on `path`, kept as its
     /// source.
     pub fn journal_io(
-        path: impl Into<PathBuf>,
-        offset: Option<u64>,
-        source: std::io::Error,
+        path: impl Into<PathBuf>, offset: Option<u64>, source: std::io::Error,
     ) -> Self {
         Error::Journal {
             path: path.into(),

@@ -138,10 +138,7 @@ pub trait Fallback: Send + Sync + 'static {
     /// when nothing is pending for the key. Returns how the write was
     /// acknowledged, or an error for the caller.
     fn write<'a>(
-        &'a self,
-        schema: &'static Schema,
-        write: &'a Write,
-        cached: Option<&'a Record>,
+        &'a self, schema: &'static Schema, write: &'a Write, cached: Option<&'a Record>,
         error: Error,
     ) -> BoxFuture<'a, Result<WriteOutcome>>;
 
@@ -184,9 +181,7 @@ pub trait Fallback: Send + Sync + 'static {
     /// The latest pending write of `key`: `Some(Some(row))` for a row,
     /// `Some(None)` for a delete, `None` when nothing is pending.
     fn pending<'a>(
-        &'a self,
-        schema: &'static Schema,
-        key: &'a Key,
+        &'a self, schema: &'static Schema, key: &'a Key,
     ) -> BoxFuture<'a, Result<Option<Option<Record>>>> {
         let _ = (schema, key);
         Box::pin(async { Ok(None) })
@@ -230,10 +225,7 @@ pub struct FailFast;
 
 impl Fallback for FailFast {
     fn write<'a>(
-        &'a self,
-        _schema: &'static Schema,
-        _write: &'a Write,
-        _cached: Option<&'a Record>,
+        &'a self, _schema: &'static Schema, _write: &'a Write, _cached: Option<&'a Record>,
         error: Error,
     ) -> BoxFuture<'a, Result<WriteOutcome>> {
         Box::pin(async move { Err(error) })

@@ -311,9 +311,7 @@ pub mod private {
     pub use super::{Field, KeyField, NotNull, VersionField};
 
     pub fn decoded<T>(
-        schema: &'static Schema,
-        index: usize,
-        value: std::result::Result<T, String>,
+        schema: &'static Schema, index: usize, value: std::result::Result<T, String>,
     ) -> Result<T> {
         value.map_err(|reason| Error::Decode {
             table: schema.table(),
@@ -326,9 +324,7 @@ pub mod private {
     /// serde_json writes what it cannot read (NaN and infinities become
     /// `null`; nesting deeper than its reader's limit of 128 levels).
     pub fn encode_json<T: serde::Serialize + serde::de::DeserializeOwned>(
-        schema: &'static Schema,
-        index: usize,
-        value: &T,
+        schema: &'static Schema, index: usize, value: &T,
     ) -> Result<Value> {
         let refused = |why: String| Error::Invalid {
             what: format!(
@@ -350,9 +346,7 @@ pub mod private {
     }
 
     pub fn decode_json<T: serde::de::DeserializeOwned>(
-        schema: &'static Schema,
-        index: usize,
-        value: Value,
+        schema: &'static Schema, index: usize, value: Value,
     ) -> Result<T> {
         let fail = |reason: String| Error::Decode {
             table: schema.table(),

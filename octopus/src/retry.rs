@@ -225,10 +225,7 @@ mod tests {
             Box::pin(async { Ok(Lookup::Miss(FillToken::Absent)) })
         }
         fn fill<'a>(
-            &'a self,
-            _: &'static Schema,
-            _: &'a Record,
-            _: FillToken,
+            &'a self, _: &'static Schema, _: &'a Record, _: FillToken,
         ) -> BoxFuture<'a, Result<bool>> {
             Box::pin(async { Ok(false) })
         }

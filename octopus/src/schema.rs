@@ -128,12 +128,8 @@ impl Schema {
     /// `columns`; an out-of-range index fails at compile time when used in a
     /// constant, as the derive does.
     pub const fn new(
-        table: &'static str,
-        columns: &'static [Column],
-        key: usize,
-        version: Option<usize>,
-        created_at: Option<usize>,
-        updated_at: Option<usize>,
+        table: &'static str, columns: &'static [Column], key: usize, version: Option<usize>,
+        created_at: Option<usize>, updated_at: Option<usize>,
     ) -> Self {
         assert!(key < columns.len(), "key column index out of range");
         Schema {

@@ -44,39 +44,29 @@ pub trait Store: Send + Sync + 'static {
 
     /// The row with `key`, if any.
     fn get<'a>(
-        &'a self,
-        schema: &'static Schema,
-        key: &'a Key,
+        &'a self, schema: &'static Schema, key: &'a Key,
     ) -> BoxFuture<'a, Result<Option<Record>>>;
 
     /// The rows with `keys`, one slot per key in the same order.
     fn get_many<'a>(
-        &'a self,
-        schema: &'static Schema,
-        keys: &'a [Key],
+        &'a self, schema: &'static Schema, keys: &'a [Key],
     ) -> BoxFuture<'a, Result<Vec<Option<Record>>>>;
 
     /// Inserts a new row; [`Error::AlreadyExists`] if the key exists.
     fn insert<'a>(
-        &'a self,
-        schema: &'static Schema,
-        record: &'a Record,
+        &'a self, schema: &'static Schema, record: &'a Record,
     ) -> BoxFuture<'a, Result<()>>;
 
     /// Inserts or replaces a row.
     fn upsert<'a>(
-        &'a self,
-        schema: &'static Schema,
-        record: &'a Record,
+        &'a self, schema: &'static Schema, record: &'a Record,
     ) -> BoxFuture<'a, Result<()>>;
 
     /// Inserts or replaces many rows. Stores that can do it in fewer round
     /// trips override this (MySQL: one statement per batch; SQLite: one
     /// transaction); the default upserts one by one.
     fn upsert_many<'a>(
-        &'a self,
-        schema: &'static Schema,
-        records: &'a [Record],
+        &'a self, schema: &'static Schema, records: &'a [Record],
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             for record in records {
@@ -89,9 +79,7 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the rows with `keys`. Stores that can do it in one round trip
     /// override this (MySQL: one statement); the default deletes one by one.
     fn delete_many<'a>(
-        &'a self,
-        schema: &'static Schema,
-        keys: &'a [Key],
+        &'a self, schema: &'static Schema, keys: &'a [Key],
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             for key in keys {
@@ -104,10 +92,7 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces an existing row (all columns but the key and `created_at`),
     /// optionally only if its stored version equals `expected_version`.
     fn update<'a>(
-        &'a self,
-        schema: &'static Schema,
-        record: &'a Record,
-        expected_version: Option<u64>,
+        &'a self, schema: &'static Schema, record: &'a Record, expected_version: Option<u64>,
     ) -> BoxFuture<'a, Result<()>>;
 
     /// Deletes the row with `key`; returns whether it existed.
@@ -139,9 +124,7 @@ pub trait Store: Send + Sync + 'static {
     /// only within this process); SQL stores override it with one
     /// transaction that locks the rows it checks.
     fn apply<'a>(
-        &'a self,
-        schema: &'static Schema,
-        changes: &'a [Change],
+        &'a self, schema: &'static Schema, changes: &'a [Change],
     ) -> BoxFuture<'a, Result<Vec<Result<()>>>> {
         Box::pin(crate::change::apply_one_by_one(self, schema, changes))
     }
@@ -149,10 +132,7 @@ pub trait Store: Send + Sync + 'static {
     /// Up to `limit` rows with keys after `after`, in key order (for
     /// migration and journal replay, not as a query language).
     fn scan<'a>(
-        &'a self,
-        schema: &'static Schema,
-        after: Option<&'a Key>,
-        limit: usize,
+        &'a self, schema: &'static Schema, after: Option<&'a Key>, limit: usize,
     ) -> BoxFuture<'a, Result<Vec<Record>>>;
 }
 

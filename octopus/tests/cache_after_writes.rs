@@ -135,34 +135,26 @@ impl octopus::Cache for FlakyInvalidations {
     }
 
     fn lookup<'a>(
-        &'a self,
-        schema: &'static octopus::Schema,
-        key: &'a Key,
+        &'a self, schema: &'static octopus::Schema, key: &'a Key,
     ) -> octopus::BoxFuture<'a, octopus::Result<octopus::Lookup>> {
         self.inner.lookup(schema, key)
     }
 
     fn fill<'a>(
-        &'a self,
-        schema: &'static octopus::Schema,
-        record: &'a octopus::Record,
+        &'a self, schema: &'static octopus::Schema, record: &'a octopus::Record,
         token: octopus::FillToken,
     ) -> octopus::BoxFuture<'a, octopus::Result<bool>> {
         self.inner.fill(schema, record, token)
     }
 
     fn put<'a>(
-        &'a self,
-        schema: &'static octopus::Schema,
-        record: &'a octopus::Record,
+        &'a self, schema: &'static octopus::Schema, record: &'a octopus::Record,
     ) -> octopus::BoxFuture<'a, octopus::Result<()>> {
         octopus::Cache::put(&self.inner, schema, record)
     }
 
     fn invalidate<'a>(
-        &'a self,
-        schema: &'static octopus::Schema,
-        key: &'a Key,
+        &'a self, schema: &'static octopus::Schema, key: &'a Key,
     ) -> octopus::BoxFuture<'a, octopus::Result<()>> {
         if self.down.load(std::sync::atomic::Ordering::SeqCst) {
             return Box::pin(async { Err(Error::unavailable("flaky", "connection lost")) });

@@ -86,9 +86,7 @@ impl Cache for Stepped {
     }
 
     fn lookup<'a>(
-        &'a self,
-        schema: &'static Schema,
-        key: &'a Key,
+        &'a self, schema: &'static Schema, key: &'a Key,
     ) -> BoxFuture<'a, Result<Lookup>> {
         Box::pin(async move {
             self.gate.step(|| self.label("lookup")).await;
@@ -97,10 +95,7 @@ impl Cache for Stepped {
     }
 
     fn fill<'a>(
-        &'a self,
-        schema: &'static Schema,
-        record: &'a Record,
-        token: FillToken,
+        &'a self, schema: &'static Schema, record: &'a Record, token: FillToken,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             self.gate.step(|| self.label("fill")).await;
@@ -116,9 +111,7 @@ impl Cache for Stepped {
     }
 
     fn invalidate<'a>(
-        &'a self,
-        schema: &'static Schema,
-        key: &'a Key,
+        &'a self, schema: &'static Schema, key: &'a Key,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             self.gate.step(|| self.label("invalidate")).await;
@@ -137,9 +130,7 @@ impl Store for Stepped {
     }
 
     fn get<'a>(
-        &'a self,
-        schema: &'static Schema,
-        key: &'a Key,
+        &'a self, schema: &'static Schema, key: &'a Key,
     ) -> BoxFuture<'a, Result<Option<Record>>> {
         Box::pin(async move {
             self.gate.step(|| self.label("get")).await;
@@ -148,9 +139,7 @@ impl Store for Stepped {
     }
 
     fn get_many<'a>(
-        &'a self,
-        schema: &'static Schema,
-        keys: &'a [Key],
+        &'a self, schema: &'static Schema, keys: &'a [Key],
     ) -> BoxFuture<'a, Result<Vec<Option<Record>>>> {
         Box::pin(async move {
             self.gate.step(|| self.label("get_many")).await;
@@ -159,9 +148,7 @@ impl Store for Stepped {
     }
 
     fn insert<'a>(
-        &'a self,
-        schema: &'static Schema,
-        record: &'a Record,
+        &'a self, schema: &'static Schema, record: &'a Record,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             self.gate.step(|| self.label("insert")).await;
@@ -170,9 +157,7 @@ impl Store for Stepped {
     }
 
     fn upsert<'a>(
-        &'a self,
-        schema: &'static Schema,
-        record: &'a Record,
+        &'a self, schema: &'static Schema, record: &'a Record,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             self.gate.step(|| self.label("upsert")).await;
@@ -181,10 +166,7 @@ impl Store for Stepped {
     }
 
     fn update<'a>(
-        &'a self,
-        schema: &'static Schema,
-        record: &'a Record,
-        expected_version: Option<u64>,
+        &'a self, schema: &'static Schema, record: &'a Record, expected_version: Option<u64>,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             self.gate.step(|| self.label("update")).await;
@@ -199,10 +181,7 @@ impl Store for Stepped {
         })
     }
     fn scan<'a>(
-        &'a self,
-        schema: &'static Schema,
-        after: Option<&'a Key>,
-        limit: usize,
+        &'a self, schema: &'static Schema, after: Option<&'a Key>, limit: usize,
     ) -> BoxFuture<'a, Result<Vec<Record>>> {
         self.inner.scan(schema, after, limit)
     }

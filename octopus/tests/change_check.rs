@@ -43,9 +43,7 @@ fn shown(r: &octopus::Result<()>) -> String {
 /// Checks every combination of `rows` (as stored, and as the change's
 /// row) and preconditions; returns how many `check_version` decided.
 fn agree(
-    schema: &'static Schema,
-    rows: &[Option<Record>],
-    version: impl Fn(&Record) -> Option<u64>,
+    schema: &'static Schema, rows: &[Option<Record>], version: impl Fn(&Record) -> Option<u64>,
 ) -> usize {
     let mut decided = 0;
     for stored in rows {

@@ -24,10 +24,7 @@ struct Recorder {
 
 impl Fallback for Recorder {
     fn write<'a>(
-        &'a self,
-        _: &'static Schema,
-        write: &'a Write,
-        _cached: Option<&'a octopus::Record>,
+        &'a self, _: &'static Schema, write: &'a Write, _cached: Option<&'a octopus::Record>,
         error: Error,
     ) -> BoxFuture<'a, Result<WriteOutcome>> {
         assert!(error.is_unavailable());
@@ -112,10 +109,7 @@ struct Queue {
 
 impl Fallback for Queue {
     fn write<'a>(
-        &'a self,
-        schema: &'static Schema,
-        write: &'a Write,
-        _cached: Option<&'a octopus::Record>,
+        &'a self, schema: &'static Schema, write: &'a Write, _cached: Option<&'a octopus::Record>,
         _error: Error,
     ) -> BoxFuture<'a, Result<WriteOutcome>> {
         let (key, row) = match write {
@@ -138,9 +132,7 @@ impl Fallback for Queue {
     }
 
     fn pending<'a>(
-        &'a self,
-        _: &'static Schema,
-        key: &'a octopus::Key,
+        &'a self, _: &'static Schema, key: &'a octopus::Key,
     ) -> BoxFuture<'a, Result<Option<Option<octopus::Record>>>> {
         let found = self.rows.lock().unwrap().get(&key.to_string()).cloned();
         Box::pin(async move { Ok(found) })

@@ -38,18 +38,13 @@ impl Cache for SlowFirstPut {
     }
 
     fn lookup<'a>(
-        &'a self,
-        schema: &'static Schema,
-        key: &'a Key,
+        &'a self, schema: &'static Schema, key: &'a Key,
     ) -> BoxFuture<'a, Result<Lookup>> {
         self.inner.lookup(schema, key)
     }
 
     fn fill<'a>(
-        &'a self,
-        schema: &'static Schema,
-        record: &'a Record,
-        token: FillToken,
+        &'a self, schema: &'static Schema, record: &'a Record, token: FillToken,
     ) -> BoxFuture<'a, Result<bool>> {
         self.inner.fill(schema, record, token)
     }
@@ -66,9 +61,7 @@ impl Cache for SlowFirstPut {
     }
 
     fn invalidate<'a>(
-        &'a self,
-        schema: &'static Schema,
-        key: &'a Key,
+        &'a self, schema: &'static Schema, key: &'a Key,
     ) -> BoxFuture<'a, Result<()>> {
         self.inner.invalidate(schema, key)
     }

@@ -129,8 +129,7 @@ struct Write {
 /// Checks `history` against the final state of each key (`None`: absent)
 /// and the initial state before any operation (`None` unless given).
 pub fn check(
-    history: &[Record],
-    initial: &BTreeMap<u64, Option<i64>>,
+    history: &[Record], initial: &BTreeMap<u64, Option<i64>>,
     final_state: &BTreeMap<u64, Option<i64>>,
 ) -> Vec<Violation> {
     let mut by_key: BTreeMap<u64, Vec<&Record>> = BTreeMap::new();
@@ -147,10 +146,7 @@ pub fn check(
 }
 
 fn check_key(
-    key: u64,
-    records: &[&Record],
-    initial: Option<i64>,
-    final_value: Option<i64>,
+    key: u64, records: &[&Record], initial: Option<i64>, final_value: Option<i64>,
     out: &mut Vec<Violation>,
 ) {
     // The initial state is a write that completed before everything.

@@ -19,8 +19,7 @@ const LONGEST_PAUSE: Duration = Duration::from_millis(20);
 /// For a test that goes on either way (it gives something a chance to
 /// happen); a test that needs the condition uses [`eventually`].
 pub async fn poll_until<T, S>(
-    within: Duration,
-    mut probe: impl AsyncFnMut() -> Result<T, S>,
+    within: Duration, mut probe: impl AsyncFnMut() -> Result<T, S>,
 ) -> Result<T, S> {
     let deadline = Instant::now() + within;
     let mut pause = FIRST_PAUSE;
@@ -54,9 +53,7 @@ pub async fn poll_until<T, S>(
 /// # }
 /// ```
 pub async fn eventually<T, S: Debug>(
-    what: &str,
-    within: Duration,
-    probe: impl AsyncFnMut() -> Result<T, S>,
+    what: &str, within: Duration, probe: impl AsyncFnMut() -> Result<T, S>,
 ) -> T {
     match poll_until(within, probe).await {
         Ok(value) => value,

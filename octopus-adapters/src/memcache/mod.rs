@@ -299,9 +299,7 @@ impl MemcacheStore {
     /// The row with `key` and its CAS token, for fills and updates that must
     /// not overwrite a concurrent change.
     pub async fn get_with_cas(
-        &self,
-        schema: &'static Schema,
-        key: &Key,
+        &self, schema: &'static Schema, key: &Key,
     ) -> Result<Option<(Record, u64)>> {
         check_key(schema, key)?;
         let k = codec::cache_key(&self.inner.namespace, schema, key);
@@ -323,10 +321,7 @@ impl MemcacheStore {
     /// Stores `record` only if the item still has CAS token `cas`; returns
     /// whether it was stored.
     pub async fn set_if_cas(
-        &self,
-        schema: &'static Schema,
-        record: &Record,
-        cas: u64,
+        &self, schema: &'static Schema, record: &Record, cas: u64,
     ) -> Result<bool> {
         let (_, bytes) = self.encoded(schema, record)?;
         let k = codec::cache_key(&self.inner.namespace, schema, &key_of(schema, record)?);
@@ -362,10 +357,7 @@ impl MemcacheStore {
 
 impl MemcacheStore {
     fn lookup_result(
-        &self,
-        schema: &'static Schema,
-        key: &Key,
-        got: memcache::exp::GetResult,
+        &self, schema: &'static Schema, key: &Key, got: memcache::exp::GetResult,
     ) -> Lookup {
         match (got.status, got.value, got.item.cas) {
             (GetStatus::Hit, Some(v), cas) if v.as_slice() != MARKER => {
@@ -387,9 +379,7 @@ impl Cache for MemcacheStore {
     }
 
     fn lookup<'a>(
-        &'a self,
-        schema: &'static Schema,
-        key: &'a Key,
+        &'a self, schema: &'static Schema, key: &'a Key,
     ) -> BoxFuture<'a, Result<Lookup>> {
         Box::pin(async move {
             check_key(schema, key)?;
@@ -405,9 +395,7 @@ impl Cache for MemcacheStore {
     }
 
     fn lookup_many<'a>(
-        &'a self,
-        schema: &'static Schema,
-        keys: &'a [Key],
+        &'a self, schema: &'static Schema, keys: &'a [Key],
     ) -> BoxFuture<'a, Result<Vec<Lookup>>> {
         Box::pin(async move {
             if keys.is_empty() {
@@ -435,10 +423,7 @@ impl Cache for MemcacheStore {
     }
 
     fn fill<'a>(
-        &'a self,
-        schema: &'static Schema,
-        record: &'a Record,
-        token: FillToken,
+        &'a self, schema: &'static Schema, record: &'a Record, token: FillToken,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             match token {
@@ -453,9 +438,7 @@ impl Cache for MemcacheStore {
     }
 
     fn invalidate<'a>(
-        &'a self,
-        schema: &'static Schema,
-        key: &'a Key,
+        &'a self, schema: &'static Schema, key: &'a Key,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             check_key(schema, key)?;
@@ -483,9 +466,7 @@ impl Store for MemcacheStore {
     }
 
     fn get<'a>(
-        &'a self,
-        schema: &'static Schema,
-        key: &'a Key,
+        &'a self, schema: &'static Schema, key: &'a Key,
     ) -> BoxFuture<'a, Result<Option<Record>>> {
         Box::pin(async move {
             check_key(schema, key)?;
@@ -505,9 +486,7 @@ impl Store for MemcacheStore {
     }
 
     fn get_many<'a>(
-        &'a self,
-        schema: &'static Schema,
-        keys: &'a [Key],
+        &'a self, schema: &'static Schema, keys: &'a [Key],
     ) -> BoxFuture<'a, Result<Vec<Option<Record>>>> {
         Box::pin(async move {
             if keys.is_empty() {
@@ -540,9 +519,7 @@ impl Store for MemcacheStore {
     }
 
     fn insert<'a>(
-        &'a self,
-        schema: &'static Schema,
-        record: &'a Record,
+        &'a self, schema: &'static Schema, record: &'a Record,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             if self.add(schema, record).await? {
@@ -557,9 +534,7 @@ impl Store for MemcacheStore {
     }
 
     fn upsert<'a>(
-        &'a self,
-        schema: &'static Schema,
-        record: &'a Record,
+        &'a self, schema: &'static Schema, record: &'a Record,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let (key, bytes) = self.encoded(schema, record)?;
@@ -576,10 +551,7 @@ impl Store for MemcacheStore {
     }
 
     fn update<'a>(
-        &'a self,
-        schema: &'static Schema,
-        record: &'a Record,
-        expected_version: Option<u64>,
+        &'a self, schema: &'static Schema, record: &'a Record, expected_version: Option<u64>,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             check_record(schema, record)?;
@@ -633,10 +605,7 @@ impl Store for MemcacheStore {
     }
 
     fn scan<'a>(
-        &'a self,
-        schema: &'static Schema,
-        _after: Option<&'a Key>,
-        _limit: usize,
+        &'a self, schema: &'static Schema, _after: Option<&'a Key>, _limit: usize,
     ) -> BoxFuture<'a, Result<Vec<Record>>> {
         Box::pin(async move {
             Err(Error::Rejected {

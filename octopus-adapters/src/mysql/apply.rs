@@ -46,9 +46,7 @@ struct Batch<'b> {
 
 /// See the module docs.
 pub(super) async fn apply(
-    store: &MysqlStore,
-    schema: &'static Schema,
-    changes: &[Change],
+    store: &MysqlStore, schema: &'static Schema, changes: &[Change],
 ) -> Result<Vec<Result<()>>> {
     let budget = chunk::budget(store.max_packet().await?);
     let mut out: Vec<Result<()>> = changes
@@ -84,10 +82,7 @@ pub(super) async fn apply(
 /// cannot hold, a row the store would refuse, a row whose key is not the
 /// change's, a row too large for one statement.
 fn check_change(
-    store: &MysqlStore,
-    schema: &'static Schema,
-    change: &Change,
-    budget: usize,
+    store: &MysqlStore, schema: &'static Schema, change: &Change, budget: usize,
 ) -> Result<()> {
     check_text_key(schema, &change.key)?;
     let Some(row) = &change.row else {
@@ -128,10 +123,7 @@ fn batch_refused(store: &str, batch: &Batch<'_>, e: mysql_async::Error) -> Error
 
 /// One run of the transaction: the outcome of each change of `batch.todo`.
 async fn attempt(
-    store: &MysqlStore,
-    batch: &Batch<'_>,
-    mut conn: Conn,
-    until: Instant,
+    store: &MysqlStore, batch: &Batch<'_>, mut conn: Conn, until: Instant,
 ) -> std::result::Result<Vec<Result<()>>, Failure> {
     let mut options = TxOpts::default();
     options.with_isolation_level(IsolationLevel::RepeatableRead);
@@ -155,8 +147,7 @@ async fn attempt(
 
 /// Locks and reads the keys, checks the changes, writes the passing ones.
 async fn checked_writes(
-    tx: &mut Transaction<'_>,
-    b: &Batch<'_>,
+    tx: &mut Transaction<'_>, b: &Batch<'_>,
 ) -> std::result::Result<Vec<Result<()>>, Failure> {
     let keys: Vec<&Key> = b.todo.iter().map(|&i| &b.changes[i].key).collect();
     let mut stored = Stored {
@@ -219,9 +210,7 @@ struct Stored {
 
 /// `SELECT key, version … FOR UPDATE` of `keys`: each present key's version.
 async fn locked_versions(
-    tx: &mut Transaction<'_>,
-    b: &Batch<'_>,
-    keys: &[&Key],
+    tx: &mut Transaction<'_>, b: &Batch<'_>, keys: &[&Key],
 ) -> std::result::Result<HashMap<Key, Option<u64>>, Failure> {
     let rows = exec_runs(
         tx,
@@ -258,9 +247,7 @@ async fn locked_versions(
 
 /// `SELECT <every column> … FOR UPDATE` of `keys`: their stored rows.
 async fn locked_rows(
-    tx: &mut Transaction<'_>,
-    b: &Batch<'_>,
-    keys: &[Key],
+    tx: &mut Transaction<'_>, b: &Batch<'_>, keys: &[Key],
 ) -> std::result::Result<HashMap<Key, Record>, Failure> {
     let rows = exec_runs(
         tx,
@@ -282,10 +269,7 @@ async fn locked_rows(
 
 /// Writes the rows of `changes` with the statement `text(n)` of `n` rows.
 async fn write_rows(
-    tx: &mut Transaction<'_>,
-    b: &Batch<'_>,
-    changes: &[&Change],
-    text: impl Fn(usize) -> String,
+    tx: &mut Transaction<'_>, b: &Batch<'_>, changes: &[&Change], text: impl Fn(usize) -> String,
 ) -> std::result::Result<(), mysql_async::Error> {
     exec_runs(
         tx,
@@ -350,12 +334,8 @@ fn evaluate(b: &Batch<'_>, stored: &Stored) -> std::result::Result<Evaluated, Ve
 /// each item's `placeholders` parameters with `bind`; returns every row the
 /// statements return.
 async fn exec_runs<T>(
-    tx: &mut Transaction<'_>,
-    b: &Batch<'_>,
-    items: &[T],
-    size: impl Fn(&T) -> usize,
-    bind: impl Fn(&T, &mut Vec<mysql_async::Value>),
-    text: impl Fn(usize) -> String,
+    tx: &mut Transaction<'_>, b: &Batch<'_>, items: &[T], size: impl Fn(&T) -> usize,
+    bind: impl Fn(&T, &mut Vec<mysql_async::Value>), text: impl Fn(usize) -> String,
     placeholders: usize,
 ) -> std::result::Result<Vec<Row>, mysql_async::Error> {
     let sizes: Vec<usize> = items.iter().map(size).collect();

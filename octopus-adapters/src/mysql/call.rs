@@ -171,10 +171,7 @@ impl MysqlStore {
     /// whole statement still fits in the deadline; driver errors left over
     /// go through `on_error`.
     pub(super) async fn call_with<T, F, Fut, E>(
-        &self,
-        access: Access,
-        mut f: F,
-        on_error: impl FnOnce(mysql_async::Error) -> Error,
+        &self, access: Access, mut f: F, on_error: impl FnOnce(mysql_async::Error) -> Error,
     ) -> Result<T>
     where
         F: FnMut(Conn, Instant) -> Fut,

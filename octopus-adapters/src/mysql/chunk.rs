@@ -102,11 +102,8 @@ impl MysqlStore {
     /// ([`runs`]), each run its own call, binding `placeholders` parameters
     /// per item with `params`.
     pub(super) async fn exec_runs<T>(
-        &self,
-        items: &[T],
-        size: impl Fn(&T) -> usize,
-        params: impl Fn(&T, &mut Vec<mysql_async::Value>),
-        text: impl Fn(usize) -> String,
+        &self, items: &[T], size: impl Fn(&T) -> usize,
+        params: impl Fn(&T, &mut Vec<mysql_async::Value>), text: impl Fn(usize) -> String,
         placeholders: usize,
     ) -> Result<()> {
         let budget = budget(self.max_packet().await?);

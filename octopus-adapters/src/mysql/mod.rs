@@ -146,10 +146,7 @@ impl MysqlStore {
     }
 
     async fn fetch(
-        &self,
-        schema: &'static Schema,
-        text: &str,
-        params: &[mysql_async::Value],
+        &self, schema: &'static Schema, text: &str, params: &[mysql_async::Value],
     ) -> Result<Vec<Record>> {
         let rows: Vec<mysql_async::Row> =
             self.call(|mut conn| async move {
@@ -214,9 +211,7 @@ impl Store for MysqlStore {
     }
 
     fn get<'a>(
-        &'a self,
-        schema: &'static Schema,
-        key: &'a Key,
+        &'a self, schema: &'static Schema, key: &'a Key,
     ) -> BoxFuture<'a, Result<Option<Record>>> {
         Box::pin(async move {
             check_text_key(schema, key)?;
@@ -227,9 +222,7 @@ impl Store for MysqlStore {
     }
 
     fn get_many<'a>(
-        &'a self,
-        schema: &'static Schema,
-        keys: &'a [Key],
+        &'a self, schema: &'static Schema, keys: &'a [Key],
     ) -> BoxFuture<'a, Result<Vec<Option<Record>>>> {
         Box::pin(async move {
             if keys.is_empty() {
@@ -252,9 +245,7 @@ impl Store for MysqlStore {
     }
 
     fn insert<'a>(
-        &'a self,
-        schema: &'static Schema,
-        record: &'a Record,
+        &'a self, schema: &'static Schema, record: &'a Record,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             self.validate(schema, record)?;
@@ -279,9 +270,7 @@ impl Store for MysqlStore {
     }
 
     fn upsert<'a>(
-        &'a self,
-        schema: &'static Schema,
-        record: &'a Record,
+        &'a self, schema: &'static Schema, record: &'a Record,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             self.validate(schema, record)?;
@@ -293,9 +282,7 @@ impl Store for MysqlStore {
     }
 
     fn upsert_many<'a>(
-        &'a self,
-        schema: &'static Schema,
-        records: &'a [Record],
+        &'a self, schema: &'static Schema, records: &'a [Record],
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             for r in records {
@@ -314,9 +301,7 @@ impl Store for MysqlStore {
     }
 
     fn delete_many<'a>(
-        &'a self,
-        schema: &'static Schema,
-        keys: &'a [Key],
+        &'a self, schema: &'static Schema, keys: &'a [Key],
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             for k in keys {
@@ -335,10 +320,7 @@ impl Store for MysqlStore {
     }
 
     fn update<'a>(
-        &'a self,
-        schema: &'static Schema,
-        record: &'a Record,
-        expected_version: Option<u64>,
+        &'a self, schema: &'static Schema, record: &'a Record, expected_version: Option<u64>,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             self.validate(schema, record)?;
@@ -401,18 +383,13 @@ impl Store for MysqlStore {
     }
 
     fn apply<'a>(
-        &'a self,
-        schema: &'static Schema,
-        changes: &'a [Change],
+        &'a self, schema: &'static Schema, changes: &'a [Change],
     ) -> BoxFuture<'a, Result<Vec<Result<()>>>> {
         Box::pin(apply::apply(self, schema, changes))
     }
 
     fn scan<'a>(
-        &'a self,
-        schema: &'static Schema,
-        after: Option<&'a Key>,
-        limit: usize,
+        &'a self, schema: &'static Schema, after: Option<&'a Key>, limit: usize,
     ) -> BoxFuture<'a, Result<Vec<Record>>> {
         Box::pin(async move {
             let st = self.statements(schema);

@@ -117,10 +117,7 @@ impl SqliteStore {
     }
 
     fn start(
-        conn: Connection,
-        name: Arc<str>,
-        path: Option<PathBuf>,
-        options: SqliteOptions,
+        conn: Connection, name: Arc<str>, path: Option<PathBuf>, options: SqliteOptions,
     ) -> Result<Self> {
         let writer =
             Writer::spawn(conn, name.clone()).map_err(|e| Error::unavailable(&*name, e))?;
@@ -143,8 +140,7 @@ impl SqliteStore {
     /// Runs a read inline on a pooled read connection; `None` when the read
     /// must go to the writer thread instead (memory database, or busy).
     fn read_inline<R>(
-        &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<R>,
+        &self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>,
     ) -> Option<Result<R>> {
         let path = self.inner.path.as_ref()?;
         let pooled = self
@@ -224,9 +220,7 @@ impl Store for SqliteStore {
     }
 
     fn get<'a>(
-        &'a self,
-        schema: &'static Schema,
-        key: &'a Key,
+        &'a self, schema: &'static Schema, key: &'a Key,
     ) -> BoxFuture<'a, Result<Option<Record>>> {
         Box::pin(async move {
             check_key(schema, key)?;
@@ -242,9 +236,7 @@ impl Store for SqliteStore {
     }
 
     fn get_many<'a>(
-        &'a self,
-        schema: &'static Schema,
-        keys: &'a [Key],
+        &'a self, schema: &'static Schema, keys: &'a [Key],
     ) -> BoxFuture<'a, Result<Vec<Option<Record>>>> {
         Box::pin(async move {
             for k in keys {
@@ -258,9 +250,7 @@ impl Store for SqliteStore {
     }
 
     fn insert<'a>(
-        &'a self,
-        schema: &'static Schema,
-        record: &'a Record,
+        &'a self, schema: &'static Schema, record: &'a Record,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             self.validate(schema, record)?;
@@ -280,17 +270,13 @@ impl Store for SqliteStore {
     }
 
     fn upsert<'a>(
-        &'a self,
-        schema: &'static Schema,
-        record: &'a Record,
+        &'a self, schema: &'static Schema, record: &'a Record,
     ) -> BoxFuture<'a, Result<()>> {
         self.upsert_many(schema, std::slice::from_ref(record))
     }
 
     fn upsert_many<'a>(
-        &'a self,
-        schema: &'static Schema,
-        records: &'a [Record],
+        &'a self, schema: &'static Schema, records: &'a [Record],
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             for record in records {
@@ -310,9 +296,7 @@ impl Store for SqliteStore {
     }
 
     fn delete_many<'a>(
-        &'a self,
-        schema: &'static Schema,
-        keys: &'a [Key],
+        &'a self, schema: &'static Schema, keys: &'a [Key],
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             for key in keys {
@@ -331,10 +315,7 @@ impl Store for SqliteStore {
     }
 
     fn update<'a>(
-        &'a self,
-        schema: &'static Schema,
-        record: &'a Record,
-        expected_version: Option<u64>,
+        &'a self, schema: &'static Schema, record: &'a Record, expected_version: Option<u64>,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             self.validate(schema, record)?;
@@ -364,9 +345,7 @@ impl Store for SqliteStore {
     }
 
     fn apply<'a>(
-        &'a self,
-        schema: &'static Schema,
-        changes: &'a [Change],
+        &'a self, schema: &'static Schema, changes: &'a [Change],
     ) -> BoxFuture<'a, Result<Vec<Result<()>>>> {
         Box::pin(async move {
             // What can be refused without the database is refused here; the
@@ -387,10 +366,7 @@ impl Store for SqliteStore {
     }
 
     fn scan<'a>(
-        &'a self,
-        schema: &'static Schema,
-        after: Option<&'a Key>,
-        limit: usize,
+        &'a self, schema: &'static Schema, after: Option<&'a Key>, limit: usize,
     ) -> BoxFuture<'a, Result<Vec<Record>>> {
         Box::pin(async move {
             if let Some(k) = after {

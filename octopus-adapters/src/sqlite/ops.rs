@@ -10,10 +10,7 @@ use super::SqliteStore;
 use super::sql::{self, KeyParam, Param, Statements};
 
 pub(crate) fn get_one(
-    conn: &Connection,
-    schema: &'static Schema,
-    st: &Statements,
-    key: &Key,
+    conn: &Connection, schema: &'static Schema, st: &Statements, key: &Key,
 ) -> rusqlite::Result<Option<Record>> {
     conn.prepare_cached(&st.select)?
         .query_row([KeyParam(key)], |row| sql::read_row(schema, row))
@@ -24,10 +21,7 @@ pub(crate) fn get_one(
 const IN_CHUNK: usize = 500;
 
 pub(crate) fn get_many(
-    conn: &Connection,
-    schema: &'static Schema,
-    st: &Statements,
-    keys: &[Key],
+    conn: &Connection, schema: &'static Schema, st: &Statements, keys: &[Key],
 ) -> rusqlite::Result<Vec<Option<Record>>> {
     let mut found: HashMap<Key, Record> = HashMap::with_capacity(keys.len());
     for chunk in keys.chunks(IN_CHUNK) {
@@ -77,10 +71,7 @@ impl From<Error> for JobError {
 }
 
 pub(crate) fn update(
-    conn: &Connection,
-    schema: &'static Schema,
-    st: &Statements,
-    record: &Record,
+    conn: &Connection, schema: &'static Schema, st: &Statements, record: &Record,
     expected: Option<u64>,
 ) -> std::result::Result<(), JobError> {
     let key = key_of(schema, record).map_err(JobError::Octopus)?;
@@ -125,9 +116,7 @@ pub(crate) fn update(
 /// key the table cannot hold, a row the store would refuse, or a row
 /// whose key is not the change's.
 pub(crate) fn check_change(
-    store: &SqliteStore,
-    schema: &'static Schema,
-    change: &Change,
+    store: &SqliteStore, schema: &'static Schema, change: &Change,
 ) -> Result<()> {
     check_key(schema, &change.key)?;
     let Some(row) = &change.row else {
@@ -144,11 +133,7 @@ pub(crate) fn check_change(
 /// A change's refusal goes into its slot; an error that means the database
 /// is unavailable fails the job, and the writer rolls all of it back.
 pub(crate) fn apply(
-    conn: &Connection,
-    schema: &'static Schema,
-    st: &Statements,
-    store: &str,
-    changes: &[Change],
+    conn: &Connection, schema: &'static Schema, st: &Statements, store: &str, changes: &[Change],
     mut out: Vec<Result<()>>,
 ) -> Result<Vec<Result<()>>> {
     for (change, slot) in changes.iter().zip(out.iter_mut()) {
@@ -167,10 +152,7 @@ pub(crate) fn apply(
 
 /// One change: `Ok(Err(_))` when its precondition does not hold.
 fn apply_one(
-    conn: &Connection,
-    schema: &'static Schema,
-    st: &Statements,
-    change: &Change,
+    conn: &Connection, schema: &'static Schema, st: &Statements, change: &Change,
 ) -> rusqlite::Result<Result<()>> {
     let stored = get_one(conn, schema, st, &change.key)?;
     if let Err(refused) = change.check(schema, stored.as_ref()) {

@@ -111,9 +111,7 @@ impl SqliteOptions {
 }
 
 pub(crate) fn open_writer(
-    path: Option<&Path>,
-    options: &SqliteOptions,
-    name: &str,
+    path: Option<&Path>, options: &SqliteOptions, name: &str,
 ) -> Result<Connection> {
     let fail = |e| sql::classify(name, e);
     let conn = match path {

@@ -215,8 +215,7 @@ pub(crate) fn check_storable(schema: &'static Schema, record: &Record) -> Result
 
 /// Reads one row in schema order.
 pub(crate) fn read_row(
-    schema: &'static Schema,
-    row: &rusqlite::Row<'_>,
+    schema: &'static Schema, row: &rusqlite::Row<'_>,
 ) -> rusqlite::Result<Record> {
     let mut values = Vec::with_capacity(schema.columns().len());
     for (i, column) in schema.columns().iter().enumerate() {

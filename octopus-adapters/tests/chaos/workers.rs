@@ -94,10 +94,7 @@ impl Workers {
 
 /// Operations on random keys until `stop`, timing each.
 async fn worker(
-    mut rng: Rng,
-    app: Arc<RwLock<App>>,
-    reference: Reference,
-    counters: Arc<Counters>,
+    mut rng: Rng, app: Arc<RwLock<App>>, reference: Reference, counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
 ) {
     while !stop.load(Ordering::SeqCst) {
@@ -161,12 +158,7 @@ async fn read(app: &App, id: u64, slot: &Slot, counters: &Counters) -> Result<()
 /// Creates key `id` if the reference has it absent, otherwise deletes it
 /// (if `delete`) or updates it; records the acknowledged state.
 async fn write(
-    app: &App,
-    id: u64,
-    slot: &mut Slot,
-    delete: bool,
-    rng: &mut Rng,
-    counters: &Counters,
+    app: &App, id: u64, slot: &mut Slot, delete: bool, rng: &mut Rng, counters: &Counters,
 ) -> Result<(), Error> {
     let outcome = match slot.item.clone() {
         None => {

@@ -242,10 +242,7 @@ async fn seed(mysql: &MysqlStore) -> BTreeMap<u64, Option<i64>> {
 
 /// The history against MySQL's final state, and the crash states.
 async fn check(
-    world: &World,
-    mysql: &MysqlStore,
-    dirs: &[PathBuf],
-    initial: &BTreeMap<u64, Option<i64>>,
+    world: &World, mysql: &MysqlStore, dirs: &[PathBuf], initial: &BTreeMap<u64, Option<i64>>,
     power: &power::Summary,
 ) {
     let (mut ops, mut letters) = (Vec::new(), 0);

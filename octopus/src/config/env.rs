@@ -13,10 +13,7 @@ pub const ENV_PREFIX: &str = "OCTOPUS__";
 /// holds only this setting, so the plan's types are the one list of what
 /// may be set.
 pub(super) fn apply_override(
-    table: &mut toml::Table,
-    name: &str,
-    path: &str,
-    value: &str,
+    table: &mut toml::Table, name: &str, path: &str, value: &str,
 ) -> Result<String> {
     let parts: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
     let bad = |reason: String| Error::config(name, reason);
@@ -45,10 +42,7 @@ pub(super) fn apply_override(
 
 /// Sets `tables.leaf = value` in `table`, making the tables on the way.
 fn set(
-    mut table: &mut toml::Table,
-    tables: &[String],
-    leaf: &str,
-    value: toml::Value,
+    mut table: &mut toml::Table, tables: &[String], leaf: &str, value: toml::Value,
 ) -> std::result::Result<(), String> {
     for part in tables {
         let entry = table

@@ -165,9 +165,7 @@ impl Config {
     /// starting with `OCTOPUS__` are looked at). An error about a value an
     /// override set names the variable, not `origin`.
     pub fn from_toml_with_env(
-        text: &str,
-        origin: &str,
-        vars: impl IntoIterator<Item = (String, String)>,
+        text: &str, origin: &str, vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self> {
         let mut table = parse_toml(text, origin)?;
         let mut set_by = Vec::new();

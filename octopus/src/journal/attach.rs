@@ -25,9 +25,7 @@ impl Journal {
     /// Starts replaying into `primary` (once per journal: a second plan over
     /// the same primary shares the replayer; another primary is an error).
     pub(super) fn start_replayer(
-        &self,
-        primary: Arc<dyn Store>,
-        breaker: Arc<CircuitBreaker>,
+        &self, primary: Arc<dyn Store>, breaker: Arc<CircuitBreaker>,
     ) -> Result<()> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             Error::misuse(

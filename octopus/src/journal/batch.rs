@@ -99,10 +99,7 @@ impl Replayer {
     /// are remembered (`committed`), so retrying the batch after a later
     /// failure never applies them twice.
     async fn apply_table<'a>(
-        &mut self,
-        schema: &'static Schema,
-        entries: &[&'a Entry],
-        outcome: &mut Outcome<'a>,
+        &mut self, schema: &'static Schema, entries: &[&'a Entry], outcome: &mut Outcome<'a>,
     ) -> Result<()> {
         let (before, entries): (Vec<&'a Entry>, Vec<&'a Entry>) = entries
             .iter()

@@ -28,9 +28,7 @@ impl Journal {
     /// Invalidates `keys` of `schema` in `caches` (the ones attached last,
     /// the deepest, first).
     pub(super) async fn invalidate_in(
-        caches: &[Arc<dyn CacheInvalidation>],
-        schema: &'static Schema,
-        keys: Vec<Key>,
+        caches: &[Arc<dyn CacheInvalidation>], schema: &'static Schema, keys: Vec<Key>,
     ) {
         // As the Dao spells them (a line keeps `1`, not its type).
         let mut keys: Vec<Key> = keys
@@ -51,9 +49,7 @@ impl Journal {
     /// older than their entry, which other servers would read while this
     /// one answers those keys from its journal.
     pub(super) fn invalidate_pending(
-        &self,
-        schema: &'static Schema,
-        caches: Vec<Arc<dyn CacheInvalidation>>,
+        &self, schema: &'static Schema, caches: Vec<Arc<dyn CacheInvalidation>>,
     ) {
         if caches.is_empty() || self.pending() == 0 {
             return;

@@ -16,8 +16,7 @@ use crate::value::Key;
 /// The change a run of one key's entries makes: the first entry's
 /// precondition, the last entry's row.
 pub(super) fn change_of(
-    schema: &'static Schema,
-    chain: &[&Entry],
+    schema: &'static Schema, chain: &[&Entry],
 ) -> std::result::Result<Change, String> {
     let (first, last) = (chain[0], chain[chain.len() - 1]);
     let key = entry::key_from_json(schema, &entry::key_json(&first.key))
@@ -91,9 +90,7 @@ pub(super) fn rounds<'a>(entries: &[&'a Entry]) -> Vec<Vec<Vec<&'a Entry>>> {
 /// each refusal is pinned on one change. `Unavailable` stops it: slots
 /// already filled were committed (or refused) and stay.
 pub(super) fn apply_split<'a>(
-    primary: &'a dyn Store,
-    schema: &'static Schema,
-    changes: &'a [Change],
+    primary: &'a dyn Store, schema: &'static Schema, changes: &'a [Change],
     slots: &'a mut [Option<Result<()>>],
 ) -> BoxFuture<'a, Result<()>> {
     Box::pin(async move {

@@ -217,11 +217,7 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// the caller can encode before a sequence number is assigned. Written
 /// directly (no intermediate JSON tree): appends are the journal's hot path.
 pub fn body(
-    schema: &'static Schema,
-    time: i64,
-    key: &Key,
-    intent: Intent<'_>,
-    after: Option<u64>,
+    schema: &'static Schema, time: i64, key: &Key, intent: Intent<'_>, after: Option<u64>,
 ) -> String {
     let mut out: Vec<u8> = Vec::with_capacity(160);
     out.extend_from_slice(b"\"time\":");
@@ -365,8 +361,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 /// applies if every column the model needs is there (a missing nullable
 /// column is NULL). Otherwise the error names the column.
 pub fn record_from_json(
-    schema: &'static Schema,
-    object: &Map<String, Json>,
+    schema: &'static Schema, object: &Map<String, Json>,
 ) -> Result<Record, (String, String)> {
     let mut values = Vec::with_capacity(schema.columns().len());
     for c in schema.columns() {

@@ -281,8 +281,7 @@ pub(super) fn read_back(dir: &Path, position: Position) -> Result<Option<Entry>>
 /// A read-back entry for `schema`; an entry written under another shape of
 /// the model is read by column name.
 pub(super) fn decode(
-    schema: &'static Schema,
-    e: &Entry,
+    schema: &'static Schema, e: &Entry,
 ) -> std::result::Result<Pending, (u64, String, String)> {
     match e.op.record() {
         None => Ok(Pending::Deleted),

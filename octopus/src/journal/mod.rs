@@ -369,10 +369,7 @@ impl Journal {
     /// any), holding the key's lock `guard` (if any) until it is in the
     /// index.
     async fn append_intent(
-        &self,
-        schema: &'static Schema,
-        key: &Key,
-        (intent, after): (Intent<'_>, Option<u64>),
+        &self, schema: &'static Schema, key: &Key, (intent, after): (Intent<'_>, Option<u64>),
         guard: Option<OwnedMutexGuard<()>>,
     ) -> Result<u64> {
         let body = entry::body(schema, now_millis(), key, intent, after);
@@ -384,10 +381,7 @@ impl Journal {
     }
 
     async fn send(
-        &self,
-        body: String,
-        index: IndexUpdate,
-        guard: Option<OwnedMutexGuard<()>>,
+        &self, body: String, index: IndexUpdate, guard: Option<OwnedMutexGuard<()>>,
     ) -> Result<u64> {
         let (reply, rx) = oneshot::channel();
         let append = writer::Append {

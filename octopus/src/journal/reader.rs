@@ -78,8 +78,7 @@ impl SegmentReader {
     /// [`Self::next_line`], decoded by `decode` (recovery needs less than
     /// the whole entry).
     pub(crate) fn next_line_as<T>(
-        &mut self,
-        decode: fn(&[u8]) -> Result<T, EntryError>,
+        &mut self, decode: fn(&[u8]) -> Result<T, EntryError>,
     ) -> Result<Option<Line<T>>, Error> {
         let offset = self.offset;
         self.buf.clear();

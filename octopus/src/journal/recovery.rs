@@ -50,10 +50,7 @@ pub struct Cut {
 /// every group commit was synced before the next was written
 /// ([`Durability::Fsync`](super::Durability::Fsync)).
 pub fn recover(
-    dir: &Path,
-    segments: &[(u64, PathBuf)],
-    checkpoint: &Checkpoint,
-    synced: bool,
+    dir: &Path, segments: &[(u64, PathBuf)], checkpoint: &Checkpoint, synced: bool,
     on_pending: &mut dyn FnMut(&Head, Position),
 ) -> Result<Recovered, Error> {
     let (mut pending, mut marked) = (0u64, false);
@@ -280,9 +277,7 @@ mod tests {
 
     /// Recovers with a checkpoint at `seq`; the pending sequence numbers.
     fn recover(
-        dir: &Path,
-        segments: &[(u64, PathBuf)],
-        seq: u64,
+        dir: &Path, segments: &[(u64, PathBuf)], seq: u64,
     ) -> Result<(Vec<u64>, Recovered), Error> {
         let checkpoint = Checkpoint {
             seq,

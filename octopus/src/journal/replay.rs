@@ -85,9 +85,7 @@ enum Next {
 
 impl Replayer {
     pub(super) fn new(
-        journal: Journal,
-        primary: Arc<dyn Store>,
-        breaker: Arc<CircuitBreaker>,
+        journal: Journal, primary: Arc<dyn Store>, breaker: Arc<CircuitBreaker>,
         stop: watch::Receiver<bool>,
     ) -> Self {
         Replayer {
@@ -421,10 +419,7 @@ fn spawn_read(mut cursor: Cursor, journal: &Journal, up_to: u64, limit: usize) -
 /// `old_seq`, removes the segments it covers (only garbage: a failure is
 /// logged, and the next checkpoint tries again). Returns `cp` as written.
 pub(super) async fn persist(
-    shared: &Arc<Shared>,
-    letters: Vec<DeadLetter>,
-    mut cp: Checkpoint,
-    old_seq: u64,
+    shared: &Arc<Shared>, letters: Vec<DeadLetter>, mut cp: Checkpoint, old_seq: u64,
 ) -> Result<Checkpoint> {
     let shared = shared.clone();
     let dir = shared.dir.clone();

@@ -38,10 +38,7 @@ enum Known {
 
 /// The entry to journal for `write`, or the error a live write would meet.
 fn check<'a>(
-    schema: &'static Schema,
-    key: &Key,
-    write: &'a Write,
-    known: &Known,
+    schema: &'static Schema, key: &Key, write: &'a Write, known: &Known,
 ) -> Result<Intent<'a>> {
     let table = schema.table();
     match write {
@@ -84,10 +81,7 @@ fn check<'a>(
 }
 
 fn conflict(
-    schema: &'static Schema,
-    key: &Key,
-    expected: Option<u64>,
-    current: &Record,
+    schema: &'static Schema, key: &Key, expected: Option<u64>, current: &Record,
 ) -> Result<()> {
     match (expected, version_of(schema, current)) {
         (Some(expected), Some(actual)) if expected != actual => Err(Error::Conflict {
@@ -104,10 +98,7 @@ impl Journal {
     /// Checks `write` against the key's pending entry (or `cached`) and
     /// appends it, as one step under the key's lock.
     async fn append_checked(
-        &self,
-        schema: &'static Schema,
-        write: &Write,
-        cached: Option<&Record>,
+        &self, schema: &'static Schema, write: &Write, cached: Option<&Record>,
     ) -> Result<u64> {
         let key = match write {
             Write::Insert(r) | Write::Update { record: r, .. } => key_of(schema, r)?,
@@ -138,10 +129,7 @@ impl Journal {
 /// what the primary refuses.
 impl Fallback for Journal {
     fn write<'a>(
-        &'a self,
-        schema: &'static Schema,
-        write: &'a Write,
-        cached: Option<&'a Record>,
+        &'a self, schema: &'static Schema, write: &'a Write, cached: Option<&'a Record>,
         _error: Error,
     ) -> BoxFuture<'a, Result<WriteOutcome>> {
         Box::pin(async move {
@@ -186,9 +174,7 @@ impl Fallback for Journal {
     }
 
     fn pending<'a>(
-        &'a self,
-        schema: &'static Schema,
-        key: &'a Key,
+        &'a self, schema: &'static Schema, key: &'a Key,
     ) -> BoxFuture<'a, Result<Option<Option<Record>>>> {
         let found = self.lookup(schema, key).map(|p| {
             p.map(|p| match p {

@@ -75,11 +75,7 @@ impl Cursor {
     /// buffer. An entry may follow a gap it declares (numbers taken by
     /// appends that failed, see [`Entry::prev`]); any other gap is an error.
     pub fn read(
-        &mut self,
-        dir: &Path,
-        up_to: u64,
-        failures: u64,
-        limit: usize,
+        &mut self, dir: &Path, up_to: u64, failures: u64, limit: usize,
     ) -> Result<Vec<Entry>, Error> {
         if failures != self.failures {
             self.file = None;

@@ -33,9 +33,7 @@ pub(super) struct Verified {
 }
 
 pub(super) fn verify(
-    dir: &Path,
-    stored: Option<Stored>,
-    recovered: &Recovered,
+    dir: &Path, stored: Option<Stored>, recovered: &Recovered,
 ) -> Result<Verified> {
     let path = dir.join(checkpoint::FILE);
     let wrong = |reason: String| Error::journal(&path, None, reason);

@@ -51,10 +51,7 @@ pub(super) struct Segment {
 }
 
 pub(super) fn spawn(
-    shared: Arc<Shared>,
-    rx: mpsc::Receiver<Msg>,
-    current: Option<Segment>,
-    owned: Owned,
+    shared: Arc<Shared>, rx: mpsc::Receiver<Msg>, current: Option<Segment>, owned: Owned,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("octopus-journal".into())
@@ -218,10 +215,8 @@ struct Written {
 /// happens: if the write fails, they are never used again (the next group
 /// commit's lines name the entry before the gap, `gap_after`).
 fn write_batch(
-    shared: &Shared,
-    current: &mut Option<Segment>,
-    (batch, gap_after): (&[Append], &mut Option<u64>),
-    last_sync: &mut Instant,
+    shared: &Shared, current: &mut Option<Segment>,
+    (batch, gap_after): (&[Append], &mut Option<u64>), last_sync: &mut Instant,
     (unsynced, poisoned): (&mut bool, &mut bool),
 ) -> std::io::Result<Written> {
     let before = shared.last_seq.load(Ordering::SeqCst);
@@ -250,12 +245,8 @@ fn write_batch(
 /// segment written, where the batch starts in it, and where each line
 /// starts in the batch.
 fn write_lines(
-    shared: &Shared,
-    current: &mut Option<Segment>,
-    batch: &[Append],
-    prev: Option<u64>,
-    last_sync: &mut Instant,
-    (unsynced, poisoned): (&mut bool, &mut bool),
+    shared: &Shared, current: &mut Option<Segment>, batch: &[Append], prev: Option<u64>,
+    last_sync: &mut Instant, (unsynced, poisoned): (&mut bool, &mut bool),
 ) -> std::io::Result<(u64, u64, Vec<u64>)> {
     let first_seq = shared.last_seq.load(Ordering::SeqCst) + 1;
     let mut bytes = Vec::with_capacity(batch.iter().map(|a| a.body.len() + 64).sum());

@@ -17,9 +17,7 @@ impl Cache for MemoryStore {
     }
 
     fn lookup<'a>(
-        &'a self,
-        schema: &'static Schema,
-        key: &'a Key,
+        &'a self, schema: &'static Schema, key: &'a Key,
     ) -> BoxFuture<'a, Result<Lookup>> {
         Box::pin(async move {
             check_key(schema, key)?;
@@ -28,9 +26,7 @@ impl Cache for MemoryStore {
     }
 
     fn lookup_many<'a>(
-        &'a self,
-        schema: &'static Schema,
-        keys: &'a [Key],
+        &'a self, schema: &'static Schema, keys: &'a [Key],
     ) -> BoxFuture<'a, Result<Vec<Lookup>>> {
         Box::pin(async move {
             let now = Instant::now();
@@ -44,10 +40,7 @@ impl Cache for MemoryStore {
     }
 
     fn fill<'a>(
-        &'a self,
-        schema: &'static Schema,
-        record: &'a Record,
-        token: FillToken,
+        &'a self, schema: &'static Schema, record: &'a Record, token: FillToken,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             check_record(schema, record)?;
@@ -84,9 +77,7 @@ impl Cache for MemoryStore {
     }
 
     fn invalidate<'a>(
-        &'a self,
-        schema: &'static Schema,
-        key: &'a Key,
+        &'a self, schema: &'static Schema, key: &'a Key,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             check_key(schema, key)?;

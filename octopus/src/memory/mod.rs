@@ -200,9 +200,7 @@ impl MemoryStore {
     /// write lock; `f` returns the new row (or `None` to remove it) and a
     /// result.
     fn modify<R>(
-        &self,
-        schema: &'static Schema,
-        key: Key,
+        &self, schema: &'static Schema, key: Key,
         f: impl FnOnce(Option<Current<'_>>) -> Result<(Change, R)>,
     ) -> Result<R> {
         let table = table_id(schema);
@@ -338,9 +336,7 @@ impl Store for MemoryStore {
     }
 
     fn get<'a>(
-        &'a self,
-        schema: &'static Schema,
-        key: &'a Key,
+        &'a self, schema: &'static Schema, key: &'a Key,
     ) -> BoxFuture<'a, Result<Option<Record>>> {
         Box::pin(async move {
             check_key(schema, key)?;
@@ -349,9 +345,7 @@ impl Store for MemoryStore {
     }
 
     fn get_many<'a>(
-        &'a self,
-        schema: &'static Schema,
-        keys: &'a [Key],
+        &'a self, schema: &'static Schema, keys: &'a [Key],
     ) -> BoxFuture<'a, Result<Vec<Option<Record>>>> {
         Box::pin(async move {
             let now = Instant::now();
@@ -365,9 +359,7 @@ impl Store for MemoryStore {
     }
 
     fn insert<'a>(
-        &'a self,
-        schema: &'static Schema,
-        record: &'a Record,
+        &'a self, schema: &'static Schema, record: &'a Record,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             check_record(schema, record)?;
@@ -383,9 +375,7 @@ impl Store for MemoryStore {
     }
 
     fn upsert<'a>(
-        &'a self,
-        schema: &'static Schema,
-        record: &'a Record,
+        &'a self, schema: &'static Schema, record: &'a Record,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             check_record(schema, record)?;
@@ -395,10 +385,7 @@ impl Store for MemoryStore {
     }
 
     fn update<'a>(
-        &'a self,
-        schema: &'static Schema,
-        record: &'a Record,
-        expected_version: Option<u64>,
+        &'a self, schema: &'static Schema, record: &'a Record, expected_version: Option<u64>,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             check_record(schema, record)?;
@@ -436,10 +423,7 @@ impl Store for MemoryStore {
     }
 
     fn scan<'a>(
-        &'a self,
-        schema: &'static Schema,
-        after: Option<&'a Key>,
-        limit: usize,
+        &'a self, schema: &'static Schema, after: Option<&'a Key>, limit: usize,
     ) -> BoxFuture<'a, Result<Vec<Record>>> {
         Box::pin(async move {
             let table = table_id(schema);

@@ -90,9 +90,7 @@ impl Plan {
     /// Reads `keys` (one slot per key, in order), each level asked once for
     /// what is still missing.
     pub async fn read_many(
-        &self,
-        schema: &'static Schema,
-        keys: &[Key],
+        &self, schema: &'static Schema, keys: &[Key],
     ) -> Result<Vec<Option<Record>>> {
         let mut found: Vec<Option<Record>> = vec![None; keys.len()];
         // Per key, the tokens of the levels that missed it.
@@ -170,11 +168,7 @@ impl Plan {
     /// type): counted, dropped from the level, and a miss there; the token
     /// of the lookup after the drop lets the primary's row replace it.
     async fn drop_undecodable(
-        &self,
-        level: &Level,
-        schema: &'static Schema,
-        key: &Key,
-        record: &Record,
+        &self, level: &Level, schema: &'static Schema, key: &Key, record: &Record,
     ) -> Option<FillToken> {
         level.counters.undecodable.incr();
         let why = check_record(schema, record).err().map(|e| e.to_string());

@@ -16,9 +16,7 @@ impl Plan {
     /// unavailable. On success the caches follow (invalidate or write
     /// through); `existed` is the primary's answer to a delete.
     pub async fn write(
-        &self,
-        schema: &'static Schema,
-        write: Write,
+        &self, schema: &'static Schema, write: Write,
     ) -> Result<(WriteOutcome, bool)> {
         let key = match &write {
             Write::Insert(r) | Write::Update { record: r, .. } => key_of(schema, r)?,
@@ -139,11 +137,7 @@ impl Plan {
     /// primary would refuse is refused now, not queued), with the row a
     /// cache holds for the key to check it against.
     async fn to_fallback(
-        &self,
-        schema: &'static Schema,
-        key: &Key,
-        write: &Write,
-        error: Error,
+        &self, schema: &'static Schema, key: &Key, write: &Write, error: Error,
     ) -> Result<WriteOutcome> {
         if !self.durable_fallback() {
             return self.fallback.write(schema, write, None, error).await;
@@ -187,11 +181,7 @@ impl Plan {
     /// invalidation (ARCHITECTURE.md, "The cache protocol"). `unfollowed`
     /// counts down as levels follow (see [`Unfollowed`]).
     async fn follow(
-        &self,
-        schema: &'static Schema,
-        key: &Key,
-        record: Option<&Record>,
-        set_all: bool,
+        &self, schema: &'static Schema, key: &Key, record: Option<&Record>, set_all: bool,
         unfollowed: &mut Unfollowed<'_>,
     ) {
         for (i, level) in self.levels.iter().enumerate().rev() {
