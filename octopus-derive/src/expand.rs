@@ -5,7 +5,7 @@
 //! type that cannot play its role fails there, with that trait's message.
 
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned};
 use syn::DeriveInput;
 use syn::spanned::Spanned;
 
@@ -174,40 +174,56 @@ fn key_methods(stored: &[&Field<'_>]) -> TokenStream {
 fn managed_methods(input: &Input<'_>) -> TokenStream {
     let mut out = TokenStream::new();
     for f in &input.fields {
-        let name = f.ident;
         let ty = f.ty;
         let version = quote_spanned!(ty.span()=> <#ty as __p::VersionField>);
         let millis = quote_spanned!(ty.span()=> <#ty as __p::TimestampField>);
-        if f.attrs.version.is_some() {
-            out.extend(quote! {
-                fn version(&self) -> ::core::option::Option<u64> {
-                    ::core::option::Option::Some(#version::to_u64(&self.#name))
-                }
-                fn set_version(&mut self, version: u64) {
-                    self.#name = #version::from_u64(version);
-                }
-            });
-        }
-        if f.attrs.created_at.is_some() {
-            out.extend(quote! {
-                fn created_at(&self) -> ::core::option::Option<i64> {
-                    ::core::option::Option::Some(#millis::to_millis(&self.#name))
-                }
-                fn set_created_at(&mut self, millis: i64) {
-                    self.#name = #millis::from_millis(millis);
-                }
-            });
-        }
-        if f.attrs.updated_at.is_some() {
-            out.extend(quote! {
-                fn updated_at(&self) -> ::core::option::Option<i64> {
-                    ::core::option::Option::Some(#millis::to_millis(&self.#name))
-                }
-                fn set_updated_at(&mut self, millis: i64) {
-                    self.#name = #millis::from_millis(millis);
-                }
-            });
+        let roles = [
+            (
+                f.attrs.version.is_some(),
+                "version",
+                quote!(u64),
+                &version,
+                "u64",
+            ),
+            (
+                f.attrs.created_at.is_some(),
+                "created_at",
+                quote!(i64),
+                &millis,
+                "millis",
+            ),
+            (
+                f.attrs.updated_at.is_some(),
+                "updated_at",
+                quote!(i64),
+                &millis,
+                "millis",
+            ),
+        ];
+        for (set, role, value, via, unit) in roles {
+            if set {
+                out.extend(accessors(f.ident, role, &value, via, unit));
+            }
         }
     }
     out
+}
+
+/// `fn <role>(&self)` and `fn set_<role>(&mut self, ..)` over field `name`,
+/// converting with `<via>::to_<unit>` and `<via>::from_<unit>`.
+fn accessors(
+    name: &syn::Ident, role: &str, value: &TokenStream, via: &TokenStream, unit: &str,
+) -> TokenStream {
+    let get = format_ident!("{role}");
+    let set = format_ident!("set_{role}");
+    let to = format_ident!("to_{unit}");
+    let from = format_ident!("from_{unit}");
+    quote! {
+        fn #get(&self) -> ::core::option::Option<#value> {
+            ::core::option::Option::Some(#via::#to(&self.#name))
+        }
+        fn #set(&mut self, value: #value) {
+            self.#name = #via::#from(value);
+        }
+    }
 }

@@ -117,3 +117,11 @@ pub mod __private {
     pub use crate::model::private::*;
     pub use crate::timestamp::TimestampField;
 }
+
+/// A one-column model for the crate's unit tests.
+#[cfg(test)]
+#[derive(crate::Model)]
+pub(crate) struct TestRow {
+    #[octopus(key)]
+    id: u64,
+}

@@ -362,17 +362,7 @@ pub mod private {
 
     /// Splits a record into its values, checking the column count.
     pub fn values(schema: &'static Schema, record: Record) -> Result<std::vec::IntoIter<Value>> {
-        if record.len() != schema.columns().len() {
-            return Err(Error::decode(
-                schema.table(),
-                schema.key_column().name(),
-                format!(
-                    "the row has {} values, the model has {} columns",
-                    record.len(),
-                    schema.columns().len()
-                ),
-            ));
-        }
+        schema.check_row_width(record.len())?;
         Ok(record.into_values().into_iter())
     }
 }

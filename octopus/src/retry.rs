@@ -205,13 +205,7 @@ mod tests {
     use crate::cache::{FillToken, Lookup};
     use crate::store::BoxFuture;
     use crate::value::Record;
-    use crate::{Model, Result};
-
-    #[derive(crate::Model)]
-    struct Row {
-        #[octopus(key)]
-        id: u64,
-    }
+    use crate::{Model, Result, TestRow as Row};
 
     /// A cache that counts invalidations.
     #[derive(Default)]

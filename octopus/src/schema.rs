@@ -191,6 +191,24 @@ impl Schema {
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name == name)
     }
+
+    /// Checks that a row read back holds one value per column; a row of
+    /// another width (a table that is not this model's) is an
+    /// [`Error::Decode`](crate::Error::Decode) naming the table.
+    pub fn check_row_width(&self, values: usize) -> crate::Result<()> {
+        if values == self.columns.len() {
+            return Ok(());
+        }
+        let reason = format!(
+            "the row has {values} values, the model has {} columns",
+            self.columns.len()
+        );
+        Err(crate::Error::decode(
+            self.table,
+            self.key_column().name(),
+            reason,
+        ))
+    }
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;

@@ -68,12 +68,7 @@ pub trait Store: Send + Sync + 'static {
     fn upsert_many<'a>(
         &'a self, schema: &'static Schema, records: &'a [Record],
     ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            for record in records {
-                self.upsert(schema, record).await?;
-            }
-            Ok(())
-        })
+        Box::pin(one_by_one(records, move |r| self.upsert(schema, r)))
     }
 
     /// Deletes the rows with `keys`. Stores that can do it in one round trip
@@ -81,12 +76,9 @@ pub trait Store: Send + Sync + 'static {
     fn delete_many<'a>(
         &'a self, schema: &'static Schema, keys: &'a [Key],
     ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            for key in keys {
-                self.delete(schema, key).await?;
-            }
-            Ok(())
-        })
+        Box::pin(one_by_one(keys, move |k| async move {
+            self.delete(schema, k).await.map(drop)
+        }))
     }
 
     /// Replaces an existing row (all columns but the key and `created_at`),
@@ -134,6 +126,19 @@ pub trait Store: Send + Sync + 'static {
     fn scan<'a>(
         &'a self, schema: &'static Schema, after: Option<&'a Key>, limit: usize,
     ) -> BoxFuture<'a, Result<Vec<Record>>>;
+}
+
+/// Runs `op` on each item in turn, stopping at the first error: the
+/// default of the batch methods.
+async fn one_by_one<'a, T, F, Fut>(items: &'a [T], op: F) -> Result<()>
+where
+    F: Fn(&'a T) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    for item in items {
+        op(item).await?;
+    }
+    Ok(())
 }
 
 /// Checks that `record` fits `schema`: the right number of values, NULL only

@@ -267,17 +267,7 @@ pub(crate) fn check_key_length(schema: &'static Schema, key: &str) -> Result<(),
 /// Turns a row into a record in schema order.
 pub(crate) fn read_row(schema: &'static Schema, row: mysql_async::Row) -> Result<Record, Error> {
     let values = row.unwrap();
-    if values.len() != schema.columns().len() {
-        return Err(Error::decode(
-            schema.table(),
-            schema.key_column().name(),
-            format!(
-                "the row has {} values, the model {}",
-                values.len(),
-                schema.columns().len()
-            ),
-        ));
-    }
+    schema.check_row_width(values.len())?;
     let mut out = Vec::with_capacity(values.len());
     for (index, v) in values.into_iter().enumerate() {
         out.push(read_value(schema, index, v)?);

@@ -78,12 +78,7 @@ impl Drop for KeyGuard<'_> {
 mod tests {
     use super::*;
     use crate::Model;
-
-    #[derive(crate::Model)]
-    struct Row {
-        #[octopus(key)]
-        id: u64,
-    }
+    use crate::TestRow as Row;
 
     #[tokio::test]
     async fn a_key_is_held_by_one_writer_and_forgotten_when_free() {
