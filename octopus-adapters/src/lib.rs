@@ -32,6 +32,8 @@ pub mod config;
 #[cfg(any(feature = "sqlite", feature = "mysql"))]
 mod existing_table;
 #[cfg(any(feature = "sqlite", feature = "mysql"))]
+mod failure;
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
 mod per_schema;
 mod url;
 
@@ -51,3 +53,12 @@ pub mod memcache;
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 mod readme {}
+
+/// `Debug` of a store handle: its type and its name, never its URL (which
+/// may hold a password) or its connections.
+#[cfg(any(feature = "sqlite", feature = "memcache"))]
+fn debug_store(f: &mut std::fmt::Formatter<'_>, ty: &str, name: &str) -> std::fmt::Result {
+    f.debug_struct(ty)
+        .field("name", &name)
+        .finish_non_exhaustive()
+}

@@ -209,9 +209,7 @@ struct Inner {
 
 impl std::fmt::Debug for MemcacheStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemcacheStore")
-            .field("name", &self.inner.name)
-            .finish()
+        crate::debug_store(f, "MemcacheStore", &self.inner.name)
     }
 }
 

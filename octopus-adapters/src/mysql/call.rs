@@ -43,23 +43,12 @@ use super::{MysqlStore, sql};
 /// wait or statement timeout), the first included.
 pub(crate) const ATTEMPTS: u32 = 3;
 
-/// Why a call's work stopped: the driver's error, or a refusal of ours.
-pub(crate) enum Failure {
-    /// What mysql_async reported (classified by the caller).
-    Sql(mysql_async::Error),
-    /// An error of Octopus, returned as it is.
-    Refused(Error),
-}
+/// Why a call's work stopped: mysql_async's error or a refusal of ours.
+pub(crate) type Failure = crate::failure::Failure<mysql_async::Error>;
 
 impl From<mysql_async::Error> for Failure {
     fn from(e: mysql_async::Error) -> Self {
-        Failure::Sql(e)
-    }
-}
-
-impl From<Error> for Failure {
-    fn from(e: Error) -> Self {
-        Failure::Refused(e)
+        Failure::Driver(e)
     }
 }
 
@@ -141,27 +130,16 @@ impl Limits {
 }
 
 impl MysqlStore {
-    /// Runs reads on a pooled connection within the deadline.
-    pub(super) async fn call<T, F, Fut, E>(&self, mut f: F) -> Result<T>
+    /// Runs `f` on a pooled connection within the deadline: a read or a
+    /// write, whose deadline and breaker `access` picks.
+    pub(super) async fn call<T, F, Fut, E>(&self, access: Access, mut f: F) -> Result<T>
     where
         F: FnMut(Conn) -> Fut,
         Fut: Future<Output = std::result::Result<T, E>>,
         E: Into<Failure>,
     {
         let name = &self.inner.name;
-        self.call_with(Access::Read, |conn, _| f(conn), |e| sql::classify(name, e))
-            .await
-    }
-
-    /// Runs a write on a pooled connection within the deadline.
-    pub(super) async fn call_write<T, F, Fut, E>(&self, mut f: F) -> Result<T>
-    where
-        F: FnMut(Conn) -> Fut,
-        Fut: Future<Output = std::result::Result<T, E>>,
-        E: Into<Failure>,
-    {
-        let name = &self.inner.name;
-        self.call_with(Access::Write, |conn, _| f(conn), |e| sql::classify(name, e))
+        self.call_with(access, |conn, _| f(conn), |e| sql::classify(name, e))
             .await
     }
 
@@ -185,10 +163,10 @@ impl MysqlStore {
             loop {
                 let conn = self.inner.pool.get_conn().await?;
                 if access == Access::Write && !limits.room_for_statement(until) {
-                    return Err(Failure::Refused(self.no_time_to_write(until)));
+                    return Err(Failure::Octopus(self.no_time_to_write(until)));
                 }
                 match f(conn, until).await.map_err(Into::into) {
-                    Err(Failure::Sql(e))
+                    Err(Failure::Driver(e))
                         if sql::is_rolled_back(&e)
                             && attempt < ATTEMPTS
                             // Another full statement fits: a retry cut
@@ -206,8 +184,7 @@ impl MysqlStore {
         };
         match tokio::time::timeout(limits.deadline(), work).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(Failure::Sql(e))) => Err(on_error(e)),
-            Ok(Err(Failure::Refused(e))) => Err(e),
+            Ok(Err(failure)) => Err(failure.into_error(on_error)),
             Err(_) => Err(Error::unavailable(
                 &self.inner.name,
                 format!(
@@ -233,7 +210,7 @@ impl MysqlStore {
 
     /// The error of a transaction that found no time left to commit.
     pub(super) fn no_time_to_commit(&self, until: Instant) -> Failure {
-        Failure::Refused(Error::unavailable(
+        Failure::Octopus(Error::unavailable(
             &self.inner.name,
             format!(
                 "only {} ms of the {} ms deadline left: not enough to commit; rolled back",

@@ -10,6 +10,7 @@ use mysql_async::prelude::Queryable;
 use octopus::{Key, Result, Value};
 
 use super::MysqlStore;
+use super::call::Access;
 
 /// Most rows or keys per statement: beyond this a bigger statement saves
 /// nothing measurable and costs a larger prepared statement per connection.
@@ -90,7 +91,9 @@ impl MysqlStore {
             return Ok(known);
         }
         let read: Option<u64> = self
-            .call(|mut conn| async move { conn.query_first("SELECT @@max_allowed_packet").await })
+            .call(Access::Read, |mut conn| async move {
+                conn.query_first("SELECT @@max_allowed_packet").await
+            })
             .await?;
         // MySQL's default, should the server not say.
         let bytes = read.map_or(64 << 20, |b| usize::try_from(b).unwrap_or(usize::MAX));
@@ -112,7 +115,7 @@ impl MysqlStore {
             let run = &items[run];
             let text = &text(run.len());
             let params = &params;
-            self.call_write(|mut conn| async move {
+            self.call(Access::Write, |mut conn| async move {
                 let mut values = Vec::with_capacity(run.len() * placeholders);
                 for item in run {
                     params(item, &mut values);

@@ -127,7 +127,8 @@ impl MysqlStore {
 
     /// Checks that the server answers within the deadline.
     pub async fn ping(&self) -> Result<()> {
-        self.call(|mut conn| async move { conn.ping().await }).await
+        self.call(Access::Read, |mut conn| async move { conn.ping().await })
+            .await
     }
 
     /// Closes the pool's connections (waits for checked-out ones).
@@ -148,8 +149,8 @@ impl MysqlStore {
     async fn fetch(
         &self, schema: &'static Schema, text: &str, params: &[mysql_async::Value],
     ) -> Result<Vec<Record>> {
-        let rows: Vec<mysql_async::Row> =
-            self.call(|mut conn| async move {
+        let rows: Vec<mysql_async::Row> = self
+            .call(Access::Read, |mut conn| async move {
                 conn.exec(text, Params::Positional(params.to_vec())).await
             })
             .await?;
@@ -182,7 +183,7 @@ impl Store for MysqlStore {
             let st = self.statements(schema);
             let create = st.create.as_str();
             let found: Vec<(String, String, String, String, String, Option<String>)> = self
-                .call_write(|mut conn| async move {
+                .call(Access::Write, |mut conn| async move {
                     conn.query_drop(create).await?;
                     conn.exec(
                         "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, COLUMN_KEY, COLUMN_DEFAULT \
@@ -276,8 +277,10 @@ impl Store for MysqlStore {
             self.validate(schema, record)?;
             let st = self.statements(schema);
             let text = st.upsert.as_str();
-            self.call_write(|mut conn| async move { conn.exec_drop(text, values_of(record)).await })
-                .await
+            self.call(Access::Write, |mut conn| async move {
+                conn.exec_drop(text, values_of(record)).await
+            })
+            .await
         })
     }
 
@@ -333,7 +336,7 @@ impl Store for MysqlStore {
             };
             let (st, key_ref) = (&st, &key);
             let current: Option<Option<u64>> = self
-                .call_write(|mut conn| async move {
+                .call(Access::Write, |mut conn| async move {
                     let mut params: Vec<_> = st
                         .update_params
                         .iter()
@@ -368,7 +371,7 @@ impl Store for MysqlStore {
             check_text_key(schema, key)?;
             let st = self.statements(schema);
             let text = st.delete.as_str();
-            self.call_write(|mut conn| async move {
+            self.call(Access::Write, |mut conn| async move {
                 conn.exec_drop(text, (key_param(key),)).await?;
                 Ok::<_, mysql_async::Error>(conn.affected_rows() > 0)
             })

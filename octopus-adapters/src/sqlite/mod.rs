@@ -79,9 +79,7 @@ struct Inner {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("name", &self.inner.name)
-            .finish()
+        crate::debug_store(f, "SqliteStore", &self.inner.name)
     }
 }
 
@@ -180,7 +178,7 @@ impl SqliteStore {
         let name = self.inner.name.clone();
         self.inner
             .writer
-            .call(move |conn| job(conn, &st).map_err(|e| e.into_error(&name)))
+            .call(move |conn| job(conn, &st).map_err(|e| e.into_error(|e| sql::classify(&name, e))))
             .await
     }
 

@@ -43,30 +43,11 @@ pub(crate) fn get_many(
 
 /// How a job on a connection failed: SQLite's error (classified later,
 /// against the store's name) or Octopus' own.
-pub(crate) enum JobError {
-    Sql(rusqlite::Error),
-    Octopus(Error),
-}
-
-impl JobError {
-    /// The error a caller sees from the store named `store`.
-    pub(crate) fn into_error(self, store: &str) -> Error {
-        match self {
-            JobError::Sql(e) => sql::classify(store, e),
-            JobError::Octopus(e) => e,
-        }
-    }
-}
+pub(crate) type JobError = crate::failure::Failure<rusqlite::Error>;
 
 impl From<rusqlite::Error> for JobError {
     fn from(e: rusqlite::Error) -> Self {
-        JobError::Sql(e)
-    }
-}
-
-impl From<Error> for JobError {
-    fn from(e: Error) -> Self {
-        JobError::Octopus(e)
+        JobError::Driver(e)
     }
 }
 
