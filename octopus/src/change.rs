@@ -64,6 +64,23 @@ impl Change {
         }
     }
 
+    /// What a store refuses of this change before reading anything: a key
+    /// its `check_key` rule refuses, a row its [`Store::validate`] refuses,
+    /// or a row that carries another key. Returns the row the change
+    /// writes, if any.
+    pub fn check_for<S: Store + ?Sized>(
+        &self, store: &S, schema: &'static Schema,
+        check_key: fn(&'static Schema, &Key) -> Result<()>,
+    ) -> Result<Option<&Record>> {
+        check_key(schema, &self.key)?;
+        let Some(row) = &self.row else {
+            return Ok(None);
+        };
+        store.validate(schema, row)?;
+        self.check_row_key(schema)?;
+        Ok(Some(row))
+    }
+
     /// Checks the precondition against `stored` (the row the primary holds,
     /// read under the same lock as the write that follows): `Ok` if the
     /// change applies, otherwise the error the primary would have given a

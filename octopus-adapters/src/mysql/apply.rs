@@ -84,12 +84,9 @@ pub(super) async fn apply(
 fn check_change(
     store: &MysqlStore, schema: &'static Schema, change: &Change, budget: usize,
 ) -> Result<()> {
-    check_text_key(schema, &change.key)?;
-    let Some(row) = &change.row else {
+    let Some(row) = change.check_for(store, schema, check_text_key)? else {
         return Ok(());
     };
-    store.validate(schema, row)?;
-    change.check_row_key(schema)?;
     let size = chunk::row_len(row.values());
     if size > budget {
         return Err(Error::rejected(

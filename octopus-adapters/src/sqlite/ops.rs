@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use octopus::{Change, Error, Key, Record, Result, Schema, Store, check_key, key_of};
+use octopus::{Change, Error, Key, Record, Result, Schema, check_key, key_of};
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
 use super::SqliteStore;
@@ -99,13 +99,7 @@ pub(crate) fn update(
 pub(crate) fn check_change(
     store: &SqliteStore, schema: &'static Schema, change: &Change,
 ) -> Result<()> {
-    check_key(schema, &change.key)?;
-    let Some(row) = &change.row else {
-        return Ok(());
-    };
-    store.validate(schema, row)?;
-    change.check_row_key(schema)?;
-    Ok(())
+    change.check_for(store, schema, check_key).map(drop)
 }
 
 /// The changes of one [`Store::apply`] call, run as

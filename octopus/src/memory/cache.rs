@@ -4,11 +4,11 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::{ABSENT, Change, MemoryStore, table_id};
+use super::{ABSENT, Change, MemoryStore, each_key, table_id};
 use crate::Result;
 use crate::cache::{Cache, FillToken, Lookup};
 use crate::schema::Schema;
-use crate::store::{BoxFuture, check_key, check_record, key_of};
+use crate::store::{BoxFuture, check_key};
 use crate::value::{Key, Record};
 
 impl Cache for MemoryStore {
@@ -28,25 +28,15 @@ impl Cache for MemoryStore {
     fn lookup_many<'a>(
         &'a self, schema: &'static Schema, keys: &'a [Key],
     ) -> BoxFuture<'a, Result<Vec<Lookup>>> {
-        Box::pin(async move {
-            let now = Instant::now();
-            keys.iter()
-                .map(|k| {
-                    check_key(schema, k)?;
-                    Ok(self.find(schema, k, now))
-                })
-                .collect()
-        })
+        Box::pin(async move { each_key(schema, keys, |k, now| self.find(schema, k, now)) })
     }
 
     fn fill<'a>(
         &'a self, schema: &'static Schema, record: &'a Record, token: FillToken,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            check_record(schema, record)?;
-            let key = key_of(schema, record)?;
-            let i = self.shard_of(table_id(schema), &key);
-            self.modify(schema, key, |current| {
+            self.modify_row(schema, record, |key, current| {
+                let i = self.shard_of(table_id(schema), key);
                 let unchanged = match (token, current) {
                     (FillToken::Absent, None) => true,
                     // Still absent, and nothing written since the lookup was
@@ -69,11 +59,9 @@ impl Cache for MemoryStore {
 
     fn put<'a>(&'a self, schema: &'static Schema, record: &'a Record) -> BoxFuture<'a, Result<()>> {
         // A row put by a plan expires like a filled one.
-        Box::pin(async move {
-            check_record(schema, record)?;
-            let key = key_of(schema, record)?;
-            self.modify(schema, key, |_| Ok((self.cached(record), ())))
-        })
+        Box::pin(
+            async move { self.modify_row(schema, record, |_, _| Ok((self.cached(record), ()))) },
+        )
     }
 
     fn invalidate<'a>(
@@ -82,7 +70,7 @@ impl Cache for MemoryStore {
         Box::pin(async move {
             check_key(schema, key)?;
             let ttl = self.marker_ttl();
-            self.modify(schema, key.clone(), |_| {
+            self.modify(schema, key.clone(), |_, _| {
                 Ok((Change::Put(None, Some(ttl)), ()))
             })
         })

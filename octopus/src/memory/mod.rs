@@ -201,7 +201,7 @@ impl MemoryStore {
     /// result.
     fn modify<R>(
         &self, schema: &'static Schema, key: Key,
-        f: impl FnOnce(Option<Current<'_>>) -> Result<(Change, R)>,
+        f: impl FnOnce(&Key, Option<Current<'_>>) -> Result<(Change, R)>,
     ) -> Result<R> {
         let table = table_id(schema);
         let i = self.shard_of(table, &key);
@@ -215,10 +215,13 @@ impl MemoryStore {
             self.forgotten[i].fetch_max(dead.cas + 1, Ordering::Relaxed);
         }
         let current = raw.filter(|e| self.live(e, now));
-        let (change, out) = f(current.map(|e| Current {
-            record: e.record.as_ref(),
-            cas: e.cas,
-        }))?;
+        let (change, out) = f(
+            &key,
+            current.map(|e| Current {
+                record: e.record.as_ref(),
+                cas: e.cas,
+            }),
+        )?;
         let tick = self.clocks[i].fetch_add(1, Ordering::Relaxed);
         match change {
             Change::Keep => {}
@@ -255,6 +258,16 @@ impl MemoryStore {
             }
         }
         Ok(out)
+    }
+
+    /// [`modify`](Self::modify) on the row of `record`, which is checked
+    /// first, as every write of a whole row is.
+    fn modify_row<R>(
+        &self, schema: &'static Schema, record: &Record,
+        f: impl FnOnce(&Key, Option<Current<'_>>) -> Result<(Change, R)>,
+    ) -> Result<R> {
+        check_record(schema, record)?;
+        self.modify(schema, key_of(schema, record)?, f)
     }
 }
 
@@ -326,6 +339,19 @@ fn conflict(schema: &'static Schema, key: &Key, expected: u64, actual: u64) -> E
     }
 }
 
+/// `f` on each of `keys`, checked first, at one clock reading.
+fn each_key<T>(
+    schema: &'static Schema, keys: &[Key], f: impl Fn(&Key, Instant) -> T,
+) -> Result<Vec<T>> {
+    let now = Instant::now();
+    keys.iter()
+        .map(|k| {
+            check_key(schema, k)?;
+            Ok(f(k, now))
+        })
+        .collect()
+}
+
 impl Store for MemoryStore {
     fn name(&self) -> &str {
         &self.name
@@ -347,27 +373,16 @@ impl Store for MemoryStore {
     fn get_many<'a>(
         &'a self, schema: &'static Schema, keys: &'a [Key],
     ) -> BoxFuture<'a, Result<Vec<Option<Record>>>> {
-        Box::pin(async move {
-            let now = Instant::now();
-            keys.iter()
-                .map(|k| {
-                    check_key(schema, k)?;
-                    Ok(self.lookup(schema, k, now))
-                })
-                .collect()
-        })
+        Box::pin(async move { each_key(schema, keys, |k, now| self.lookup(schema, k, now)) })
     }
 
     fn insert<'a>(
         &'a self, schema: &'static Schema, record: &'a Record,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            check_record(schema, record)?;
-            let key = key_of(schema, record)?;
-            let shown = key.to_string();
-            self.modify(schema, key, |current| {
+            self.modify_row(schema, record, |key, current| {
                 match current.and_then(|c| c.record) {
-                    Some(_) => Err(Error::already_exists(schema.table(), shown)),
+                    Some(_) => Err(Error::already_exists(schema.table(), key.to_string())),
                     None => Ok((self.put(record), ())),
                 }
             })
@@ -377,28 +392,21 @@ impl Store for MemoryStore {
     fn upsert<'a>(
         &'a self, schema: &'static Schema, record: &'a Record,
     ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            check_record(schema, record)?;
-            let key = key_of(schema, record)?;
-            self.modify(schema, key, |_| Ok((self.put(record), ())))
-        })
+        Box::pin(async move { self.modify_row(schema, record, |_, _| Ok((self.put(record), ()))) })
     }
 
     fn update<'a>(
         &'a self, schema: &'static Schema, record: &'a Record, expected_version: Option<u64>,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            check_record(schema, record)?;
-            let key = key_of(schema, record)?;
-            let shown = key.clone();
-            self.modify(schema, key, |current| {
+            self.modify_row(schema, record, |key, current| {
                 let Some(current) = current.and_then(|c| c.record) else {
-                    return Err(Error::not_found(schema.table(), shown.to_string()));
+                    return Err(Error::not_found(schema.table(), key.to_string()));
                 };
                 if let Some(expected) = expected_version {
                     let actual = version_of(schema, current).unwrap_or(0);
                     if actual != expected {
-                        return Err(conflict(schema, &shown, expected, actual));
+                        return Err(conflict(schema, key, expected, actual));
                     }
                 }
                 let mut next = record.clone();
@@ -413,7 +421,7 @@ impl Store for MemoryStore {
     fn delete<'a>(&'a self, schema: &'static Schema, key: &'a Key) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             check_key(schema, key)?;
-            self.modify(schema, key.clone(), |current| {
+            self.modify(schema, key.clone(), |_, current| {
                 Ok(match current {
                     Some(c) => (Change::Remove, c.record.is_some()),
                     None => (Change::Keep, false),
