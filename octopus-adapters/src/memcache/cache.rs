@@ -1,0 +1,107 @@
+//! The memcached store as a [`Cache`]: lookups that tell a marker from a
+//! miss, fills by `add` or CAS, invalidation markers.
+
+use memcache::exp::{Get, GetStatus, Meta};
+use octopus::{BoxFuture, Cache, FillToken, Key, Lookup, Record, Result, Schema, Store, check_key};
+
+use super::{MARKER, MemcacheStore, codec};
+
+impl MemcacheStore {
+    fn lookup_result(
+        &self, schema: &'static Schema, key: &Key, got: memcache::exp::GetResult,
+    ) -> Lookup {
+        match (got.status, got.value, got.item.cas) {
+            (GetStatus::Hit, Some(v), cas) if v.as_slice() != MARKER => {
+                match self.decoded(schema, key, &v) {
+                    Some(record) => Lookup::Hit(record),
+                    // Unreadable bytes: a fill may replace them, by CAS.
+                    None => Lookup::Miss(cas.map_or(FillToken::Absent, FillToken::Cas)),
+                }
+            }
+            (GetStatus::Hit, _, Some(cas)) => Lookup::Miss(FillToken::Cas(cas)),
+            _ => Lookup::Miss(FillToken::Absent),
+        }
+    }
+}
+
+impl Cache for MemcacheStore {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn lookup<'a>(
+        &'a self, schema: &'static Schema, key: &'a Key,
+    ) -> BoxFuture<'a, Result<Lookup>> {
+        Box::pin(async move {
+            check_key(schema, key)?;
+            let k = codec::cache_key(&self.inner.namespace, schema, key);
+            let got = self
+                .inner
+                .client
+                .run(Get::new(&k).meta(Meta::NONE.cas()))
+                .await
+                .map_err(|e| self.fail(e))?;
+            Ok(self.lookup_result(schema, key, got))
+        })
+    }
+
+    fn lookup_many<'a>(
+        &'a self, schema: &'static Schema, keys: &'a [Key],
+    ) -> BoxFuture<'a, Result<Vec<Lookup>>> {
+        Box::pin(async move {
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            for k in keys {
+                check_key(schema, k)?;
+            }
+            let gets = keys.iter().map(|k| {
+                Get::new(codec::cache_key(&self.inner.namespace, schema, k)).meta(Meta::NONE.cas())
+            });
+            let results = self
+                .inner
+                .client
+                .run_many(gets)
+                .await
+                .map_err(|e| self.fail(e))?;
+            keys.iter()
+                .zip(results)
+                .map(|(key, got)| {
+                    Ok(self.lookup_result(schema, key, got.map_err(|e| self.fail(e))?))
+                })
+                .collect()
+        })
+    }
+
+    fn fill<'a>(
+        &'a self, schema: &'static Schema, record: &'a Record, token: FillToken,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            match token {
+                FillToken::Absent => self.add(schema, record).await,
+                FillToken::Cas(cas) => self.set_if_cas(schema, record, cas).await,
+            }
+        })
+    }
+
+    fn put<'a>(&'a self, schema: &'static Schema, record: &'a Record) -> BoxFuture<'a, Result<()>> {
+        Store::upsert(self, schema, record)
+    }
+
+    fn invalidate<'a>(
+        &'a self, schema: &'static Schema, key: &'a Key,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            check_key(schema, key)?;
+            let k = codec::cache_key(&self.inner.namespace, schema, key);
+            self.inner
+                .client
+                .set(&k, MARKER)
+                .ttl(self.inner.marker_ttl)
+                .send()
+                .await
+                .map_err(|e| self.fail(e))?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,174 @@
+//! The memcached store as a [`Store`]: `add` for inserts, a CAS loop for
+//! updates, no `scan`.
+
+use memcache::exp::{Get, GetStatus, MutationStatus};
+use octopus::{
+    BoxFuture, Error, Key, Record, Result, Schema, Store, check_key, check_record, key_of,
+    version_of,
+};
+
+use super::{CAS_ATTEMPTS, MemcacheStore, codec};
+
+impl Store for MemcacheStore {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn ensure_schema<'a>(&'a self, _schema: &'static Schema) -> BoxFuture<'a, Result<()>> {
+        // Nothing to create: the fingerprint in every value is the schema.
+        Box::pin(async { Ok(()) })
+    }
+
+    fn get<'a>(
+        &'a self, schema: &'static Schema, key: &'a Key,
+    ) -> BoxFuture<'a, Result<Option<Record>>> {
+        Box::pin(async move {
+            check_key(schema, key)?;
+            let k = codec::cache_key(&self.inner.namespace, schema, key);
+            let got = self
+                .inner
+                .client
+                .get(&k)
+                .send()
+                .await
+                .map_err(|e| self.fail(e))?;
+            Ok(match (got.status, got.value) {
+                (GetStatus::Hit, Some(v)) => self.decoded(schema, key, &v),
+                _ => None,
+            })
+        })
+    }
+
+    fn get_many<'a>(
+        &'a self, schema: &'static Schema, keys: &'a [Key],
+    ) -> BoxFuture<'a, Result<Vec<Option<Record>>>> {
+        Box::pin(async move {
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            for k in keys {
+                check_key(schema, k)?;
+            }
+            // One pipelined batch per server, the servers in parallel.
+            let results = self
+                .inner
+                .client
+                .run_many(
+                    keys.iter()
+                        .map(|k| Get::new(codec::cache_key(&self.inner.namespace, schema, k))),
+                )
+                .await
+                .map_err(|e| self.fail(e))?;
+            keys.iter()
+                .zip(results)
+                .map(|(key, got)| {
+                    let got = got.map_err(|e| self.fail(e))?;
+                    Ok(match (got.status, got.value) {
+                        (GetStatus::Hit, Some(v)) => self.decoded(schema, key, &v),
+                        _ => None,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn insert<'a>(
+        &'a self, schema: &'static Schema, record: &'a Record,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            if self.add(schema, record).await? {
+                Ok(())
+            } else {
+                Err(Error::AlreadyExists {
+                    table: schema.table(),
+                    key: key_of(schema, record)?.to_string(),
+                })
+            }
+        })
+    }
+
+    fn upsert<'a>(
+        &'a self, schema: &'static Schema, record: &'a Record,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let (key, bytes) = self.encoded(schema, record)?;
+            let k = codec::cache_key(&self.inner.namespace, schema, &key);
+            self.inner
+                .client
+                .set(&k, &bytes)
+                .ttl(self.inner.ttl)
+                .send()
+                .await
+                .map_err(|e| self.fail(e))?;
+            Ok(())
+        })
+    }
+
+    fn update<'a>(
+        &'a self, schema: &'static Schema, record: &'a Record, expected_version: Option<u64>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            check_record(schema, record)?;
+            let key = key_of(schema, record)?;
+            for _ in 0..CAS_ATTEMPTS {
+                let Some((current, cas)) = self.get_with_cas(schema, &key).await? else {
+                    return Err(Error::NotFound {
+                        table: schema.table(),
+                        key: key.to_string(),
+                    });
+                };
+                if let Some(expected) = expected_version {
+                    let actual = version_of(schema, &current).unwrap_or(0);
+                    if actual != expected {
+                        return Err(Error::Conflict {
+                            table: schema.table(),
+                            key: key.to_string(),
+                            expected,
+                            actual,
+                        });
+                    }
+                }
+                let mut next = record.clone();
+                if let Some(i) = schema.created_at_index() {
+                    next.values_mut()[i] = current.values()[i].clone();
+                }
+                if self.set_if_cas(schema, &next, cas).await? {
+                    return Ok(());
+                }
+            }
+            Err(Error::unavailable(
+                &self.inner.name,
+                format!("key {key} kept changing during {CAS_ATTEMPTS} compare-and-set attempts"),
+            ))
+        })
+    }
+
+    fn delete<'a>(&'a self, schema: &'static Schema, key: &'a Key) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            check_key(schema, key)?;
+            let k = codec::cache_key(&self.inner.namespace, schema, key);
+            let out = self
+                .inner
+                .client
+                .delete(&k)
+                .send()
+                .await
+                .map_err(|e| self.fail(e))?;
+            Ok(out.status == MutationStatus::Applied)
+        })
+    }
+
+    fn scan<'a>(
+        &'a self, schema: &'static Schema, _after: Option<&'a Key>, _limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Record>>> {
+        Box::pin(async move {
+            Err(Error::Rejected {
+                store: self.inner.name.clone(),
+                message: format!(
+                    "table `{}`: memcached cannot list keys, so a cache cannot be scanned",
+                    schema.table()
+                ),
+            })
+        })
+    }
+}
