@@ -104,103 +104,133 @@ fn open_segment(dir: &Path, first_seq: u64) -> std::io::Result<Segment> {
     })
 }
 
-fn run(shared: &Shared, rx: mpsc::Receiver<Msg>, mut current: Option<Segment>) {
-    let mut last_sync = Instant::now();
-    let mut unsynced = false;
-    let mut poisoned = false;
-    // The last entry written before appends that failed, until the next
-    // group commit is written (its lines say so: see `Entry::prev`).
-    let mut gap_after: Option<u64> = None;
-    loop {
-        let first = match shared.options.durability {
-            Durability::Interval(every) if unsynced => match rx.recv_timeout(every) {
-                Ok(Msg::Append(a)) => a,
-                Ok(Msg::Close) => break,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if let Some(seg) = &current {
-                        match seg.file.sync_data() {
-                            Ok(()) => {
-                                unsynced = false;
-                                last_sync = Instant::now();
-                            }
-                            Err(e) => {
-                                // After a failed sync nothing in the page
-                                // cache is trusted (see `undo`).
-                                tracing::error!(target: "octopus::journal", error = %e, "journal sync failed: appends stopped until the journal is reopened");
-                                poisoned = true;
-                                unsynced = false;
-                            }
-                        }
-                    }
-                    continue;
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            },
-            _ => match next(rx.recv().map_err(drop)) {
-                Some(a) => a,
-                None => break,
-            },
-        };
-        let mut batch = vec![first];
-        let mut closing = false;
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(Msg::Append(a)) => batch.push(a),
-                Ok(Msg::Close) => {
-                    closing = true;
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        let outcome = if poisoned {
+/// What the writer thread carries from one group commit to the next.
+struct WriterState {
+    current: Option<Segment>,
+    last_sync: Instant,
+    unsynced: bool,
+    /// Set by a failed sync (or a failed write that could not be cut off):
+    /// every later append fails until the journal is reopened.
+    poisoned: bool,
+    /// The last entry written before appends that failed, until the next
+    /// group commit is written (its lines say so: see `Entry::prev`).
+    gap_after: Option<u64>,
+}
+
+/// The writer thread: gathers a group commit, writes it, answers its
+/// appenders, until the journal closes.
+fn run(shared: &Shared, rx: mpsc::Receiver<Msg>, current: Option<Segment>) {
+    let mut w = WriterState {
+        current,
+        last_sync: Instant::now(),
+        unsynced: false,
+        poisoned: false,
+        gap_after: None,
+    };
+    while let Some((batch, closing)) = w.next_batch(shared, &rx) {
+        let outcome = if w.poisoned {
             Err(std::io::Error::other(
                 "appends stopped after a failed sync (or a failed write that could not be cut off); reopen the journal",
             ))
         } else {
             write_batch(
                 shared,
-                &mut current,
-                (&batch, &mut gap_after),
-                &mut last_sync,
-                (&mut unsynced, &mut poisoned),
+                &mut w.current,
+                (&batch, &mut w.gap_after),
+                &mut w.last_sync,
+                (&mut w.unsynced, &mut w.poisoned),
             )
         };
-        match outcome {
-            Ok(Written { first_seq, lines }) => {
-                shared.index.apply(batch.iter().zip(lines).enumerate().map(
-                    |(i, (a, (segment, offset)))| {
-                        let seq = first_seq + i as u64;
-                        let position = Position::new(seq, a.index.put, segment, offset);
-                        (a.index.key.clone(), position)
-                    },
-                ));
-                let last = first_seq + batch.len() as u64 - 1;
-                shared.durable_seq.store(last, Ordering::SeqCst);
-                for (i, a) in batch.into_iter().enumerate() {
-                    let _ = a.reply.send(Ok(first_seq + i as u64));
-                }
-                shared.wake.notify_one();
-            }
-            Err(e) => {
-                let message = e.to_string();
-                tracing::error!(target: "octopus::journal", error = %message, "journal append failed");
-                // The callers may be gone: the count is the writer's to fix.
-                shared
-                    .outstanding
-                    .fetch_sub(batch.len() as i64, Ordering::SeqCst);
-                shared.drain.notify_waiters();
-                for a in batch {
-                    let _ = a.reply.send(Err(message.clone()));
-                }
-            }
-        }
+        answer(shared, batch, outcome);
         if closing {
             break;
         }
     }
-    if let Some(seg) = &current {
+    if let Some(seg) = &w.current {
         let _ = seg.file.sync_all();
+    }
+}
+
+impl WriterState {
+    /// The next group commit (the appends already queued, up to
+    /// `MAX_BATCH`) and whether a close follows it; `None` once the
+    /// journal is closed. Under `Durability::Interval`, an idle interval
+    /// syncs what was written.
+    fn next_batch(
+        &mut self, shared: &Shared, rx: &mpsc::Receiver<Msg>,
+    ) -> Option<(Vec<Append>, bool)> {
+        let first = loop {
+            match shared.options.durability {
+                Durability::Interval(every) if self.unsynced => match rx.recv_timeout(every) {
+                    Ok(Msg::Append(a)) => break a,
+                    Ok(Msg::Close) | Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+                    Err(mpsc::RecvTimeoutError::Timeout) => self.sync_idle(),
+                },
+                _ => break next(rx.recv().map_err(drop))?,
+            }
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(Msg::Append(a)) => batch.push(a),
+                Ok(Msg::Close) => return Some((batch, true)),
+                Err(_) => break,
+            }
+        }
+        Some((batch, false))
+    }
+
+    /// Syncs the current segment after an idle interval.
+    fn sync_idle(&mut self) {
+        let Some(seg) = &self.current else {
+            return;
+        };
+        match seg.file.sync_data() {
+            Ok(()) => {
+                self.unsynced = false;
+                self.last_sync = Instant::now();
+            }
+            Err(e) => {
+                // After a failed sync nothing in the page cache is trusted
+                // (see `undo`).
+                tracing::error!(target: "octopus::journal", error = %e, "journal sync failed: appends stopped until the journal is reopened");
+                self.poisoned = true;
+                self.unsynced = false;
+            }
+        }
+    }
+}
+
+/// Indexes a written batch and answers its appenders, or fails them all.
+fn answer(shared: &Shared, batch: Vec<Append>, outcome: std::io::Result<Written>) {
+    match outcome {
+        Ok(Written { first_seq, lines }) => {
+            shared.index.apply(batch.iter().zip(lines).enumerate().map(
+                |(i, (a, (segment, offset)))| {
+                    let seq = first_seq + i as u64;
+                    let position = Position::new(seq, a.index.put, segment, offset);
+                    (a.index.key.clone(), position)
+                },
+            ));
+            let last = first_seq + batch.len() as u64 - 1;
+            shared.durable_seq.store(last, Ordering::SeqCst);
+            for (i, a) in batch.into_iter().enumerate() {
+                let _ = a.reply.send(Ok(first_seq + i as u64));
+            }
+            shared.wake.notify_one();
+        }
+        Err(e) => {
+            let message = e.to_string();
+            tracing::error!(target: "octopus::journal", error = %message, "journal append failed");
+            // The callers may be gone: the count is the writer's to fix.
+            shared
+                .outstanding
+                .fetch_sub(batch.len() as i64, Ordering::SeqCst);
+            shared.drain.notify_waiters();
+            for a in batch {
+                let _ = a.reply.send(Err(message.clone()));
+            }
+        }
     }
 }
 
