@@ -158,7 +158,7 @@ impl Replayer {
         let mut cp = lock(&shared.checkpoint).clone();
         cp.applied.extend(self.committed.iter().copied());
         let seq = cp.seq;
-        let cp = super::replay::persist(&shared, Vec::new(), cp, seq).await?;
+        let cp = super::persist::persist(&shared, Vec::new(), cp, seq).await?;
         *lock(&shared.checkpoint) = cp;
         let fresh: Vec<u64> = self
             .committed

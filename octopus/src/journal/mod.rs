@@ -64,6 +64,7 @@ mod index;
 mod lifecycle;
 mod open;
 mod options;
+mod persist;
 mod reader;
 mod recovery;
 mod replay;
