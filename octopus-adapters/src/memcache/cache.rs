@@ -1,10 +1,10 @@
 //! The memcached store as a [`Cache`]: lookups that tell a marker from a
 //! miss, fills by `add` or CAS, invalidation markers.
 
-use memcache::exp::{Get, GetStatus, Meta};
-use octopus::{BoxFuture, Cache, FillToken, Key, Lookup, Record, Result, Schema, Store, check_key};
+use memcache::exp::{Get, GetStatus, Meta, Set};
+use octopus::{BoxFuture, Cache, FillToken, Key, Lookup, Record, Result, Schema, Store};
 
-use super::{MARKER, MemcacheStore, codec};
+use super::{MARKER, MemcacheStore};
 
 impl MemcacheStore {
     fn lookup_result(
@@ -33,14 +33,9 @@ impl Cache for MemcacheStore {
         &'a self, schema: &'static Schema, key: &'a Key,
     ) -> BoxFuture<'a, Result<Lookup>> {
         Box::pin(async move {
-            check_key(schema, key)?;
-            let k = codec::cache_key(&self.inner.namespace, schema, key);
             let got = self
-                .inner
-                .client
-                .run(Get::new(&k).meta(Meta::NONE.cas()))
-                .await
-                .map_err(|e| self.fail(e))?;
+                .run(Get::new(self.item_key(schema, key)?).meta(Meta::NONE.cas()))
+                .await?;
             Ok(self.lookup_result(schema, key, got))
         })
     }
@@ -52,12 +47,10 @@ impl Cache for MemcacheStore {
             if keys.is_empty() {
                 return Ok(Vec::new());
             }
-            for k in keys {
-                check_key(schema, k)?;
-            }
-            let gets = keys.iter().map(|k| {
-                Get::new(codec::cache_key(&self.inner.namespace, schema, k)).meta(Meta::NONE.cas())
-            });
+            let gets = keys
+                .iter()
+                .map(|k| Ok(Get::new(self.item_key(schema, k)?).meta(Meta::NONE.cas())))
+                .collect::<Result<Vec<_>>>()?;
             let results = self
                 .inner
                 .client
@@ -92,15 +85,8 @@ impl Cache for MemcacheStore {
         &'a self, schema: &'static Schema, key: &'a Key,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            check_key(schema, key)?;
-            let k = codec::cache_key(&self.inner.namespace, schema, key);
-            self.inner
-                .client
-                .set(&k, MARKER)
-                .ttl(self.inner.marker_ttl)
-                .send()
-                .await
-                .map_err(|e| self.fail(e))?;
+            let marker = Set::new(self.item_key(schema, key)?, MARKER);
+            self.run(marker.ttl(self.inner.marker_ttl)).await?;
             Ok(())
         })
     }

@@ -45,7 +45,7 @@ mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use memcache::exp::{AsyncMetaClient, Get, GetStatus, Meta, MutationStatus, Ttl};
+use memcache::exp::{AsyncMetaClient, Get, GetStatus, Meta, MutationStatus, Operation, Set, Ttl};
 use octopus::{Error, Key, Record, Result, Schema, check_key, check_record, key_of};
 
 pub use options::MemcacheOptions;
@@ -133,6 +133,24 @@ impl MemcacheStore {
         codec::cache_key(&self.inner.namespace, schema, key)
     }
 
+    /// Runs one memcached operation, a failure classified as this store's.
+    async fn run<O: Operation>(&self, op: O) -> Result<O::Output> {
+        self.inner.client.run(op).await.map_err(|e| self.fail(e))
+    }
+
+    /// `key`, checked against the schema, as this store's memcached key.
+    fn item_key(&self, schema: &'static Schema, key: &Key) -> Result<String> {
+        check_key(schema, key)?;
+        Ok(codec::cache_key(&self.inner.namespace, schema, key))
+    }
+
+    /// A `set` of `record`, checked and encoded, with the store's TTL.
+    fn set_row(&self, schema: &'static Schema, record: &Record) -> Result<Set> {
+        let (key, bytes) = self.encoded(schema, record)?;
+        let k = codec::cache_key(&self.inner.namespace, schema, &key);
+        Ok(Set::new(k, bytes).ttl(self.inner.ttl))
+    }
+
     fn fail(&self, e: memcache::exp::Error) -> Error {
         use memcache::exp::Error as E;
         match e {
@@ -180,14 +198,9 @@ impl MemcacheStore {
     pub async fn get_with_cas(
         &self, schema: &'static Schema, key: &Key,
     ) -> Result<Option<(Record, u64)>> {
-        check_key(schema, key)?;
-        let k = codec::cache_key(&self.inner.namespace, schema, key);
         let got = self
-            .inner
-            .client
-            .run(Get::new(&k).meta(Meta::NONE.cas()))
-            .await
-            .map_err(|e| self.fail(e))?;
+            .run(Get::new(self.item_key(schema, key)?).meta(Meta::NONE.cas()))
+            .await?;
         if got.status != GetStatus::Hit {
             return Ok(None);
         }
@@ -202,34 +215,16 @@ impl MemcacheStore {
     pub async fn set_if_cas(
         &self, schema: &'static Schema, record: &Record, cas: u64,
     ) -> Result<bool> {
-        let (_, bytes) = self.encoded(schema, record)?;
-        let k = codec::cache_key(&self.inner.namespace, schema, &key_of(schema, record)?);
         let out = self
-            .inner
-            .client
-            .set(&k, &bytes)
-            .ttl(self.inner.ttl)
-            .compare_cas(cas)
-            .send()
-            .await
-            .map_err(|e| self.fail(e))?;
+            .run(self.set_row(schema, record)?.compare_cas(cas))
+            .await?;
         Ok(out.status == MutationStatus::Applied)
     }
 
     /// Stores `record` only if no item exists for its key (memcached `add`);
     /// returns whether it was stored.
     pub async fn add(&self, schema: &'static Schema, record: &Record) -> Result<bool> {
-        let (key, bytes) = self.encoded(schema, record)?;
-        let k = codec::cache_key(&self.inner.namespace, schema, &key);
-        let out = self
-            .inner
-            .client
-            .set(&k, &bytes)
-            .ttl(self.inner.ttl)
-            .add()
-            .send()
-            .await
-            .map_err(|e| self.fail(e))?;
+        let out = self.run(self.set_row(schema, record)?.add()).await?;
         Ok(out.status == MutationStatus::Applied)
     }
 }

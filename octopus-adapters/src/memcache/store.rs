@@ -1,13 +1,23 @@
 //! The memcached store as a [`Store`]: `add` for inserts, a CAS loop for
 //! updates, no `scan`.
 
-use memcache::exp::{Get, GetStatus, MutationStatus};
+use memcache::exp::{Delete, Get, GetResult, GetStatus, MutationStatus};
 use octopus::{
-    BoxFuture, Error, Key, Record, Result, Schema, Store, check_key, check_record, key_of,
-    version_of,
+    BoxFuture, Error, Key, Record, Result, Schema, Store, check_record, key_of, version_of,
 };
 
-use super::{CAS_ATTEMPTS, MemcacheStore, codec};
+use super::{CAS_ATTEMPTS, MemcacheStore};
+
+impl MemcacheStore {
+    /// The row a plain `get` found, if any (a marker or stale bytes are
+    /// none).
+    fn row_of(&self, schema: &'static Schema, key: &Key, got: GetResult) -> Option<Record> {
+        match (got.status, got.value) {
+            (GetStatus::Hit, Some(v)) => self.decoded(schema, key, &v),
+            _ => None,
+        }
+    }
+}
 
 impl Store for MemcacheStore {
     fn name(&self) -> &str {
@@ -23,19 +33,8 @@ impl Store for MemcacheStore {
         &'a self, schema: &'static Schema, key: &'a Key,
     ) -> BoxFuture<'a, Result<Option<Record>>> {
         Box::pin(async move {
-            check_key(schema, key)?;
-            let k = codec::cache_key(&self.inner.namespace, schema, key);
-            let got = self
-                .inner
-                .client
-                .get(&k)
-                .send()
-                .await
-                .map_err(|e| self.fail(e))?;
-            Ok(match (got.status, got.value) {
-                (GetStatus::Hit, Some(v)) => self.decoded(schema, key, &v),
-                _ => None,
-            })
+            let got = self.run(Get::new(self.item_key(schema, key)?)).await?;
+            Ok(self.row_of(schema, key, got))
         })
     }
 
@@ -46,28 +45,20 @@ impl Store for MemcacheStore {
             if keys.is_empty() {
                 return Ok(Vec::new());
             }
-            for k in keys {
-                check_key(schema, k)?;
-            }
+            let gets = keys
+                .iter()
+                .map(|k| Ok(Get::new(self.item_key(schema, k)?)))
+                .collect::<Result<Vec<_>>>()?;
             // One pipelined batch per server, the servers in parallel.
             let results = self
                 .inner
                 .client
-                .run_many(
-                    keys.iter()
-                        .map(|k| Get::new(codec::cache_key(&self.inner.namespace, schema, k))),
-                )
+                .run_many(gets)
                 .await
                 .map_err(|e| self.fail(e))?;
             keys.iter()
                 .zip(results)
-                .map(|(key, got)| {
-                    let got = got.map_err(|e| self.fail(e))?;
-                    Ok(match (got.status, got.value) {
-                        (GetStatus::Hit, Some(v)) => self.decoded(schema, key, &v),
-                        _ => None,
-                    })
-                })
+                .map(|(key, got)| Ok(self.row_of(schema, key, got.map_err(|e| self.fail(e))?)))
                 .collect()
         })
     }
@@ -91,15 +82,7 @@ impl Store for MemcacheStore {
         &'a self, schema: &'static Schema, record: &'a Record,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let (key, bytes) = self.encoded(schema, record)?;
-            let k = codec::cache_key(&self.inner.namespace, schema, &key);
-            self.inner
-                .client
-                .set(&k, &bytes)
-                .ttl(self.inner.ttl)
-                .send()
-                .await
-                .map_err(|e| self.fail(e))?;
+            self.run(self.set_row(schema, record)?).await?;
             Ok(())
         })
     }
@@ -145,15 +128,7 @@ impl Store for MemcacheStore {
 
     fn delete<'a>(&'a self, schema: &'static Schema, key: &'a Key) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            check_key(schema, key)?;
-            let k = codec::cache_key(&self.inner.namespace, schema, key);
-            let out = self
-                .inner
-                .client
-                .delete(&k)
-                .send()
-                .await
-                .map_err(|e| self.fail(e))?;
+            let out = self.run(Delete::new(self.item_key(schema, key)?)).await?;
             Ok(out.status == MutationStatus::Applied)
         })
     }
