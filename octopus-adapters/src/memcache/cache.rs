@@ -43,27 +43,11 @@ impl Cache for MemcacheStore {
     fn lookup_many<'a>(
         &'a self, schema: &'static Schema, keys: &'a [Key],
     ) -> BoxFuture<'a, Result<Vec<Lookup>>> {
-        Box::pin(async move {
-            if keys.is_empty() {
-                return Ok(Vec::new());
-            }
-            let gets = keys
-                .iter()
-                .map(|k| Ok(Get::new(self.item_key(schema, k)?).meta(Meta::NONE.cas())))
-                .collect::<Result<Vec<_>>>()?;
-            let results = self
-                .inner
-                .client
-                .run_many(gets)
-                .await
-                .map_err(|e| self.fail(e))?;
-            keys.iter()
-                .zip(results)
-                .map(|(key, got)| {
-                    Ok(self.lookup_result(schema, key, got.map_err(|e| self.fail(e))?))
-                })
-                .collect()
-        })
+        Box::pin(
+            self.get_each(schema, keys, Meta::NONE.cas(), move |key, got| {
+                self.lookup_result(schema, key, got)
+            }),
+        )
     }
 
     fn fill<'a>(

@@ -45,7 +45,9 @@ mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use memcache::exp::{AsyncMetaClient, Get, GetStatus, Meta, MutationStatus, Operation, Set, Ttl};
+use memcache::exp::{
+    AsyncMetaClient, Get, GetResult, GetStatus, Meta, MutationStatus, Operation, Set, Ttl,
+};
 use octopus::{Error, Key, Record, Result, Schema, check_key, check_record, key_of};
 
 pub use options::MemcacheOptions;
@@ -142,6 +144,32 @@ impl MemcacheStore {
     fn item_key(&self, schema: &'static Schema, key: &Key) -> Result<String> {
         check_key(schema, key)?;
         Ok(codec::cache_key(&self.inner.namespace, schema, key))
+    }
+
+    /// `keys`, checked, in one pipelined batch per server, the servers in
+    /// parallel, each with the metadata `meta`; `answer` turns each result
+    /// into what the caller returns.
+    async fn get_each<T>(
+        &self, schema: &'static Schema, keys: &[Key], meta: Meta,
+        answer: impl Fn(&Key, GetResult) -> T,
+    ) -> Result<Vec<T>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let gets = keys
+            .iter()
+            .map(|k| Ok(Get::new(self.item_key(schema, k)?).meta(meta)))
+            .collect::<Result<Vec<_>>>()?;
+        let results = self
+            .inner
+            .client
+            .run_many(gets)
+            .await
+            .map_err(|e| self.fail(e))?;
+        keys.iter()
+            .zip(results)
+            .map(|(key, got)| Ok(answer(key, got.map_err(|e| self.fail(e))?)))
+            .collect()
     }
 
     /// A `set` of `record`, checked and encoded, with the store's TTL.

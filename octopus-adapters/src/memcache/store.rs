@@ -1,7 +1,7 @@
 //! The memcached store as a [`Store`]: `add` for inserts, a CAS loop for
 //! updates, no `scan`.
 
-use memcache::exp::{Delete, Get, GetResult, GetStatus, MutationStatus};
+use memcache::exp::{Delete, Get, GetResult, GetStatus, Meta, MutationStatus};
 use octopus::{
     BoxFuture, Error, Key, Record, Result, Schema, Store, check_record, key_of, version_of,
 };
@@ -41,26 +41,9 @@ impl Store for MemcacheStore {
     fn get_many<'a>(
         &'a self, schema: &'static Schema, keys: &'a [Key],
     ) -> BoxFuture<'a, Result<Vec<Option<Record>>>> {
-        Box::pin(async move {
-            if keys.is_empty() {
-                return Ok(Vec::new());
-            }
-            let gets = keys
-                .iter()
-                .map(|k| Ok(Get::new(self.item_key(schema, k)?)))
-                .collect::<Result<Vec<_>>>()?;
-            // One pipelined batch per server, the servers in parallel.
-            let results = self
-                .inner
-                .client
-                .run_many(gets)
-                .await
-                .map_err(|e| self.fail(e))?;
-            keys.iter()
-                .zip(results)
-                .map(|(key, got)| Ok(self.row_of(schema, key, got.map_err(|e| self.fail(e))?)))
-                .collect()
-        })
+        Box::pin(self.get_each(schema, keys, Meta::NONE, move |key, got| {
+            self.row_of(schema, key, got)
+        }))
     }
 
     fn insert<'a>(
