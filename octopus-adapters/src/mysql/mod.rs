@@ -229,9 +229,7 @@ impl Store for MysqlStore {
             if keys.is_empty() {
                 return Ok(Vec::new());
             }
-            for k in keys {
-                check_text_key(schema, k)?;
-            }
+            keys.iter().try_for_each(|k| check_text_key(schema, k))?;
             let st = self.statements(schema);
             let marks = vec!["?"; keys.len()].join(", ");
             let text = format!("{} WHERE {} IN ({marks})", st.select_columns, st.key);
@@ -288,9 +286,7 @@ impl Store for MysqlStore {
         &'a self, schema: &'static Schema, records: &'a [Record],
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            for r in records {
-                self.validate(schema, r)?;
-            }
+            records.iter().try_for_each(|r| self.validate(schema, r))?;
             let st = self.statements(schema);
             self.exec_runs(
                 records,
@@ -307,9 +303,7 @@ impl Store for MysqlStore {
         &'a self, schema: &'static Schema, keys: &'a [Key],
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            for k in keys {
-                check_text_key(schema, k)?;
-            }
+            keys.iter().try_for_each(|k| check_text_key(schema, k))?;
             let st = self.statements(schema);
             self.exec_runs(
                 keys,

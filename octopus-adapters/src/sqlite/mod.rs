@@ -237,9 +237,7 @@ impl Store for SqliteStore {
         &'a self, schema: &'static Schema, keys: &'a [Key],
     ) -> BoxFuture<'a, Result<Vec<Option<Record>>>> {
         Box::pin(async move {
-            for k in keys {
-                check_key(schema, k)?;
-            }
+            keys.iter().try_for_each(|k| check_key(schema, k))?;
             let st = self.statements(schema);
             let keys = keys.to_vec();
             self.read(move |conn| get_many(conn, schema, &st, &keys))
@@ -277,9 +275,9 @@ impl Store for SqliteStore {
         &'a self, schema: &'static Schema, records: &'a [Record],
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            for record in records {
-                self.validate(schema, record)?;
-            }
+            records
+                .iter()
+                .try_for_each(|record| self.validate(schema, record))?;
             let records = records.to_vec();
             // One job, so one transaction and one sync for the whole batch.
             self.write(schema, move |conn, st| {
@@ -297,9 +295,7 @@ impl Store for SqliteStore {
         &'a self, schema: &'static Schema, keys: &'a [Key],
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            for key in keys {
-                check_key(schema, key)?;
-            }
+            keys.iter().try_for_each(|key| check_key(schema, key))?;
             let keys = keys.to_vec();
             self.write(schema, move |conn, st| {
                 let mut stmt = conn.prepare_cached(&st.delete)?;
