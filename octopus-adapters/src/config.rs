@@ -7,6 +7,7 @@
 //! | `mysql://user[:password]@host[:port]/database` | [`crate::mysql::MysqlStore`] (`?pool_size=…&deadline_ms=…`) |
 //! | `memcache://host:port[,host:port…]` | [`crate::memcache::MemcacheStore`] (`?ttl_secs=…&timeout_ms=…&namespace=…`) |
 //! | `memory://?capacity=…&ttl=…` | [`octopus::MemoryStore`] (`ttl` as `500ms`, `60s`, `5m` or seconds) |
+//! | `file://path/to/dir` (a plan's `fallback`) | [`octopus::journal::Journal`] (`?durability=fsync\|none\|<duration>&segment_bytes=…&replay_batch=…`) |
 //!
 //! Every URL is read by one parser: the password may hold `?`, `@`, `%`,
 //! `/` and `#` as they are or percent-encoded (the userinfo ends at the last
@@ -23,9 +24,11 @@ use std::time::Duration;
 
 use octopus::config::Config;
 use octopus::{
-    Cache, CircuitBreaker, Error, MemoryOptions, MemoryStore, Plan, Plans, Result, Store,
+    BreakerOptions, Cache, CircuitBreaker, Error, Fallback, MemoryOptions, MemoryStore, Plan,
+    Plans, Result, Store,
 };
 
+pub use crate::fallback::open_fallback;
 use crate::url::StoreUrl;
 
 /// A primary (or any store) from its URL.
@@ -128,62 +131,64 @@ async fn memcache(url: &StoreUrl<'_>) -> Result<Arc<dyn Cache>> {
     Err(url.error("octopus-adapters was built without the `memcache` feature"))
 }
 
-/// Builds every plan `config` describes. Stores are opened once per URL
-/// and shared; plans over the same primary share its circuit breaker (so
-/// they must agree on its settings).
+/// Builds every plan `config` describes. Stores, caches and journals are
+/// opened once per URL and shared; plans over the same primary share its
+/// circuit breakers (so they must agree on its settings), and plans naming
+/// one journal must share their primary.
 pub async fn plans(config: &Config) -> Result<Plans> {
-    let mut stores: HashMap<String, Arc<dyn Store>> = HashMap::new();
-    let mut caches: HashMap<String, Arc<dyn Cache>> = HashMap::new();
-    // Per primary URL: its writes' and reads' breakers, and the first plan
-    // that named it.
-    type Breakers = (Arc<CircuitBreaker>, Arc<CircuitBreaker>);
-    let mut breakers: HashMap<String, (Breakers, String)> = HashMap::new();
-    let mut build = async |at: &str, table: Option<&str>| -> Result<Plan> {
+    let mut opened = Opened::default();
+    let mut plans = Plans::new(opened.plan(config, "default", None).await?);
+    for table in config.models.keys() {
+        let plan = opened
+            .plan(config, &format!("models.{table}"), Some(table))
+            .await?;
+        plans = plans.with_table(table.clone(), plan);
+    }
+    Ok(plans)
+}
+
+/// A primary's writes' and reads' breakers.
+type Breakers = (Arc<CircuitBreaker>, Arc<CircuitBreaker>);
+
+/// What [`plans`] has opened so far, by URL, with the setting that first
+/// named it (for errors).
+#[derive(Default)]
+struct Opened {
+    stores: HashMap<String, Arc<dyn Store>>,
+    caches: HashMap<String, Arc<dyn Cache>>,
+    breakers: HashMap<String, (Breakers, String)>,
+    /// Per journal URL: the journal, its primary's URL, who named it first.
+    journals: HashMap<String, (Arc<dyn Fallback>, String, String)>,
+}
+
+impl Opened {
+    /// The plan of `table` (the default plan for `None`); `at` names it in
+    /// errors.
+    async fn plan(&mut self, config: &Config, at: &str, table: Option<&str>) -> Result<Plan> {
         let plan = match table {
             Some(t) => config.plan_for(t),
             None => config.default.clone(),
         };
         let url = plan.primary.clone().unwrap_or_default();
-        let primary = match stores.get(&url) {
+        let primary = match self.stores.get(&url) {
             Some(s) => s.clone(),
             None => {
                 let s = open_store(&url).await?;
-                stores.insert(url.clone(), s.clone());
+                self.stores.insert(url.clone(), s.clone());
                 s
             }
         };
-        let breaker_config = plan.breaker.clone().unwrap_or_default();
-        breaker_config.validate()?;
-        let (breaker, read_breaker) = match breakers.get(&url) {
-            Some((b, first)) => {
-                if *b.0.config() != breaker_config {
-                    return Err(Error::Config {
-                        key: format!("{at}.breaker"),
-                        reason: format!(
-                            "differs from {first}.breaker, which shares its primary (one breaker per primary)"
-                        ),
-                    });
-                }
-                b.clone()
-            }
-            None => {
-                let b = (
-                    CircuitBreaker::new(primary.name(), breaker_config.clone())?,
-                    CircuitBreaker::new(format!("{} (reads)", primary.name()), breaker_config)?,
-                );
-                breakers.insert(url.clone(), (b.clone(), at.to_owned()));
-                b
-            }
-        };
+        let (breaker, read_breaker) =
+            self.breakers(at, &url, &primary, plan.breaker.clone().unwrap_or_default())?;
         let mut builder = Plan::builder(primary)
             .shared_breaker(breaker)
             .shared_read_breaker(read_breaker);
         for c in plan.caches.unwrap_or_default() {
-            let cache = match caches.get(&c.url) {
+            let cache = match self.caches.get(&c.url) {
                 Some(c) => c.clone(),
                 None => {
                     let opened = open_cache(&c.url).await?;
-                    caches.insert(c.url.clone(), opened.clone());
+                    self.caches.insert(c.url.clone(), opened.clone());
                     opened
                 }
             };
@@ -192,12 +197,56 @@ pub async fn plans(config: &Config) -> Result<Plans> {
         if let Some(wait) = plan.herd_wait {
             builder = builder.herd_wait(wait);
         }
+        if let Some(journal) = &plan.fallback {
+            builder = builder.fallback(self.journal(at, journal, &url)?);
+        }
         builder.build()
-    };
-    let mut plans = Plans::new(build("default", None).await?);
-    for table in config.models.keys() {
-        let plan = build(&format!("models.{table}"), Some(table)).await?;
-        plans = plans.with_table(table.clone(), plan);
     }
-    Ok(plans)
+
+    /// The breakers of the primary at `url`: new, or those of the plan that
+    /// named it first, whose settings must be `options`.
+    fn breakers(
+        &mut self, at: &str, url: &str, primary: &Arc<dyn Store>, options: BreakerOptions,
+    ) -> Result<Breakers> {
+        options.validate()?;
+        if let Some((b, first)) = self.breakers.get(url) {
+            if *b.0.config() != options {
+                return Err(Error::config(
+                    format!("{at}.breaker"),
+                    format!(
+                        "differs from {first}.breaker, which shares its primary (one breaker per primary)"
+                    ),
+                ));
+            }
+            return Ok(b.clone());
+        }
+        let b = (
+            CircuitBreaker::new(primary.name(), options.clone())?,
+            CircuitBreaker::new(format!("{} (reads)", primary.name()), options)?,
+        );
+        self.breakers
+            .insert(url.to_owned(), (b.clone(), at.to_owned()));
+        Ok(b)
+    }
+
+    /// The journal at `url`, opened once, for the primary at `primary`.
+    fn journal(&mut self, at: &str, url: &str, primary: &str) -> Result<Arc<dyn Fallback>> {
+        if let Some((journal, its_primary, first)) = self.journals.get(url) {
+            if its_primary != primary {
+                return Err(Error::config(
+                    format!("{at}.fallback"),
+                    format!(
+                        "names the journal of {first}, whose primary differs (a journal replays into one primary)"
+                    ),
+                ));
+            }
+            return Ok(journal.clone());
+        }
+        let journal = open_fallback(url)?;
+        self.journals.insert(
+            url.to_owned(),
+            (journal.clone(), primary.to_owned(), at.to_owned()),
+        );
+        Ok(journal)
+    }
 }

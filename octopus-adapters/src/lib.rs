@@ -33,6 +33,7 @@ pub mod config;
 mod existing_table;
 #[cfg(any(feature = "sqlite", feature = "mysql"))]
 mod failure;
+mod fallback;
 #[cfg(any(feature = "sqlite", feature = "mysql"))]
 mod per_schema;
 mod url;

@@ -8,6 +8,8 @@
 //!   { url = "memcache://127.0.0.1:11211,127.0.0.1:11212", policy = "write_through" },
 //! ]
 //! herd_wait = "2s"
+//! # Writes the primary cannot take are journaled here and replayed later.
+//! fallback = "file://data/journal"
 //!
 //! [default.breaker]
 //! window = 20
@@ -90,6 +92,11 @@ pub struct PlanConfig {
     /// How long readers wait for another reader's load of the same key.
     #[serde(default, deserialize_with = "deserialize_option")]
     pub herd_wait: Option<Duration>,
+    /// Where writes go that the primary cannot take: a journal's URL
+    /// (`file://path/to/dir?durability=fsync`). Unset, such writes fail
+    /// with the primary's error. Plans naming one journal must share their
+    /// primary (a journal replays into one primary).
+    pub fallback: Option<String>,
 }
 
 /// One cache level. Its `Debug` shows the URL without its password.
@@ -110,12 +117,14 @@ impl fmt::Debug for PlanConfig {
             caches,
             breaker,
             herd_wait,
+            fallback,
         } = self;
         f.debug_struct("PlanConfig")
             .field("primary", &primary.as_deref().map(Redacted))
             .field("caches", caches)
             .field("breaker", breaker)
             .field("herd_wait", herd_wait)
+            .field("fallback", &fallback.as_deref().map(Redacted))
             .finish()
     }
 }
@@ -138,6 +147,7 @@ impl PlanConfig {
             caches: self.caches.clone().or_else(|| base.caches.clone()),
             breaker: self.breaker.clone().or_else(|| base.breaker.clone()),
             herd_wait: self.herd_wait.or(base.herd_wait),
+            fallback: self.fallback.clone().or_else(|| base.fallback.clone()),
         }
     }
 }

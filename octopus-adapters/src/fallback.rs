@@ -1,0 +1,60 @@
+//! Fallbacks from their URLs: where a config file's `fallback` becomes a
+//! journal.
+//!
+//! | URL | fallback |
+//! |---|---|
+//! | `file://path/to/dir`, `file:///abs/dir` | [`Journal`] in that directory (`?durability=fsync\|none\|<duration>&segment_bytes=…&replay_batch=…`) |
+//!
+//! `durability` is [`Durability::Fsync`] by default; a duration such as
+//! `100ms` is [`Durability::Interval`]. See the journal's docs for what
+//! each keeps through a crash or a power loss.
+
+use std::sync::Arc;
+
+use octopus::journal::{Durability, Journal, JournalOptions};
+use octopus::{Fallback, Result};
+
+use crate::url::StoreUrl;
+
+/// A fallback from its URL: a journal, opened (and recovered) now.
+pub fn open_fallback(url: &str) -> Result<Arc<dyn Fallback>> {
+    let url = StoreUrl::parse(url)?;
+    if url.scheme() != "file" {
+        return Err(url.error("unknown fallback; expected file://path/to/journal"));
+    }
+    if !url.has_authority() || url.location().is_empty() {
+        return Err(url.error("expected file://path/to/journal or file:///absolute/path"));
+    }
+    url.refuse_userinfo("a journal has no login")?;
+    let mut options = JournalOptions::default();
+    for param in url.params() {
+        options = match param.name.as_str() {
+            "durability" => options.durability(durability(&url, param)?),
+            "segment_bytes" => options.segment_bytes(url.positive(param)?),
+            "replay_batch" => {
+                options.replay_batch(usize::try_from(url.positive(param)?).unwrap_or(usize::MAX))
+            }
+            _ => {
+                return Err(url.unknown(
+                    param,
+                    "durability=fsync|none|<duration>, segment_bytes, replay_batch",
+                ));
+            }
+        };
+    }
+    Ok(Arc::new(Journal::open(url.location(), options)?))
+}
+
+/// `fsync`, `none`, or a positive duration (an interval between syncs).
+fn durability(url: &StoreUrl<'_>, param: &crate::url::Param<'_>) -> Result<Durability> {
+    match param.value.as_str() {
+        "fsync" => Ok(Durability::Fsync),
+        "none" => Ok(Durability::None),
+        v => match octopus::config::parse_duration(v).filter(|d| !d.is_zero()) {
+            Some(every) => Ok(Durability::Interval(every)),
+            None => Err(url.error(format!(
+                "`durability` must be fsync, none or a sync interval like 100ms, got {v:?}"
+            ))),
+        },
+    }
+}
