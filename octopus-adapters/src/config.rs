@@ -135,16 +135,20 @@ async fn memcache(url: &StoreUrl<'_>) -> Result<Arc<dyn Cache>> {
 /// opened once per URL and shared; plans over the same primary share its
 /// circuit breakers (so they must agree on its settings), and plans naming
 /// one journal must share their primary.
+///
+/// On an error, the journals opened so far are closed before it returns, so
+/// their directory locks are free for the corrected config.
 pub async fn plans(config: &Config) -> Result<Plans> {
     let mut opened = Opened::default();
-    let mut plans = Plans::new(opened.plan(config, "default", None).await?);
-    for table in config.models.keys() {
-        let plan = opened
-            .plan(config, &format!("models.{table}"), Some(table))
-            .await?;
-        plans = plans.with_table(table.clone(), plan);
+    let built = opened.plans(config).await;
+    if built.is_err() {
+        for (journal, _, _) in opened.journals.values() {
+            if let Err(e) = journal.close().await {
+                tracing::warn!(error = %e, "closing a journal of a config that failed");
+            }
+        }
     }
-    Ok(plans)
+    built
 }
 
 /// A primary's writes' and reads' breakers.
@@ -162,6 +166,18 @@ struct Opened {
 }
 
 impl Opened {
+    /// Every plan of `config`.
+    async fn plans(&mut self, config: &Config) -> Result<Plans> {
+        let mut plans = Plans::new(self.plan(config, "default", None).await?);
+        for table in config.models.keys() {
+            let plan = self
+                .plan(config, &format!("models.{table}"), Some(table))
+                .await?;
+            plans = plans.with_table(table.clone(), plan);
+        }
+        Ok(plans)
+    }
+
     /// The plan of `table` (the default plan for `None`); `at` names it in
     /// errors.
     async fn plan(&mut self, config: &Config, at: &str, table: Option<&str>) -> Result<Plan> {
