@@ -14,7 +14,9 @@
 //!   database per test) and of MariaDB servers of a test's own (`mysql`);
 //! - with feature `memcache`, fixtures of the shared memcached server (a
 //!   fresh namespace per test) and of memcached processes of a test's own
-//!   (`memcache`).
+//!   (`memcache`);
+//! - with feature `nats`, nats-server processes of a test's own with
+//!   JetStream (`nats`).
 //!
 //! A server a fixture needs that does not answer fails the test with a
 //! message saying how to start it; nothing is skipped.
@@ -34,6 +36,8 @@ mod wait;
 pub mod memcache;
 #[cfg(feature = "mysql")]
 pub mod mysql;
+#[cfg(feature = "nats")]
+pub mod nats;
 
 pub use plan::{quick_breaker, until_drained};
 pub use rng::{Rng, bit_patterns};

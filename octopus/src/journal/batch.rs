@@ -2,9 +2,8 @@
 //! known (or whose table does not fit it) left waiting, each known table's
 //! entries applied as conditional changes, round by round.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-use super::chains::{apply_split, change_of, dead_letters, rounds};
 use super::dead::DeadLetter;
 use super::entry::Entry;
 use super::lock;
@@ -105,47 +104,15 @@ impl Replayer {
             .iter()
             .partition(|e| self.committed.contains(&e.seq));
         outcome.applied.extend(before);
-        let mut refused: HashSet<u64> = HashSet::new();
-        for round in rounds(&entries) {
-            let mut changes = Vec::with_capacity(round.len());
-            let mut runs = Vec::with_capacity(round.len());
-            for run in round {
-                let after = run[0].after;
-                if let Some(a) = after.filter(|a| self.dead.contains(a) || refused.contains(a)) {
-                    let reason = format!("it was written after entry {a}, which was refused");
-                    refused.extend(run.iter().map(|e| e.seq));
-                    outcome.dead.extend(dead_letters(&run, &reason));
-                    continue;
-                }
-                match change_of(schema, &run) {
-                    Ok(change) => {
-                        changes.push(change);
-                        runs.push(run);
-                    }
-                    Err(reason) => {
-                        refused.extend(run.iter().map(|e| e.seq));
-                        outcome.dead.extend(dead_letters(&run, &reason));
-                    }
-                }
-            }
-            let mut slots: Vec<Option<Result<()>>> = (0..changes.len()).map(|_| None).collect();
-            let applied = apply_split(self.primary.as_ref(), schema, &changes, &mut slots).await;
-            for (run, slot) in runs.into_iter().zip(slots) {
-                match slot {
-                    Some(Ok(())) => {
-                        self.committed.extend(run.iter().map(|e| e.seq));
-                        outcome.applied.extend(run);
-                    }
-                    Some(Err(e)) => {
-                        refused.extend(run.iter().map(|e| e.seq));
-                        outcome.dead.extend(dead_letters(&run, &e.to_string()));
-                    }
-                    None => {}
-                }
-            }
-            applied?;
-        }
-        Ok(())
+        let dead = &self.dead;
+        let (done, result) = super::log::apply(self.primary.as_ref(), schema, &entries, &|s| {
+            dead.contains(&s)
+        })
+        .await;
+        self.committed.extend(done.applied.iter().map(|e| e.seq));
+        outcome.applied.extend(done.applied);
+        outcome.dead.extend(done.dead);
+        result
     }
 
     /// Writes the checkpoint with every committed entry of the current

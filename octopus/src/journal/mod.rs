@@ -62,6 +62,7 @@ mod entry;
 mod error;
 mod index;
 mod lifecycle;
+pub mod log;
 mod open;
 mod options;
 mod persist;

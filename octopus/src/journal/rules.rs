@@ -30,14 +30,20 @@ use crate::value::{Key, Record};
 use crate::{Error, Result};
 
 /// What is known of a key's current row during an outage.
-enum Known {
+#[derive(Debug, Clone, PartialEq)]
+pub enum Known {
+    /// The latest pending entry (or a cache) holds this row.
     Row(Record),
+    /// The latest pending entry deletes the key.
     Absent,
+    /// Nothing is known: the primary checks the write at replay.
     Unknown,
 }
 
-/// The entry to journal for `write`, or the error a live write would meet.
-fn check<'a>(
+/// The entry to journal for `write` of `key`, given what is `known` of
+/// the key's row, or the error a live write would meet (see the table in
+/// the module docs of [`crate::journal`]'s fallback).
+pub fn check<'a>(
     schema: &'static Schema, key: &Key, write: &'a Write, known: &Known,
 ) -> Result<Intent<'a>> {
     let table = schema.table();
