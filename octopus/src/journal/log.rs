@@ -8,7 +8,7 @@
 
 use super::DeadLetter;
 use super::chains::{apply_split, change_of, dead_letters, rounds};
-use super::entry::{self, Entry, Intent};
+use super::entry::{self, Entry};
 use super::index::{self, Pending};
 use crate::Result;
 use crate::model::now_millis;
