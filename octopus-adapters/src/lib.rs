@@ -49,6 +49,9 @@ pub mod mysql;
 #[cfg(feature = "memcache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memcache")))]
 pub mod memcache;
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+pub mod nats;
 
 /// The README's code, compiled and run as a doctest so it stays true.
 #[cfg(doctest)]

@@ -49,7 +49,7 @@ fn server_version(binary: &PathBuf) -> (u32, u32) {
             )
         });
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let version = text.split('v').nth(1).unwrap_or_default();
+    let version = text.trim().rsplit('v').next().unwrap_or_default();
     let mut parts = version
         .trim()
         .split('.')

@@ -1,0 +1,404 @@
+//! A journal shared by a fleet of servers: a [`Fallback`] on a NATS
+//! JetStream stream ([`JetStreamJournal`]).
+//!
+//! Every server of a fleet opens the same stream. A write the primary cannot
+//! take is published on its row's subject (`octopus.<stream>.rows.<table>.<key>`)
+//! and acknowledged only once JetStream acknowledged it. The publish carries
+//! the sequence number of the last message on that subject as the expected
+//! one, and the write was checked against that message (or, with none,
+//! against the row a cache holds) with the journal's rules
+//! ([`octopus::journal::log`]): so the check and the append are one atomic
+//! step across servers. Of two servers updating one key from one version,
+//! one is acknowledged; the other's publish is refused by JetStream, it
+//! checks again against the message that won, and gets `Conflict`. Each
+//! publish has a message id, so a retried publish is stored once.
+//!
+//! Reads during an outage see every server's pending write of a key: the
+//! last message on its subject, fetched by direct get.
+//!
+//! **Draining.** Every server runs a drainer; one at a time holds the lease
+//! (a key in the JetStream key-value bucket `<stream>_drainer` whose entries
+//! expire after the lease time, refreshed by its holder), so when a server
+//! dies another takes over within a lease. The holder reads the stream in
+//! order (one order for the fleet), applies entries to the primary with the
+//! journal's conditional replay, publishes refused entries as dead letters
+//! on `octopus.<stream>.dead.<table>` (a stream of their own), invalidates
+//! the keys in the plan's caches and purges what it applied.
+//!
+//! **Durability.** JetStream acknowledges a message once its file store has
+//! it, and by default syncs that store every two minutes: with one replica a
+//! power cut can lose acknowledged writes. In production run three replicas
+//! (`?replicas=3`) and `sync_interval: always` on the servers. Opening warns
+//! when the stream has fewer than three replicas.
+//!
+//! **Limits.** While anything is pending in the stream (as this server last
+//! saw it, polled every 100 ms), every write of this server goes to the
+//! stream, so no pending entry overtakes it; a write another server sends to
+//! the primary in the instant before it sees a new entry can be overtaken by
+//! that entry at replay (a versioned model turns that into a dead letter).
+
+mod drain;
+mod subject;
+mod write;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream};
+use octopus::{BoxFuture, CircuitBreaker, Error, Fallback, Key, Record, Result, Schema, Store};
+use octopus::{CacheInvalidation, FallbackStats, Mode, Write, WriteOutcome};
+use tokio::sync::{Notify, watch};
+
+use crate::url::StoreUrl;
+
+/// Settings of a [`JetStreamJournal`], from its URL:
+/// `nats://[user:password@]host:port?stream=octopus&replicas=1&lease=10s&timeout=2s`.
+#[derive(Debug, Clone)]
+struct Options {
+    stream: String,
+    replicas: usize,
+    lease: Duration,
+    timeout: Duration,
+}
+
+/// A [`Fallback`] on a JetStream stream that a fleet of servers shares (see
+/// the module docs). Cheap to clone.
+#[derive(Clone)]
+pub struct JetStreamJournal {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The URL without its password, for errors and logs.
+    name: String,
+    /// The subject prefix, `octopus.<stream>`.
+    prefix: String,
+    js: jetstream::Context,
+    stream: stream::Stream,
+    lease: kv::Store,
+    /// This server's name in the lease.
+    owner: String,
+    /// Message ids: `<owner>-<n>`.
+    next_id: AtomicU64,
+    schemas: RwLock<HashMap<String, &'static Schema>>,
+    caches: RwLock<Vec<Arc<dyn CacheInvalidation>>>,
+    /// Messages in the stream when this server last looked (its own
+    /// publishes count at once).
+    pending: watch::Sender<u64>,
+    mode: watch::Sender<Mode>,
+    appended: AtomicU64,
+    replayed: AtomicU64,
+    dead_letters: AtomicU64,
+    replay_error: Mutex<Option<String>>,
+    wake: Notify,
+    closed: AtomicBool,
+    drainer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for JetStreamJournal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JetStreamJournal")
+            .field("url", &self.inner.name)
+            .field("pending", &*self.inner.pending.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl JetStreamJournal {
+    /// Connects to `url`
+    /// (`nats://[user:password@]host:port?stream=octopus&replicas=1&lease=10s&timeout=2s`),
+    /// creating the stream, its dead-letter stream and the lease bucket if
+    /// they do not exist, and checking their settings if they do. The
+    /// server must answer now.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let parsed = StoreUrl::parse(url)?;
+        let options = options(&parsed)?;
+        let name = crate::url::redact(url);
+        let unavailable = |e: &dyn std::fmt::Display| Error::unavailable(&name, e.to_string());
+        let mut connect = async_nats::ConnectOptions::new()
+            .connection_timeout(options.timeout)
+            .request_timeout(Some(options.timeout));
+        if let (Some(user), Some(password)) = (parsed.user(), parsed.password()) {
+            connect = connect.user_and_password(user.to_owned(), password.to_owned());
+        }
+        let client = connect
+            .connect(parsed.location())
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let js = jetstream::new(client);
+        let prefix = format!("octopus.{}", options.stream);
+        let stream = open_stream(
+            &js,
+            &options,
+            &options.stream,
+            subject::rows(&prefix),
+            &name,
+        )
+        .await?;
+        open_stream(
+            &js,
+            &options,
+            &format!("{}_dead", options.stream),
+            format!("{prefix}.dead.>"),
+            &name,
+        )
+        .await?;
+        let lease = js
+            .create_or_update_key_value(kv::Config {
+                bucket: format!("{}_drainer", options.stream),
+                history: 1,
+                max_age: options.lease,
+                num_replicas: options.replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let owner = format!("{}-{}", std::process::id(), octopus::now_millis());
+        let inner = Inner {
+            name,
+            prefix,
+            js,
+            stream,
+            lease,
+            owner,
+            next_id: AtomicU64::new(0),
+            schemas: RwLock::default(),
+            caches: RwLock::default(),
+            pending: watch::channel(0).0,
+            mode: watch::channel(Mode::Healthy).0,
+            appended: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
+            dead_letters: AtomicU64::new(0),
+            replay_error: Mutex::new(None),
+            wake: Notify::new(),
+            closed: AtomicBool::new(false),
+            drainer: Mutex::new(None),
+        };
+        let journal = JetStreamJournal {
+            inner: Arc::new(inner),
+        };
+        journal.pending_now().await?;
+        Ok(journal)
+    }
+
+    /// Messages pending in the stream, as this server last saw them.
+    pub fn pending(&self) -> u64 {
+        *self.inner.pending.borrow()
+    }
+
+    /// Messages pending in the stream now, read from the server (and
+    /// remembered as [`JetStreamJournal::pending`]).
+    pub async fn pending_now(&self) -> Result<u64> {
+        let mut stream = self.inner.stream.clone();
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| Error::unavailable(&self.inner.name, e.to_string()))?;
+        let n = info.state.messages;
+        self.inner.pending.send_replace(n);
+        Ok(n)
+    }
+
+    /// Where the plans this journal serves stand.
+    pub fn mode(&self) -> Mode {
+        *self.inner.mode.borrow()
+    }
+
+    fn set_mode(&self, mode: Mode) {
+        self.inner.mode.send_if_modified(|m| {
+            let changed = *m != mode;
+            *m = mode;
+            changed
+        });
+    }
+}
+
+/// The stream `name` on `subjects`: created, or checked if it exists.
+async fn open_stream(
+    js: &jetstream::Context, options: &Options, name: &str, subjects: String, url: &str,
+) -> Result<stream::Stream> {
+    let mut stream = js
+        .get_or_create_stream(stream::Config {
+            name: name.to_owned(),
+            subjects: vec![subjects.clone()],
+            storage: stream::StorageType::File,
+            allow_direct: true,
+            num_replicas: options.replicas,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| Error::unavailable(url, e.to_string()))?;
+    let config = stream
+        .info()
+        .await
+        .map_err(|e| Error::unavailable(url, e.to_string()))?
+        .config
+        .clone();
+    if !config.allow_direct || config.subjects != [subjects.clone()] {
+        return Err(Error::config(
+            url,
+            format!(
+                "stream `{name}` exists with other settings: it must allow direct gets and take exactly `{subjects}`"
+            ),
+        ));
+    }
+    if config.num_replicas < 3 {
+        tracing::warn!(
+            stream = name,
+            replicas = config.num_replicas,
+            "JetStream stream has fewer than 3 replicas: a server or power loss can lose acknowledged writes (run 3 replicas and sync_interval: always)"
+        );
+    }
+    Ok(stream)
+}
+
+fn options(url: &StoreUrl<'_>) -> Result<Options> {
+    if url.scheme() != "nats" || !url.has_authority() || url.location().is_empty() {
+        return Err(url.error("expected nats://host:port?stream=…"));
+    }
+    let mut o = Options {
+        stream: "octopus".into(),
+        replicas: 1,
+        lease: Duration::from_secs(10),
+        timeout: Duration::from_secs(2),
+    };
+    for param in url.params() {
+        let seconds = |v: &str| octopus::config::parse_duration(v).filter(|d| !d.is_zero());
+        match param.name.as_str() {
+            "stream" => {
+                let v = param.value.as_str();
+                if v.is_empty()
+                    || !v
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                {
+                    return Err(url.error(format!(
+                        "`stream` must be letters, digits, `_` or `-`, got {v:?}"
+                    )));
+                }
+                o.stream = v.to_owned();
+            }
+            "replicas" => o.replicas = usize::try_from(url.positive(param)?).unwrap_or(5).min(5),
+            "lease" | "timeout" => {
+                let d = seconds(&param.value).ok_or_else(|| {
+                    url.error(format!(
+                        "`{}` must be a positive duration like 10s",
+                        param.name
+                    ))
+                })?;
+                if param.name == "lease" {
+                    o.lease = d;
+                } else {
+                    o.timeout = d;
+                }
+            }
+            _ => return Err(url.unknown(param, "stream, replicas, lease, timeout")),
+        }
+    }
+    Ok(o)
+}
+
+impl Fallback for JetStreamJournal {
+    fn write<'a>(
+        &'a self, schema: &'static Schema, write: &'a Write, cached: Option<&'a Record>,
+        _error: Error,
+    ) -> BoxFuture<'a, Result<WriteOutcome>> {
+        Box::pin(self.append(schema, write, cached))
+    }
+
+    fn attach(&self, primary: Arc<dyn Store>, breaker: Arc<CircuitBreaker>) -> Result<()> {
+        let mut slot = self.inner.drainer.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+                Error::misuse("a JetStream journal must be attached inside a tokio runtime")
+            })?;
+            *slot = Some(runtime.spawn(self.clone().drain(primary, breaker)));
+        }
+        Ok(())
+    }
+
+    fn attach_caches(&self, caches: Arc<dyn CacheInvalidation>) {
+        self.inner
+            .caches
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(caches);
+    }
+
+    fn register(&self, schema: &'static Schema) {
+        self.inner
+            .schemas
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(schema.table().to_owned(), schema);
+    }
+
+    fn has_pending(&self) -> bool {
+        self.pending() > 0
+    }
+
+    fn must_queue(&self, _schema: &'static Schema, _key: &Key) -> bool {
+        self.has_pending()
+    }
+
+    fn pending<'a>(
+        &'a self, schema: &'static Schema, key: &'a Key,
+    ) -> BoxFuture<'a, Result<Option<Option<Record>>>> {
+        Box::pin(self.pending_row(schema, key))
+    }
+
+    fn mode(&self) -> Mode {
+        JetStreamJournal::mode(self)
+    }
+
+    fn watch_mode(&self) -> watch::Receiver<Mode> {
+        self.inner.mode.subscribe()
+    }
+
+    fn drained(&self) -> BoxFuture<'_, ()> {
+        let mut rx = self.inner.pending.subscribe();
+        Box::pin(async move {
+            let _ = rx.wait_for(|n| *n == 0).await;
+        })
+    }
+
+    fn stats(&self) -> Option<FallbackStats> {
+        let i = &self.inner;
+        Some(FallbackStats {
+            pending: self.pending(),
+            appended: i.appended.load(Ordering::Relaxed),
+            replayed: i.replayed.load(Ordering::Relaxed),
+            dead_letters: i.dead_letters.load(Ordering::Relaxed),
+            replay_error: i
+                .replay_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            mode: self.mode(),
+        })
+    }
+
+    fn detach(&self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        self.inner.wake.notify_one();
+    }
+
+    fn close(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            self.detach();
+            let task = self
+                .inner
+                .drainer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(task) = task {
+                let _ = task.await;
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,157 @@
+//! A journal on JetStream shared by several servers, against a nats-server
+//! of the test's own: per-key checks are atomic across servers (of two
+//! servers updating one key from one version exactly one is acknowledged),
+//! every server reads every server's pending writes, and any server drains
+//! the whole stream into MySQL, a dead server's entries included.
+#![cfg(feature = "nats")]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use octopus::{Error, Fallback, Model, Write, WriteOutcome};
+use octopus_adapters::nats::JetStreamJournal;
+use octopus_test_support::nats::OwnNats;
+
+#[derive(Debug, Clone, PartialEq, Model)]
+#[octopus(table = "accounts")]
+struct Account {
+    #[octopus(key)]
+    id: u64,
+    balance: i64,
+    #[octopus(version)]
+    version: u64,
+}
+
+fn row(id: u64, balance: i64, version: u64) -> octopus::Record {
+    Account {
+        id,
+        balance,
+        version,
+    }
+    .to_record()
+    .unwrap()
+}
+
+fn outage() -> Error {
+    Error::unavailable("mysql", "refused")
+}
+
+async fn server(nats: &OwnNats, stream: &str) -> Arc<JetStreamJournal> {
+    let url = format!("{}?stream={stream}", nats.url());
+    let journal = JetStreamJournal::connect(&url).await.unwrap();
+    journal.register(Account::SCHEMA);
+    Arc::new(journal)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_updating_one_key_from_one_version_acknowledge_exactly_one() {
+    let nats = OwnNats::start().await;
+    let (a, b) = (server(&nats, "race").await, server(&nats, "race").await);
+    let schema = Account::SCHEMA;
+    const KEYS: u64 = 64;
+    // Every key at version 3 in both servers' caches; both update every key
+    // from version 3 at once.
+    let mut races = Vec::new();
+    for id in 0..KEYS {
+        let (a, b) = (a.clone(), b.clone());
+        races.push(tokio::spawn(async move {
+            let cached = row(id, 0, 3);
+            let from_a = Write::Update {
+                record: row(id, 100, 4),
+                expected_version: Some(3),
+            };
+            let from_b = Write::Update {
+                record: row(id, 200, 4),
+                expected_version: Some(3),
+            };
+            let (ra, rb) = tokio::join!(
+                a.write(schema, &from_a, Some(&cached), outage()),
+                b.write(schema, &from_b, Some(&cached), outage()),
+            );
+            (id, ra, rb)
+        }));
+    }
+    let mut winners = BTreeMap::new();
+    for race in races {
+        let (id, ra, rb) = race.await.unwrap();
+        let (won, lost, balance) = match (&ra, &rb) {
+            (Ok(_), Err(e)) => (ra.as_ref().unwrap(), e, 100),
+            (Err(e), Ok(_)) => (rb.as_ref().unwrap(), e, 200),
+            other => panic!("key {id}: both or neither acknowledged: {other:?}"),
+        };
+        assert_eq!(*won, WriteOutcome::Journaled);
+        assert!(
+            matches!(
+                lost,
+                Error::Conflict {
+                    expected: 3,
+                    actual: 4,
+                    ..
+                }
+            ),
+            "key {id}: the loser is told the version moved on: {lost:?}"
+        );
+        winners.insert(id, balance);
+    }
+    // Both servers read the winner's row, whichever server wrote it.
+    for (id, balance) in winners {
+        for (name, server) in [("a", &a), ("b", &b)] {
+            let pending = Fallback::pending(&**server, schema, &id.into())
+                .await
+                .unwrap();
+            assert_eq!(
+                pending,
+                Some(Some(row(id, balance, 4))),
+                "server {name}, key {id}"
+            );
+        }
+    }
+    assert_eq!(a.pending_now().await.unwrap(), KEYS, "one message per key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_and_deletes_are_checked_across_servers() {
+    let nats = OwnNats::start().await;
+    let (a, b) = (
+        server(&nats, "creates").await,
+        server(&nats, "creates").await,
+    );
+    let schema = Account::SCHEMA;
+    let create = |balance| Write::Insert(row(7, balance, 1));
+    let (one, two) = (create(1), create(2));
+    let (ra, rb) = tokio::join!(
+        a.write(schema, &one, None, outage()),
+        b.write(schema, &two, None, outage()),
+    );
+    let outcomes = [&ra, &rb];
+    assert_eq!(
+        outcomes.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .any(|r| matches!(r, Err(Error::AlreadyExists { .. }))),
+        "{outcomes:?}"
+    );
+    // A delete on one server, then an update of the deleted row on the other.
+    let delete = Write::Delete {
+        key: 7u64.into(),
+        expected_version: Some(1),
+    };
+    assert_eq!(
+        a.write(schema, &delete, None, outage()).await.unwrap(),
+        WriteOutcome::Journaled
+    );
+    let update = Write::Update {
+        record: row(7, 5, 2),
+        expected_version: Some(1),
+    };
+    let err = b.write(schema, &update, None, outage()).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    assert_eq!(
+        Fallback::pending(&*b, schema, &7u64.into()).await.unwrap(),
+        Some(None)
+    );
+}
