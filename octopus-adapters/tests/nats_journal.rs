@@ -155,3 +155,131 @@ async fn creates_and_deletes_are_checked_across_servers() {
         Some(None)
     );
 }
+
+#[cfg(feature = "mysql")]
+mod drain {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use fault_proxy::{FaultProxy, Mode};
+    use mysql_async::prelude::Queryable;
+    use octopus::{CachePolicy, Dao, Fallback, MemoryStore, Plan, WriteOutcome};
+    use octopus_adapters::mysql::MysqlStore;
+    use octopus_test_support::mysql::{fresh_database, mysql_addr, url_via};
+    use octopus_test_support::nats::OwnNats;
+    use octopus_test_support::{check, eventually, quick_breaker};
+
+    use super::{Account, server};
+
+    async fn rows(url: &str) -> BTreeMap<u64, (i64, u64)> {
+        let mut conn = mysql_async::Conn::from_url(url).await.unwrap();
+        let rows: Vec<(u64, i64, u64)> = conn
+            .query("SELECT id, balance, version FROM accounts")
+            .await
+            .unwrap();
+        conn.disconnect().await.unwrap();
+        rows.into_iter().map(|(id, b, v)| (id, (b, v))).collect()
+    }
+
+    async fn plan(
+        store: &Arc<MysqlStore>, journal: Arc<octopus_adapters::nats::JetStreamJournal>,
+    ) -> Dao<Account> {
+        let plan = Plan::builder(store.clone())
+            .cache(Arc::new(MemoryStore::new()), CachePolicy::Invalidate)
+            .breaker(quick_breaker(Duration::from_millis(200)))
+            .fallback(journal)
+            .build()
+            .unwrap();
+        Dao::open(Arc::new(plan)).await.unwrap()
+    }
+
+    /// Two servers write through a MySQL outage, hot keys shared; one of
+    /// them dies before MySQL returns; the other drains every entry, the
+    /// dead server's included, and MySQL ends with each key's last
+    /// acknowledged write.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn any_server_drains_the_fleet_a_dead_servers_entries_included() {
+        let nats = OwnNats::start().await;
+        let direct = fresh_database("nats_drain").await;
+        let proxy = FaultProxy::start(mysql_addr()).await.unwrap();
+        let store =
+            Arc::new(MysqlStore::new(&url_via(&direct, proxy.addr(), "deadline_ms=300")).unwrap());
+        let (ja, jb) = (server(&nats, "fleet").await, server(&nats, "fleet").await);
+        let (a, b) = (
+            plan(&store, ja.clone()).await,
+            plan(&store, jb.clone()).await,
+        );
+        let mut expected = BTreeMap::new();
+        for id in 0..10 {
+            let mut acc = Account {
+                id,
+                balance: 0,
+                version: 0,
+            };
+            assert_eq!(a.create(&mut acc).await.unwrap(), WriteOutcome::Primary);
+            expected.insert(id, (acc.balance, acc.version));
+        }
+
+        // Both servers have every row in their own cache.
+        for id in 0..10 {
+            assert!(a.read(id).await.unwrap().is_some() && b.read(id).await.unwrap().is_some());
+        }
+
+        proxy.set(Mode::Reset).await;
+        proxy.set(Mode::Refuse).await;
+        // Each key updated by both servers in turn, each update built on
+        // what the other acknowledged (read through the stream once a
+        // server has seen that the stream holds entries).
+        for round in 1..=3 {
+            if round == 2 {
+                eventually(
+                    "both servers to see the stream's entries",
+                    Duration::from_secs(5),
+                    async || {
+                        check(
+                            ja.pending() > 0 && jb.pending() > 0,
+                            (ja.pending(), jb.pending()),
+                        )
+                    },
+                )
+                .await;
+            }
+            for id in 0..10 {
+                let dao = if (id + round) % 2 == 0 { &a } else { &b };
+                let mut acc = dao.read(id).await.unwrap().expect("every key is readable");
+                acc.balance += 10;
+                let outcome = dao.update(&mut acc).await.unwrap();
+                if round > 1 {
+                    assert_eq!(outcome, WriteOutcome::Journaled, "key {id}, round {round}");
+                }
+                expected.insert(id, (acc.balance, acc.version));
+            }
+        }
+        // Server a dies with its entries still in the stream.
+        a.plan().fallback().close().await.unwrap();
+        drop(a);
+        assert!(jb.pending_now().await.unwrap() > 0);
+
+        proxy.set(Mode::Pass).await;
+        eventually(
+            "server b to drain the stream",
+            Duration::from_secs(20),
+            async || {
+                let left = jb.pending_now().await.unwrap();
+                check(left == 0, (left, Fallback::stats(&*jb)))
+            },
+        )
+        .await;
+        assert_eq!(
+            rows(&direct).await,
+            expected,
+            "MySQL holds each key's last write"
+        );
+        let stats = Fallback::stats(&*jb).unwrap();
+        assert_eq!(stats.dead_letters, 0, "{stats:?}");
+        let mut acc = b.read(3).await.unwrap().unwrap();
+        acc.balance += 1;
+        assert_eq!(b.update(&mut acc).await.unwrap(), WriteOutcome::Primary);
+    }
+}

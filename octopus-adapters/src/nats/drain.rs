@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_nats::jetstream::stream::DirectGetErrorKind;
 use octopus::journal::log;
 use octopus::journal::{DeadLetter, Entry};
-use octopus::{CircuitBreaker, Error, Key, Mode, Result, Schema, Store};
+use octopus::{CircuitBreaker, Error, Key, Mode, Result, Schema, Store, normalize_key};
 
 use super::{JetStreamJournal, subject};
 
@@ -36,7 +36,7 @@ struct State {
 
 impl JetStreamJournal {
     /// Runs until the journal is closed.
-    pub(super) async fn drain(self, primary: Arc<dyn Store>, _breaker: Arc<CircuitBreaker>) {
+    pub(super) async fn drain(self, primary: Arc<dyn Store>, breaker: Arc<CircuitBreaker>) {
         let mut state = State::default();
         let mut backoff = MIN_BACKOFF;
         while !self.inner.closed.load(Ordering::SeqCst) {
@@ -63,7 +63,12 @@ impl JetStreamJournal {
             }
             match self.pass(primary.as_ref(), &mut state).await {
                 Ok(0) => self.idle(POLL).await,
-                Ok(_) => backoff = MIN_BACKOFF,
+                Ok(_) => {
+                    // A pass that applied proves the primary is back: the
+                    // plan's writes need not wait out the breaker.
+                    breaker.store_answered();
+                    backoff = MIN_BACKOFF;
+                }
                 Err(e) => {
                     if e.is_unavailable() {
                         self.set_mode(Mode::Journaling);
@@ -181,11 +186,13 @@ impl JetStreamJournal {
             self.inner
                 .replayed
                 .fetch_add(applied.applied.len() as u64, Ordering::Relaxed);
+            // As the cache levels hold them: of the schema's signedness.
             let keys: Vec<Key> = applied
                 .applied
                 .iter()
-                .map(|e| e.key.clone())
-                .chain(applied.dead.iter().map(|l| l.entry.key.clone()))
+                .map(|e| &e.key)
+                .chain(applied.dead.iter().map(|l| &l.entry.key))
+                .map(|k| normalize_key(schema, k.clone()).unwrap_or_else(|_| k.clone()))
                 .collect();
             dead.extend(applied.dead);
             self.invalidate(schema, &keys).await;
