@@ -8,6 +8,7 @@
 //! | `memcache://host:port[,host:port…]` | [`crate::memcache::MemcacheStore`] (`?ttl_secs=…&timeout_ms=…&namespace=…`) |
 //! | `memory://?capacity=…&ttl=…` | [`octopus::MemoryStore`] (`ttl` as `500ms`, `60s`, `5m` or seconds) |
 //! | `file://path/to/dir` (a plan's `fallback`) | [`octopus::journal::Journal`] (`?durability=fsync\|none\|<duration>&segment_bytes=…&replay_batch=…`) |
+//! | `nats://host:port?stream=…` (a plan's `fallback`) | a JetStream stream a fleet shares (feature `nats`) |
 //!
 //! Every URL is read by one parser: the password may hold `?`, `@`, `%`,
 //! `/` and `#` as they are or percent-encoded (the userinfo ends at the last
@@ -214,7 +215,7 @@ impl Opened {
             builder = builder.herd_wait(wait);
         }
         if let Some(journal) = &plan.fallback {
-            builder = builder.fallback(self.journal(at, journal, &url)?);
+            builder = builder.fallback(self.journal(at, journal, &url).await?);
         }
         builder.build()
     }
@@ -246,7 +247,7 @@ impl Opened {
     }
 
     /// The journal at `url`, opened once, for the primary at `primary`.
-    fn journal(&mut self, at: &str, url: &str, primary: &str) -> Result<Arc<dyn Fallback>> {
+    async fn journal(&mut self, at: &str, url: &str, primary: &str) -> Result<Arc<dyn Fallback>> {
         if let Some((journal, its_primary, first)) = self.journals.get(url) {
             if its_primary != primary {
                 return Err(Error::config(
@@ -258,7 +259,7 @@ impl Opened {
             }
             return Ok(journal.clone());
         }
-        let journal = open_fallback(url)?;
+        let journal = open_fallback(url).await?;
         self.journals.insert(
             url.to_owned(),
             (journal.clone(), primary.to_owned(), at.to_owned()),

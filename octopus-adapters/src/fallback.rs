@@ -4,6 +4,7 @@
 //! | URL | fallback |
 //! |---|---|
 //! | `file://path/to/dir`, `file:///abs/dir` | [`Journal`] in that directory (`?durability=fsync\|none\|<duration>&segment_bytes=…&replay_batch=…`) |
+//! | `nats://[user:password@]host:port` | a JetStream stream a fleet shares (feature `nats`; see `crate::nats`: `?stream=octopus&replicas=1&lease=10s&timeout=2s`) |
 //!
 //! `durability` is [`Durability::Fsync`] by default; a duration such as
 //! `100ms` is [`Durability::Interval`]. See the journal's docs for what
@@ -16,12 +17,31 @@ use octopus::{Fallback, Result};
 
 use crate::url::StoreUrl;
 
-/// A fallback from its URL: a journal, opened (and recovered) now.
-pub fn open_fallback(url: &str) -> Result<Arc<dyn Fallback>> {
-    let url = StoreUrl::parse(url)?;
-    if url.scheme() != "file" {
-        return Err(url.error("unknown fallback; expected file://path/to/journal"));
+/// A fallback from its URL: a journal, opened (and recovered) now, or a
+/// JetStream stream, connected now.
+pub async fn open_fallback(url: &str) -> Result<Arc<dyn Fallback>> {
+    let parsed = StoreUrl::parse(url)?;
+    match parsed.scheme() {
+        "file" => file(&parsed),
+        "nats" => nats(url).await,
+        _ => {
+            Err(parsed
+                .error("unknown fallback; expected file://path/to/journal or nats://host:port"))
+        }
     }
+}
+
+#[cfg(feature = "nats")]
+async fn nats(url: &str) -> Result<Arc<dyn Fallback>> {
+    Ok(Arc::new(crate::nats::JetStreamJournal::connect(url).await?))
+}
+
+#[cfg(not(feature = "nats"))]
+async fn nats(url: &str) -> Result<Arc<dyn Fallback>> {
+    Err(StoreUrl::parse(url)?.error("octopus-adapters was built without the `nats` feature"))
+}
+
+fn file(url: &StoreUrl<'_>) -> Result<Arc<dyn Fallback>> {
     if !url.has_authority() || url.location().is_empty() {
         return Err(url.error("expected file://path/to/journal or file:///absolute/path"));
     }
@@ -29,7 +49,7 @@ pub fn open_fallback(url: &str) -> Result<Arc<dyn Fallback>> {
     let mut options = JournalOptions::default();
     for param in url.params() {
         options = match param.name.as_str() {
-            "durability" => options.durability(durability(&url, param)?),
+            "durability" => options.durability(durability(url, param)?),
             "segment_bytes" => options.segment_bytes(url.positive(param)?),
             "replay_batch" => {
                 options.replay_batch(usize::try_from(url.positive(param)?).unwrap_or(usize::MAX))

@@ -118,6 +118,7 @@ async fn bad_fallbacks_are_errors_naming_them() {
         (format!("file://me:pw@{at}/j"), "no login"),
     ] {
         let err = open_fallback(&url)
+            .await
             .err()
             .unwrap_or_else(|| panic!("{url} opened"));
         let shown = err.to_string();

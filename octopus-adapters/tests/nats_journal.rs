@@ -283,3 +283,54 @@ mod drain {
         assert_eq!(b.update(&mut acc).await.unwrap(), WriteOutcome::Primary);
     }
 }
+
+/// `fallback = "nats://…"` in a config file gives the plan the stream: a
+/// write a locked SQLite file cannot take lands in it.
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_names_the_stream() {
+    let nats = OwnNats::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bank.db");
+    let text = format!(
+        "[default]\nprimary = \"sqlite://{}?busy_timeout_ms=100\"\nfallback = \"{}?stream=configured\"\n\
+         [default.breaker]\nwindow = 4\nminimum_calls = 2\nopen_wait = \"10s\"\nhalf_open_calls = 1\n",
+        db.display(),
+        nats.url()
+    );
+    let config = octopus::config::Config::from_toml(&text, "bank.toml").unwrap();
+    let plans = octopus_adapters::config::plans(&config).await.unwrap();
+    let accounts: octopus::Dao<Account> = octopus::Dao::open(plans.default_plan().clone())
+        .await
+        .unwrap();
+    let mut acc = Account {
+        id: 1,
+        balance: 5,
+        version: 0,
+    };
+    assert_eq!(
+        accounts.create(&mut acc).await.unwrap(),
+        WriteOutcome::Primary
+    );
+
+    let locker = rusqlite::Connection::open(&db).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    acc.balance = 6;
+    assert_eq!(
+        accounts.update(&mut acc).await.unwrap(),
+        WriteOutcome::Journaled
+    );
+    let observer = server(&nats, "configured").await;
+    assert_eq!(
+        observer.pending_now().await.unwrap(),
+        1,
+        "the update is in the stream"
+    );
+    assert_eq!(
+        Fallback::pending(&*observer, Account::SCHEMA, &1u64.into())
+            .await
+            .unwrap(),
+        Some(Some(row(1, 6, 2)))
+    );
+    locker.execute_batch("ROLLBACK").unwrap();
+}
