@@ -210,25 +210,42 @@ impl JetStreamJournal {
         }
     }
 
-    /// Up to [`BATCH`] entries from the start of the stream. A message
-    /// that is not an entry (another publisher's, on our subjects) stops
-    /// replay with an error naming it: it is never skipped.
+    /// Up to [`BATCH`] entries from the start of the stream, fetched by
+    /// sequence number in parallel (a message deleted after a partial pass
+    /// is a gap). A message that is not an entry (another publisher's, on
+    /// our subjects) stops replay with an error naming it: it is never
+    /// skipped.
     async fn read_batch(&self) -> Result<Vec<Entry>> {
-        let rows = subject::rows(&self.inner.prefix);
-        let mut entries = Vec::new();
-        let mut next = 1;
-        while entries.len() < BATCH {
-            let m = match self
-                .inner
-                .stream
-                .direct_get_next_for_subject(rows.as_str(), Some(next))
-                .await
-            {
-                Ok(m) => m,
-                Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
-                Err(e) => return Err(Error::unavailable(&self.inner.name, e.to_string())),
-            };
-            next = m.sequence + 1;
+        let unavailable =
+            |e: &dyn std::fmt::Display| Error::unavailable(&self.inner.name, e.to_string());
+        let mut stream = self.inner.stream.clone();
+        let state = stream
+            .info()
+            .await
+            .map_err(|e| unavailable(&e))?
+            .state
+            .clone();
+        if state.messages == 0 {
+            return Ok(Vec::new());
+        }
+        let first = state.first_sequence;
+        let end = state.last_sequence.min(first + BATCH as u64 - 1);
+        let mut gets = tokio::task::JoinSet::new();
+        for seq in first..=end {
+            let stream = self.inner.stream.clone();
+            gets.spawn(async move { stream.direct_get(seq).await });
+        }
+        let mut messages = Vec::with_capacity((end - first + 1) as usize);
+        while let Some(got) = gets.join_next().await {
+            match got.map_err(|e| unavailable(&e))? {
+                Ok(m) => messages.push(m),
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => {}
+                Err(e) => return Err(unavailable(&e)),
+            }
+        }
+        messages.sort_by_key(|m| m.sequence);
+        let mut entries = Vec::with_capacity(messages.len());
+        for m in messages {
             match log::decode(&m.payload, m.sequence) {
                 Ok(e) => entries.push(e),
                 Err(_) if !entries.is_empty() => break,
