@@ -38,6 +38,7 @@
 //! that entry at replay (a versioned model turns that into a dead letter).
 
 mod drain;
+mod pass;
 mod subject;
 mod write;
 
@@ -80,8 +81,10 @@ struct Inner {
     lease: kv::Store,
     /// This server's name in the lease.
     owner: String,
-    /// Message ids: `<owner>-<n>`.
-    next_id: AtomicU64,
+    /// The highest sequence number this server published: while the stream
+    /// (as last polled) had not reached it, something of ours is pending
+    /// whatever the count said.
+    own_last: AtomicU64,
     schemas: RwLock<HashMap<String, &'static Schema>>,
     caches: RwLock<Vec<Arc<dyn CacheInvalidation>>>,
     /// Messages in the stream when this server last looked (its own
@@ -155,7 +158,9 @@ impl JetStreamJournal {
             })
             .await
             .map_err(|e| unavailable(&e))?;
-        let owner = format!("{}-{}", std::process::id(), octopus::now_millis());
+        // Random: two servers (or two journals of one process) never share
+        // a name, nor the message ids derived from it.
+        let owner = uuid::Uuid::now_v7().to_string();
         let inner = Inner {
             name,
             prefix,
@@ -163,7 +168,7 @@ impl JetStreamJournal {
             stream,
             lease,
             owner,
-            next_id: AtomicU64::new(0),
+            own_last: AtomicU64::new(0),
             schemas: RwLock::default(),
             caches: RwLock::default(),
             pending: watch::channel(0).0,
@@ -196,7 +201,13 @@ impl JetStreamJournal {
             .info()
             .await
             .map_err(|e| Error::unavailable(&self.inner.name, e.to_string()))?;
-        let n = info.state.messages;
+        let (n, last) = (info.state.messages, info.state.last_sequence);
+        // A publish of ours the poll may not have seen keeps it pending.
+        let n = if self.inner.own_last.load(Ordering::SeqCst) > last {
+            n.max(1)
+        } else {
+            n
+        };
         self.inner.pending.send_replace(n);
         Ok(n)
     }
@@ -237,13 +248,37 @@ async fn open_stream(
         .map_err(|e| Error::unavailable(url, e.to_string()))?
         .config
         .clone();
-    if !config.allow_direct || config.subjects != [subjects.clone()] {
-        return Err(Error::config(
+    // Anything that lets JetStream drop a message the drainer has not
+    // applied would drop acknowledged writes.
+    let refuse = |why: String| {
+        Err(Error::config(
             url,
             format!(
-                "stream `{name}` exists with other settings: it must allow direct gets and take exactly `{subjects}`"
+                "stream `{name}` exists with settings that can lose acknowledged writes: {why}"
             ),
+        ))
+    };
+    if config.subjects != [subjects.clone()] {
+        return refuse(format!(
+            "it must take exactly `{subjects}`, not {:?}",
+            config.subjects
         ));
+    }
+    if config.retention != stream::RetentionPolicy::Limits {
+        return refuse(format!(
+            "its retention is {:?}, not limits",
+            config.retention
+        ));
+    }
+    if !config.max_age.is_zero()
+        || config.max_messages > 0
+        || config.max_bytes > 0
+        || config.max_messages_per_subject > 0
+    {
+        return refuse("it has an age, count or size limit".into());
+    }
+    if config.deny_purge || config.deny_delete {
+        return refuse("it denies purges or deletes, which replay needs".into());
     }
     if config.num_replicas < 3 {
         tracing::warn!(

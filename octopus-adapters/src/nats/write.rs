@@ -4,9 +4,10 @@
 
 use std::sync::atomic::Ordering;
 
-use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
-use async_nats::jetstream::stream::DirectGetErrorKind;
+use async_nats::jetstream::publish::PublishAck;
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use octopus::journal::Pending;
 use octopus::journal::log::{self, Known};
 use octopus::{Error, Key, Mode, Record, Result, Schema, Write, WriteOutcome, key_of};
@@ -16,6 +17,8 @@ use super::{JetStreamJournal, subject};
 /// Publishes of one write that may lose the race for its row's subject to
 /// another server's before it gives up with `Unavailable`.
 const ATTEMPTS: usize = 16;
+/// Times a publish whose answer was lost is sent again, with its id.
+const RESENDS: usize = 2;
 
 impl JetStreamJournal {
     /// Checks `write` against its row's last message (or, with none,
@@ -41,22 +44,15 @@ impl JetStreamJournal {
             };
             let after = last.as_ref().map(|(seq, _)| *seq);
             let intent = log::check_write(schema, &key, write, &known)?;
-            let id = format!(
-                "{}-{}",
-                self.inner.owner,
-                self.inner.next_id.fetch_add(1, Ordering::Relaxed)
-            );
             let message = PublishMessage::build()
                 .payload(log::encode(schema, &key, intent, after).into())
-                .message_id(id)
                 .expected_last_subject_sequence(after.unwrap_or(0));
-            let acked = match self.inner.js.send_publish(subject.clone(), message).await {
-                Ok(ack) => ack.await,
-                Err(e) => Err(e),
-            };
-            match acked {
-                Ok(_) => {
+            match self.publish(&subject, message).await {
+                Ok(ack) => {
                     self.inner.appended.fetch_add(1, Ordering::Relaxed);
+                    self.inner
+                        .own_last
+                        .fetch_max(ack.sequence, Ordering::SeqCst);
                     self.inner.pending.send_modify(|n| *n += 1);
                     if self.mode() == Mode::Healthy {
                         self.set_mode(Mode::Journaling);
@@ -77,6 +73,41 @@ impl JetStreamJournal {
         ))
     }
 
+    /// Publishes `message` on `subject` under a message id of its own and
+    /// waits for the acknowledgement. A publish whose answer was lost (a
+    /// timeout, a broken connection) is sent again with the same id: if the
+    /// first one was stored, JetStream says `duplicate` and stores nothing
+    /// twice, so an answer that comes is the truth about this write.
+    async fn publish(
+        &self, subject: &str, message: PublishMessage,
+    ) -> std::result::Result<PublishAck, PublishError> {
+        let message = message.message_id(uuid::Uuid::now_v7().to_string());
+        let mut tries = 0;
+        loop {
+            let sent = match self
+                .inner
+                .js
+                .send_publish(subject.to_owned(), message.clone())
+                .await
+            {
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            };
+            match sent {
+                Err(e)
+                    if tries < RESENDS
+                        && matches!(
+                            e.kind(),
+                            PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe
+                        ) =>
+                {
+                    tries += 1
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// The pending write of `key`: the last message on its subject.
     pub(super) async fn pending_row(
         &self, schema: &'static Schema, key: &Key,
@@ -91,9 +122,16 @@ impl JetStreamJournal {
     /// The last message on `subject`, decoded: its sequence number and
     /// what it writes.
     async fn last(&self, schema: &'static Schema, subject: &str) -> Result<Option<(u64, Pending)>> {
-        let message = match self.inner.stream.direct_get_last_for_subject(subject).await {
+        // From the stream's leader: a replica answering a direct get may
+        // not have the last acknowledged write yet.
+        let message = match self
+            .inner
+            .stream
+            .get_last_raw_message_by_subject(subject)
+            .await
+        {
             Ok(m) => m,
-            Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
             Err(e) => return Err(Error::unavailable(&self.inner.name, e.to_string())),
         };
         let refused = |why: String| {
