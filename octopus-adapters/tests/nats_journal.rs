@@ -164,7 +164,9 @@ mod drain {
 
     use fault_proxy::{FaultProxy, Mode};
     use mysql_async::prelude::Queryable;
-    use octopus::{CachePolicy, Dao, Fallback, MemoryStore, Plan, WriteOutcome};
+    use octopus::{
+        CachePolicy, Dao, Fallback, MemoryStore, Model, Plan, Store, Write, WriteOutcome,
+    };
     use octopus_adapters::mysql::MysqlStore;
     use octopus_test_support::mysql::{fresh_database, mysql_addr, url_via};
     use octopus_test_support::nats::OwnNats;
@@ -281,6 +283,86 @@ mod drain {
         let mut acc = b.read(3).await.unwrap().unwrap();
         acc.balance += 1;
         assert_eq!(b.update(&mut acc).await.unwrap(), WriteOutcome::Primary);
+    }
+    #[derive(Debug, Clone, PartialEq, Model)]
+    #[octopus(table = "ledger")]
+    struct Ledger {
+        #[octopus(key)]
+        id: u64,
+        amount: i64,
+    }
+
+    /// The lease holder has no model of one table: the other tables drain,
+    /// that table's entries wait, and a server that has the model takes
+    /// the lease over and drains them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_table_the_holder_cannot_read_waits_for_a_server_that_can() {
+        let nats = OwnNats::start().await;
+        let direct = fresh_database("nats_tables").await;
+        let store = Arc::new(MysqlStore::new(&direct).unwrap());
+        store.ensure_schema(Ledger::SCHEMA).await.unwrap();
+        // Entries of both tables, written while no server drains.
+        let writer = server(&nats, "tables").await;
+        writer.register(Ledger::SCHEMA);
+        for id in 0..5 {
+            let outage = octopus::Error::unavailable("mysql", "down");
+            let ledger = Ledger {
+                id,
+                amount: 10 * id as i64,
+            }
+            .to_record()
+            .unwrap();
+            writer
+                .write(Ledger::SCHEMA, &Write::Insert(ledger), None, outage)
+                .await
+                .unwrap();
+            let outage = octopus::Error::unavailable("mysql", "down");
+            let account = super::row(id, 1, 1);
+            writer
+                .write(Account::SCHEMA, &Write::Insert(account), None, outage)
+                .await
+                .unwrap();
+        }
+        // A server that only knows accounts drains them; ledger waits.
+        let accounts_only = server(&nats, "tables").await;
+        let _a = plan(&store, accounts_only.clone()).await;
+        eventually(
+            "the accounts to drain",
+            Duration::from_secs(10),
+            async || {
+                let held = accounts_only.pending_now().await.unwrap();
+                check(held == 5, (held, Fallback::stats(&*accounts_only)))
+            },
+        )
+        .await;
+        let stats = Fallback::stats(&*accounts_only).unwrap();
+        assert_eq!(stats.replayed, 5, "{stats:?}");
+        assert!(stats.replay_error.unwrap_or_default().contains("ledger"));
+        // A server with both models takes the lease over and drains ledger.
+        let both = server(&nats, "tables").await;
+        both.register(Ledger::SCHEMA);
+        let plan_b = Plan::builder(store.clone())
+            .fallback(both.clone())
+            .build()
+            .unwrap();
+        let _ledger: Dao<Ledger> = Dao::open(Arc::new(plan_b)).await.unwrap();
+        eventually("ledger to drain", Duration::from_secs(10), async || {
+            let left = both.pending_now().await.unwrap();
+            check(left == 0, (left, Fallback::stats(&*both)))
+        })
+        .await;
+        let mut conn = mysql_async::Conn::from_url(&direct).await.unwrap();
+        let sum: Option<i64> = conn
+            .query_first("SELECT SUM(amount) FROM ledger")
+            .await
+            .unwrap();
+        assert_eq!(sum, Some(100));
+        let n: Option<u64> = conn
+            .query_first("SELECT COUNT(*) FROM accounts")
+            .await
+            .unwrap();
+        assert_eq!(n, Some(5));
+        conn.disconnect().await.unwrap();
     }
 }
 
