@@ -8,34 +8,53 @@
 //! one, and the write was checked against that message (or, with none,
 //! against the row a cache holds) with the journal's rules
 //! ([`octopus::journal::log`]): so the check and the append are one atomic
-//! step across servers. Of two servers updating one key from one version,
-//! one is acknowledged; the other's publish is refused by JetStream, it
-//! checks again against the message that won, and gets `Conflict`. Each
-//! publish has a message id, so a retried publish is stored once.
+//! step across servers while the row has pending entries. Of two servers
+//! updating one key from one version, one is acknowledged; the other's
+//! publish is refused by JetStream, it checks again against the message
+//! that won, and gets `Conflict`. Each publish has a random message id; a
+//! publish whose answer was lost (a timeout, a broken connection) is sent
+//! again with the same id, and JetStream stores it once.
 //!
 //! Reads during an outage see every server's pending write of a key: the
-//! last message on its subject, fetched by direct get.
+//! last message on its subject, read from the stream's leader (a replica
+//! may not have it yet).
 //!
 //! **Draining.** Every server runs a drainer; one at a time holds the lease
-//! (a key in the JetStream key-value bucket `<stream>_drainer` whose entries
-//! expire after the lease time, refreshed by its holder), so when a server
-//! dies another takes over within a lease. The holder reads the stream in
-//! order (one order for the fleet), applies entries to the primary with the
-//! journal's conditional replay, publishes refused entries as dead letters
-//! on `octopus.<stream>.dead.<table>` (a stream of their own), invalidates
-//! the keys in the plan's caches and purges what it applied.
+//! (key `drainer` of the key-value bucket `<stream>_drainer`, whose entries
+//! expire after the lease time), so when a server dies another takes over
+//! within a lease. The holder renews the lease by revision before each
+//! table it applies, reads the stream in order (one order for the fleet),
+//! applies entries to the primary with the journal's conditional replay,
+//! publishes refused entries as dead letters on
+//! `octopus.<stream>.dead.<table>` (a stream of their own), invalidates the
+//! keys in its plans' caches and removes what it did (never applying an
+//! entry twice while it runs). Entries of a table it has no model of wait
+//! while the others drain; a holder that cannot progress (only such tables
+//! are left, or the primary fails it five passes in a row) gives the lease
+//! up for another server to take.
 //!
 //! **Durability.** JetStream acknowledges a message once its file store has
 //! it, and by default syncs that store every two minutes: with one replica a
 //! power cut can lose acknowledged writes. In production run three replicas
 //! (`?replicas=3`) and `sync_interval: always` on the servers. Opening warns
-//! when the stream has fewer than three replicas.
+//! when the stream has fewer than three replicas, and refuses an existing
+//! stream whose limits or retention could drop a message replay has not
+//! applied.
 //!
 //! **Limits.** While anything is pending in the stream (as this server last
-//! saw it, polled every 100 ms), every write of this server goes to the
-//! stream, so no pending entry overtakes it; a write another server sends to
-//! the primary in the instant before it sees a new entry can be overtaken by
-//! that entry at replay (a versioned model turns that into a dead letter).
+//! polled it, every 100 ms, or while one of its own publishes is newer than
+//! the poll), every write of this server goes to the stream, so none of its
+//! own pending entries is overtaken; a write another server sends to the
+//! primary within 100 ms of a new entry can be overtaken by that entry at
+//! replay (a versioned model turns that into a dead letter). A row whose
+//! entries were all drained is checked against the cache again, which may be
+//! stale: such a write is checked at replay. Cache puts of journaled writes
+//! on several servers are not ordered with the drainer's invalidations on
+//! other servers, and the drainer drops keys only from its own server's
+//! caches. Which entries were refused is remembered by the holder only: a
+//! new holder applies an entry written after an entry the old one
+//! dead-lettered (a versioned row still refuses it). A holder that stalls
+//! past its lease and then applies can overlap the next one.
 
 mod drain;
 mod pass;
