@@ -34,6 +34,7 @@ mod existing_table;
 #[cfg(any(feature = "sqlite", feature = "mysql"))]
 mod failure;
 mod fallback;
+mod lock;
 #[cfg(any(feature = "sqlite", feature = "mysql"))]
 mod per_schema;
 mod url;

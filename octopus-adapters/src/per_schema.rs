@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use crate::lock::RwLockExt;
 use octopus::Schema;
 
 /// A map from a `'static` schema (by address: each model has one) to a value
@@ -28,15 +29,10 @@ impl<T> PerSchema<T> {
         let id = schema as *const Schema as usize;
         // A poisoned lock only means another thread panicked while holding
         // it; every insertion is a single map operation, so the map is sound.
-        if let Some(v) = self.map.read().unwrap_or_else(|e| e.into_inner()).get(&id) {
+        if let Some(v) = self.map.reading().get(&id) {
             return v.clone();
         }
         let v = Arc::new(make(schema));
-        self.map
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(id)
-            .or_insert(v)
-            .clone()
+        self.map.writing().entry(id).or_insert(v).clone()
     }
 }

@@ -15,6 +15,7 @@ use octopus::{CircuitBreaker, Error, Mode, Store};
 use tokio::time::Instant;
 
 use super::JetStreamJournal;
+use crate::lock::MutexExt;
 
 /// How often an idle drainer looks at the stream.
 const POLL: Duration = Duration::from_millis(100);
@@ -117,11 +118,7 @@ impl JetStreamJournal {
             }
         } else {
             tracing::error!(journal = %self.inner.name, error = %e, "replay from the stream is held up");
-            *self
-                .inner
-                .replay_error
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            *self.inner.replay_error.locked() = Some(e.to_string());
         }
     }
 

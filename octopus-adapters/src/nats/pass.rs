@@ -12,6 +12,7 @@ use octopus::{Error, Key, Mode, Result, Schema, Store, normalize_key};
 
 use super::drain::{Passed, State};
 use super::{JetStreamJournal, subject};
+use crate::lock::{MutexExt, RwLockExt};
 
 /// Messages read per pass.
 const BATCH: u64 = 512;
@@ -21,12 +22,7 @@ impl JetStreamJournal {
     pub(super) async fn pass(&self, primary: &dyn Store, state: &mut State) -> Result<Passed> {
         let (first, entries) = self.read_batch().await?;
         state.done.retain(|&seq| seq >= first);
-        let schemas = self
-            .inner
-            .schemas
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let schemas = self.inner.schemas.reading().clone();
         // Tables are independent: entries of a table no model here knows
         // wait, the others go on.
         let mut waiting = 0;
@@ -38,11 +34,7 @@ impl JetStreamJournal {
                         "entries of table `{}` wait: no model of it is registered on this server",
                         e.table
                     );
-                    *self
-                        .inner
-                        .replay_error
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner()) = Some(why);
+                    *self.inner.replay_error.locked() = Some(why);
                 }
                 waiting += 1;
                 continue;
@@ -182,12 +174,7 @@ impl JetStreamJournal {
 
     /// Drops `keys` from every cache level of the plans served.
     async fn invalidate(&self, schema: &'static Schema, keys: &[Key]) {
-        let caches = self
-            .inner
-            .caches
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let caches = self.inner.caches.reading().clone();
         for c in caches {
             c.invalidate(schema, keys).await;
         }

@@ -45,6 +45,7 @@ use octopus::{
 };
 use rusqlite::{Connection, params_from_iter};
 
+use crate::lock::MutexExt;
 use crate::per_schema::PerSchema;
 use ops::{JobError, get_many, get_one, update};
 pub use options::{SqliteOptions, Synchronous};
@@ -141,12 +142,7 @@ impl SqliteStore {
         &self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>,
     ) -> Option<Result<R>> {
         let path = self.inner.path.as_ref()?;
-        let pooled = self
-            .inner
-            .readers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop();
+        let pooled = self.inner.readers.locked().pop();
         let conn = match pooled {
             Some(c) => c,
             None => match open_reader(path) {
@@ -155,7 +151,7 @@ impl SqliteStore {
             },
         };
         let out = f(&conn);
-        let mut pool = self.inner.readers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pool = self.inner.readers.locked();
         if pool.len() < self.inner.options.readers {
             pool.push(conn);
         }
