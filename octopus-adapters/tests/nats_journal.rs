@@ -364,6 +364,90 @@ mod drain {
         assert_eq!(n, Some(5));
         conn.disconnect().await.unwrap();
     }
+    /// A create of a key MySQL holds is refused at replay, and so is the
+    /// update written after it; both are dead letters in their stream, with
+    /// the primary's error, and the rest drains.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refused_entries_are_dead_letters_in_their_stream() {
+        let nats = OwnNats::start().await;
+        let direct = fresh_database("nats_dead").await;
+        let store = Arc::new(MysqlStore::new(&direct).unwrap());
+        store.ensure_schema(Account::SCHEMA).await.unwrap();
+        store
+            .insert(Account::SCHEMA, &super::row(9, 500, 1))
+            .await
+            .unwrap();
+        let writer = server(&nats, "dead").await;
+        let down = || octopus::Error::unavailable("mysql", "down");
+        // The cache does not know row 9: the create is journaled.
+        writer
+            .write(
+                Account::SCHEMA,
+                &Write::Insert(super::row(9, 1, 1)),
+                None,
+                down(),
+            )
+            .await
+            .unwrap();
+        let update = Write::Update {
+            record: super::row(9, 2, 2),
+            expected_version: Some(1),
+        };
+        writer
+            .write(Account::SCHEMA, &update, None, down())
+            .await
+            .unwrap();
+        writer
+            .write(
+                Account::SCHEMA,
+                &Write::Insert(super::row(10, 3, 1)),
+                None,
+                down(),
+            )
+            .await
+            .unwrap();
+
+        let drainer = server(&nats, "dead").await;
+        let _dao = plan(&store, drainer.clone()).await;
+        eventually("the stream to drain", Duration::from_secs(10), async || {
+            let left = drainer.pending_now().await.unwrap();
+            check(left == 0, (left, Fallback::stats(&*drainer)))
+        })
+        .await;
+        let letters = writer.dead_letters().await.unwrap();
+        let seen: Vec<(String, &str)> = letters
+            .iter()
+            .map(|l| {
+                (
+                    l.entry.key.to_string(),
+                    if l.error.contains("follows") || l.error.contains("after entry") {
+                        "chained"
+                    } else {
+                        "refused"
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [("9".to_owned(), "refused"), ("9".to_owned(), "chained")],
+            "{letters:?}"
+        );
+        assert!(
+            letters[0].error.contains("exists"),
+            "the primary's error: {}",
+            letters[0].error
+        );
+        let row9 = store.get(Account::SCHEMA, &9u64.into()).await.unwrap();
+        assert_eq!(row9, Some(super::row(9, 500, 1)), "MySQL's row stands");
+        assert!(
+            store
+                .get(Account::SCHEMA, &10u64.into())
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
 }
 
 /// `fallback = "nats://…"` in a config file gives the plan the stream: a

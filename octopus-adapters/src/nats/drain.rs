@@ -169,6 +169,20 @@ impl JetStreamJournal {
         }
         match self.inner.lease.create(LEASE_KEY, owner).await {
             Ok(revision) => {
+                // Entries written after one a former holder refused are
+                // refused too: the refusals are in the dead-letter stream.
+                match self.dead_letters().await {
+                    Ok(letters) => state.refused.extend(letters.iter().map(|l| l.entry.seq)),
+                    Err(e) => {
+                        tracing::warn!(journal = %self.inner.name, error = %e, "cannot read the dead letters: not draining");
+                        let _ = self
+                            .inner
+                            .lease
+                            .delete_expect_revision(LEASE_KEY, Some(revision))
+                            .await;
+                        return false;
+                    }
+                }
                 tracing::info!(journal = %self.inner.name, owner = %self.inner.owner, "this server drains the stream");
                 state.lease = Some(revision);
                 true

@@ -56,6 +56,7 @@
 //! dead-lettered (a versioned row still refuses it). A holder that stalls
 //! past its lease and then applies can overlap the next one.
 
+mod dead;
 mod drain;
 mod pass;
 mod setup;
@@ -89,6 +90,8 @@ struct Inner {
     prefix: String,
     js: jetstream::Context,
     stream: stream::Stream,
+    /// The dead-letter stream.
+    dead: stream::Stream,
     lease: kv::Store,
     /// This server's name in the lease.
     owner: String,
@@ -151,7 +154,7 @@ impl JetStreamJournal {
             &name,
         )
         .await?;
-        open_stream(
+        let dead = open_stream(
             &js,
             &options,
             &format!("{}_dead", options.stream),
@@ -177,6 +180,7 @@ impl JetStreamJournal {
             prefix,
             js,
             stream,
+            dead,
             lease,
             owner,
             own_last: AtomicU64::new(0),

@@ -53,7 +53,10 @@ impl DeadLetter {
         Json::Object(m)
     }
 
-    fn from_json(json: &Json) -> std::result::Result<Self, String> {
+    /// A dead letter from the JSON object [`DeadLetter::to_json`] made
+    /// (a line of the dead-letter file, a message of a shared journal's
+    /// dead-letter stream), or why it is not one.
+    pub fn from_json(json: &Json) -> std::result::Result<Self, String> {
         let entry = json
             .get("entry")
             .and_then(Json::as_object)
