@@ -13,10 +13,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use octopus::journal::DeadLetter;
 use octopus::journal::{Journal, JournalOptions};
-use octopus::{BreakerOptions, CachePolicy, Dao, Deletion, Error, MemoryStore, Plan, WriteOutcome};
+use octopus::{
+    BreakerOptions, CachePolicy, Dao, Deletion, Error, Fallback, MemoryStore, Plan, WriteOutcome,
+};
 use octopus_adapters::memcache::{MemcacheOptions, MemcacheStore};
 use octopus_adapters::mysql::MysqlStore;
+#[cfg(feature = "nats")]
+use octopus_adapters::nats::JetStreamJournal;
 use octopus_test_support::Rng;
 
 use super::{HOT, Item, KEYS, TASKS, env, now};
@@ -62,7 +67,7 @@ impl Files {
     }
 }
 
-async fn plan(journal: Journal) -> Arc<Plan> {
+async fn plan(journal: Arc<dyn Fallback>) -> Arc<Plan> {
     let options = MemcacheOptions::from_url(&env(super::MEMCACHE))
         .unwrap()
         .namespace(&env(super::NAMESPACE))
@@ -79,7 +84,7 @@ async fn plan(journal: Journal) -> Arc<Plan> {
     }
     Arc::new(
         plan.cache(Arc::new(remote), CachePolicy::Invalidate)
-            .journal(journal)
+            .fallback(journal)
             .build()
             .unwrap(),
     )
@@ -91,9 +96,8 @@ async fn plan(journal: Journal) -> Arc<Plan> {
 pub async fn main(role: String) {
     let dir = PathBuf::from(env(super::DIR));
     let until: u64 = env(super::UNTIL).parse().unwrap();
-    let options = JournalOptions::default().segment_bytes(256 * 1024);
-    let journal = Journal::open(env(super::JOURNAL), options).unwrap();
-    let plan = plan(journal.clone()).await;
+    let (journal, letters) = journal().await;
+    let plan = plan(journal).await;
     let items: Dao<Item> = Dao::open(plan.clone()).await.unwrap();
     let files = Arc::new(Files::open(&dir));
     let incarnation = now();
@@ -126,8 +130,8 @@ pub async fn main(role: String) {
     {
         panic!("{role}: the journal did not drain: {:?}", plan.stats());
     }
-    let mut letters = String::new();
-    for l in journal.dead_letters().unwrap() {
+    let mut text = String::new();
+    for l in letters().await {
         let value = l
             .entry
             .op
@@ -135,10 +139,35 @@ pub async fn main(role: String) {
             .and_then(|r| r.get("value"))
             .and_then(|v| v.as_i64());
         let value = value.map_or("-".to_owned(), |v| v.to_string());
-        letters.push_str(&format!("{} {value}\n", l.entry.key));
+        text.push_str(&format!("{} {value}\n", l.entry.key));
     }
-    std::fs::write(dir.join("dead"), letters).unwrap();
+    std::fs::write(dir.join("dead"), text).unwrap();
     plan.close().await.unwrap();
+}
+
+/// Dead letters, read once the journal has drained.
+type Letters =
+    Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<DeadLetter>>>>>;
+
+/// The process's journal: its own on its small disk, or, with
+/// `OCTOPUS_HISTORY_NATS` set, the stream the fleet shares (whose dead
+/// letters are the fleet's: values are unique per process, so each
+/// process's records find theirs).
+async fn journal() -> (Arc<dyn Fallback>, Letters) {
+    #[cfg(feature = "nats")]
+    if let Ok(url) = std::env::var(super::NATS) {
+        let shared = Arc::new(JetStreamJournal::connect(&url).await.unwrap());
+        let reader = shared.clone();
+        let letters: Letters =
+            Box::new(move || Box::pin(async move { reader.dead_letters().await.unwrap() }));
+        return (shared, letters);
+    }
+    let options = JournalOptions::default().segment_bytes(256 * 1024);
+    let journal = Journal::open(env(super::JOURNAL), options).unwrap();
+    let reader = journal.clone();
+    let letters: Letters =
+        Box::new(move || Box::pin(async move { reader.dead_letters().unwrap() }));
+    (Arc::new(journal), letters)
 }
 
 /// At most one operation per `OCTOPUS_HISTORY_PACE_US` microseconds per
