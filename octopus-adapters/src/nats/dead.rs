@@ -25,22 +25,36 @@ impl JetStreamJournal {
         if state.messages == 0 {
             return Ok(letters);
         }
-        for seq in state.first_sequence..=state.last_sequence {
-            let m = match self.inner.dead.get_raw_message(seq).await {
-                Ok(m) => m,
-                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => continue,
-                Err(e) => return Err(unavailable(&e)),
-            };
-            let letter = serde_json::from_slice(&m.payload)
-                .map_err(|e| e.to_string())
-                .and_then(|json| DeadLetter::from_json(&json))
-                .map_err(|why| {
-                    Error::rejected(
-                        &self.inner.name,
-                        format!("dead-letter message {seq} on `{}`: {why}", m.subject),
-                    )
-                })?;
-            letters.push(letter);
+        // Read from the leader, 512 at a time in parallel, in order.
+        let seqs: Vec<u64> = (state.first_sequence..=state.last_sequence).collect();
+        for chunk in seqs.chunks(512) {
+            let mut gets = tokio::task::JoinSet::new();
+            for &seq in chunk {
+                let dead = self.inner.dead.clone();
+                gets.spawn(async move { (seq, dead.get_raw_message(seq).await) });
+            }
+            let mut got = Vec::with_capacity(chunk.len());
+            while let Some(r) = gets.join_next().await {
+                let (seq, m) = r.map_err(|e| unavailable(&e))?;
+                match m {
+                    Ok(m) => got.push((seq, m)),
+                    Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {}
+                    Err(e) => return Err(unavailable(&e)),
+                }
+            }
+            got.sort_by_key(|(seq, _)| *seq);
+            for (seq, m) in got {
+                let letter = serde_json::from_slice(&m.payload)
+                    .map_err(|e| e.to_string())
+                    .and_then(|json| DeadLetter::from_json(&json))
+                    .map_err(|why| {
+                        Error::rejected(
+                            &self.inner.name,
+                            format!("dead-letter message {seq} on `{}`: {why}", m.subject),
+                        )
+                    })?;
+                letters.push(letter);
+            }
         }
         Ok(letters)
     }

@@ -182,14 +182,23 @@ impl JetStreamJournal {
 
     /// Publishes dead letters on their stream, each acknowledged.
     async fn bury(&self, dead: &[DeadLetter]) -> Result<()> {
+        let fail = |e: &dyn std::fmt::Display| Error::unavailable(&self.inner.name, e.to_string());
+        // All published first, then every acknowledgement awaited: one
+        // round trip for the lot, not one per letter.
+        let mut acks = Vec::with_capacity(dead.len());
         for letter in dead {
             let subject = subject::dead(&self.inner.prefix, &letter.entry.table);
             let payload = letter.to_json().to_string();
-            let acked = match self.inner.js.publish(subject, payload.into()).await {
-                Ok(ack) => ack.await.map(drop),
-                Err(e) => Err(e),
-            };
-            acked.map_err(|e| Error::unavailable(&self.inner.name, e.to_string()))?;
+            acks.push(
+                self.inner
+                    .js
+                    .publish(subject, payload.into())
+                    .await
+                    .map_err(|e| fail(&e))?,
+            );
+        }
+        for (ack, letter) in acks.into_iter().zip(dead) {
+            ack.await.map_err(|e| fail(&e))?;
             self.inner.dead_letters.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(journal = %self.inner.name, seq = letter.entry.seq, table = %letter.entry.table, key = %letter.entry.key, error = %letter.error, "stream entry refused by the primary: kept as a dead letter");
         }
