@@ -59,6 +59,7 @@
 mod dead;
 mod drain;
 mod pass;
+mod range;
 mod setup;
 mod subject;
 mod write;

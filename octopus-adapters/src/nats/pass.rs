@@ -5,13 +5,12 @@
 
 use std::sync::atomic::Ordering;
 
-use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use octopus::journal::log;
 use octopus::journal::{DeadLetter, Entry};
 use octopus::{Error, Key, Mode, Result, Schema, Store, normalize_key};
 
 use super::drain::{Passed, State};
-use super::{JetStreamJournal, subject};
+use super::{JetStreamJournal, range, subject};
 use crate::lock::{MutexExt, RwLockExt};
 
 /// Messages read per pass.
@@ -125,34 +124,14 @@ impl JetStreamJournal {
     /// publisher's, on our subjects) stops replay with an error naming it:
     /// it is never skipped.
     async fn read_batch(&self) -> Result<(u64, Vec<Entry>)> {
-        let unavailable =
-            |e: &dyn std::fmt::Display| Error::unavailable(&self.inner.name, e.to_string());
-        let mut stream = self.inner.stream.clone();
-        let state = stream
-            .info()
-            .await
-            .map_err(|e| unavailable(&e))?
-            .state
-            .clone();
-        let first = state.first_sequence;
-        if state.messages == 0 {
-            return Ok((first, Vec::new()));
-        }
-        let end = state.last_sequence.min(first + BATCH - 1);
-        let mut gets = tokio::task::JoinSet::new();
-        for seq in first..=end {
-            let stream = self.inner.stream.clone();
-            gets.spawn(async move { stream.get_raw_message(seq).await });
-        }
-        let mut messages = Vec::with_capacity((end - first + 1) as usize);
-        while let Some(got) = gets.join_next().await {
-            match got.map_err(|e| unavailable(&e))? {
-                Ok(m) => messages.push(m),
-                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {}
-                Err(e) => return Err(unavailable(&e)),
-            }
-        }
-        messages.sort_by_key(|m| m.sequence);
+        let name = &self.inner.name;
+        let Some(all) = range::extent(&self.inner.stream, name).await? else {
+            // Empty: everything up to the last number was removed.
+            return Ok((u64::MAX, Vec::new()));
+        };
+        let first = *all.start();
+        let end = (*all.end()).min(first + BATCH - 1);
+        let messages = range::messages(&self.inner.stream, first..=end, name).await?;
         let mut entries = Vec::with_capacity(messages.len());
         for m in messages {
             match log::decode(&m.payload, m.sequence) {
