@@ -172,7 +172,7 @@ mod drain {
     use octopus_test_support::nats::OwnNats;
     use octopus_test_support::{check, eventually, quick_breaker};
 
-    use super::{Account, server};
+    use super::{Account, JetStreamJournal, server};
 
     async fn rows(url: &str) -> BTreeMap<u64, (i64, u64)> {
         let mut conn = mysql_async::Conn::from_url(url).await.unwrap();
@@ -446,6 +446,78 @@ mod drain {
                 .await
                 .unwrap()
                 .is_some()
+        );
+    }
+    /// While the fleet's stream holds entries, only the keys it holds
+    /// entries of queue behind them: a server writes every other key to
+    /// MySQL. (The lease is held by a stalled server, so nothing drains
+    /// until the test lets it go.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_keys_with_pending_entries_queue_behind_them() {
+        let nats = OwnNats::start().await;
+        let direct = fresh_database("nats_queue").await;
+        let store = Arc::new(MysqlStore::new(&direct).unwrap());
+        let url = format!("{}?stream=queue&lease=60s", nats.url());
+        let writer = Arc::new(JetStreamJournal::connect(&url).await.unwrap());
+        let drainer = Arc::new(JetStreamJournal::connect(&url).await.unwrap());
+        drainer.register(Account::SCHEMA);
+        // A server that took the lease and stalled.
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let lease = async_nats::jetstream::new(client)
+            .get_key_value("queue_drainer")
+            .await
+            .unwrap();
+        let stalled = lease.create("drainer", "stalled".into()).await.unwrap();
+        let down = || octopus::Error::unavailable("mysql", "down");
+        writer
+            .write(
+                Account::SCHEMA,
+                &Write::Insert(super::row(1, 10, 1)),
+                None,
+                down(),
+            )
+            .await
+            .unwrap();
+
+        let dao = plan(&store, drainer.clone()).await;
+        eventually(
+            "the server to see the stream's entry",
+            Duration::from_secs(5),
+            async || check(drainer.pending() > 0, drainer.pending()),
+        )
+        .await;
+        let mut other = Account {
+            id: 2,
+            balance: 20,
+            version: 0,
+        };
+        assert_eq!(
+            dao.create(&mut other).await.unwrap(),
+            WriteOutcome::Primary,
+            "a key with nothing pending goes to MySQL"
+        );
+        let mut pending = dao.read(1).await.unwrap().expect("the pending row");
+        assert_eq!(pending.balance, 10);
+        pending.balance = 11;
+        assert_eq!(
+            dao.update(&mut pending).await.unwrap(),
+            WriteOutcome::Journaled,
+            "a key with a pending entry queues behind it"
+        );
+        assert_eq!(rows(&direct).await, BTreeMap::from([(2, (20, 1))]));
+
+        lease
+            .delete_expect_revision("drainer", Some(stalled))
+            .await
+            .unwrap();
+        eventually("the stream to drain", Duration::from_secs(10), async || {
+            let left = drainer.pending_now().await.unwrap();
+            check(left == 0, (left, Fallback::stats(&*drainer)))
+        })
+        .await;
+        assert_eq!(
+            rows(&direct).await,
+            BTreeMap::from([(1, (11, 2)), (2, (20, 1))])
         );
     }
 }

@@ -173,9 +173,12 @@ pub trait Fallback: Send + Sync + 'static {
 
     /// Whether a write of `key` must go to the fallback even though the
     /// primary may answer: a pending write of the key must not be overtaken.
-    fn must_queue(&self, schema: &'static Schema, key: &Key) -> bool {
+    /// The plan asks only while [`Fallback::has_pending`] holds. A fallback
+    /// that cannot tell (its log does not answer) says `true`: queueing is
+    /// the safe side.
+    fn must_queue<'a>(&'a self, schema: &'static Schema, key: &'a Key) -> BoxFuture<'a, bool> {
         let _ = (schema, key);
-        false
+        Box::pin(std::future::ready(false))
     }
 
     /// The latest pending write of `key`: `Some(Some(row))` for a row,

@@ -127,8 +127,9 @@ impl Fallback for Queue {
         !self.rows.lock().unwrap().is_empty()
     }
 
-    fn must_queue(&self, _: &'static Schema, key: &octopus::Key) -> bool {
-        self.rows.lock().unwrap().contains_key(&key.to_string())
+    fn must_queue<'a>(&'a self, _: &'static Schema, key: &'a octopus::Key) -> BoxFuture<'a, bool> {
+        let queued = self.rows.lock().unwrap().contains_key(&key.to_string());
+        Box::pin(async move { queued })
     }
 
     fn pending<'a>(

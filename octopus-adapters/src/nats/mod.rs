@@ -41,12 +41,17 @@
 //! stream whose limits or retention could drop a message replay has not
 //! applied.
 //!
-//! **Limits.** While anything is pending in the stream (as this server last
-//! polled it, every 100 ms, or while one of its own publishes is newer than
-//! the poll), every write of this server goes to the stream, so none of its
-//! own pending entries is overtaken; a write another server sends to the
-//! primary within 100 ms of a new entry can be overtaken by that entry at
-//! replay (a versioned model turns that into a dead letter). A row whose
+//! **Queueing.** While anything is pending in the stream (as this server
+//! last polled it, every 100 ms, or while one of its own publishes is newer
+//! than the poll), a write of a key asks the stream's leader whether the
+//! key's subject holds a message: if it does, the write goes to the stream
+//! behind it; every other key's writes go to the primary, so a drain only
+//! has to catch up with the keys that have pending entries.
+//!
+//! **Limits.** A server that polled an empty stream less than 100 ms ago
+//! sends writes to the primary without asking: one of them can be overtaken
+//! at replay by another server's newer entry of its key (a versioned model
+//! turns that into a dead letter). A row whose
 //! entries were all drained is checked against the cache again, which may be
 //! stale: such a write is checked at replay. Cache puts of journaled writes
 //! on several servers are not ordered with the drainer's invalidations on
@@ -276,8 +281,8 @@ impl Fallback for JetStreamJournal {
         self.pending() > 0
     }
 
-    fn must_queue(&self, _schema: &'static Schema, _key: &Key) -> bool {
-        self.has_pending()
+    fn must_queue<'a>(&'a self, schema: &'static Schema, key: &'a Key) -> BoxFuture<'a, bool> {
+        Box::pin(self.row_has_entries(schema, key))
     }
 
     fn pending<'a>(

@@ -119,6 +119,23 @@ impl JetStreamJournal {
         }))
     }
 
+    /// Whether the stream holds an entry of `key` (applied or not; one not
+    /// removed yet still counts): the last message on its subject, asked of
+    /// the stream's leader, so a write of any server is seen as soon as it
+    /// was acknowledged. When the stream does not answer: `true`.
+    pub(super) async fn row_has_entries(&self, schema: &'static Schema, key: &Key) -> bool {
+        let subject = subject::row(&self.inner.prefix, schema.table(), key);
+        match self
+            .inner
+            .stream
+            .get_last_raw_message_by_subject(&subject)
+            .await
+        {
+            Ok(_) => true,
+            Err(e) => e.kind() != LastRawMessageErrorKind::NoMessageFound,
+        }
+    }
+
     /// The last message on `subject`, decoded: its sequence number and
     /// what it writes.
     async fn last(&self, schema: &'static Schema, subject: &str) -> Result<Option<(u64, Pending)>> {

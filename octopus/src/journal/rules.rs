@@ -175,8 +175,8 @@ impl Fallback for Journal {
         self.pending() > 0
     }
 
-    fn must_queue(&self, schema: &'static Schema, key: &Key) -> bool {
-        self.has_pending_key(schema, key)
+    fn must_queue<'a>(&'a self, schema: &'static Schema, key: &'a Key) -> BoxFuture<'a, bool> {
+        Box::pin(std::future::ready(self.has_pending_key(schema, key)))
     }
 
     fn pending<'a>(

@@ -24,7 +24,7 @@ impl Plan {
         };
         // A key with pending entries queues behind them, so no older entry
         // can overtake a newer write.
-        let queued = self.fallback.has_pending() && self.fallback.must_queue(schema, &key);
+        let queued = self.fallback.has_pending() && self.fallback.must_queue(schema, &key).await;
         // From here the primary may change: if this future is dropped before
         // the caches follow, the retry queue makes them.
         let mut unfollowed = Unfollowed::new(self, schema, &key);
