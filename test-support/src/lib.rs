@@ -38,6 +38,8 @@ pub mod memcache;
 pub mod mysql;
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 pub use plan::{quick_breaker, until_drained};
 pub use rng::{Rng, bit_patterns};

@@ -32,6 +32,7 @@ use octopus::{Change, Error, Key, Record, Result, Schema, Store, key_of};
 use super::call::{Access, Failure};
 use super::sql::{self, Statements, key_param, param};
 use super::{MysqlStore, check_text_key, chunk};
+use crate::checked::{Stored, evaluate};
 
 /// A batch of changes, as the transaction sees it.
 struct Batch<'b> {
@@ -152,7 +153,7 @@ async fn checked_writes(
         rows: HashMap::new(),
     };
     let (outcomes, writes) = loop {
-        match evaluate(b, &stored) {
+        match evaluate(b.schema, b.changes, b.todo, &stored) {
             Ok(evaluated) => break evaluated,
             Err(undecided) => {
                 let rows = locked_rows(tx, b, &undecided).await?;
@@ -195,14 +196,6 @@ async fn checked_writes(
     )
     .await?;
     Ok(outcomes)
-}
-
-/// What the locking reads found: every present key's version (`None` for
-/// a model without one), and the whole rows read for the changes the
-/// version alone does not decide.
-struct Stored {
-    versions: HashMap<Key, Option<u64>>,
-    rows: HashMap<Key, Record>,
 }
 
 /// `SELECT key, version … FOR UPDATE` of `keys`: each present key's version.
@@ -284,47 +277,6 @@ async fn write_rows(
 /// The values of a change's row (none for a delete).
 fn row_of<'c>(change: &&'c Change) -> &'c [octopus::Value] {
     change.row.as_ref().map_or(&[], |r| r.values())
-}
-
-/// Each change's outcome, and the changes to write.
-type Evaluated = (Vec<Result<()>>, Vec<usize>);
-
-/// Checks each change against the stored version (or row) of its key, or
-/// the row the last passing change of that key in this batch leaves;
-/// returns each change's outcome and the changes to write (the last passing
-/// one per key, in batch order). `Err`: the keys whose whole stored row
-/// must be read to decide.
-fn evaluate(b: &Batch<'_>, stored: &Stored) -> std::result::Result<Evaluated, Vec<Key>> {
-    let mut last: HashMap<&Key, usize> = HashMap::with_capacity(b.todo.len());
-    let mut undecided = Vec::new();
-    let mut outcomes = Vec::with_capacity(b.todo.len());
-    for &i in b.todo {
-        let change = &b.changes[i];
-        let outcome = match (last.get(&change.key), stored.rows.get(&change.key)) {
-            (Some(&j), _) => change.check(b.schema, b.changes[j].row.as_ref()),
-            (None, Some(row)) => change.check(b.schema, Some(row)),
-            (None, None) => {
-                let version = stored.versions.get(&change.key).copied();
-                match change.check_version(b.schema, version) {
-                    Some(outcome) => outcome,
-                    None => {
-                        undecided.push(change.key.clone());
-                        continue;
-                    }
-                }
-            }
-        };
-        if outcome.is_ok() {
-            last.insert(&change.key, i);
-        }
-        outcomes.push(outcome);
-    }
-    if !undecided.is_empty() {
-        return Err(undecided);
-    }
-    let mut writes: Vec<usize> = last.into_values().collect();
-    writes.sort_unstable();
-    Ok((outcomes, writes))
 }
 
 /// Runs `text(n)` for each run of `items` that fits one statement, binding

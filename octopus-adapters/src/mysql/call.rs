@@ -32,12 +32,13 @@
 //! limits keep it to the commit itself instead of a whole lock wait.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mysql_async::Conn;
 use octopus::{Error, Result};
 
 use super::{MysqlStore, sql};
+pub(crate) use crate::limits::Limits;
 
 /// Attempts of a call whose statement the server rolled back (deadlock, lock
 /// wait or statement timeout), the first included.
@@ -66,67 +67,15 @@ pub(crate) enum Access {
     Transaction,
 }
 
-/// The time limits derived from a store's deadline.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
-    deadline: Duration,
-    statement: Duration,
-}
-
-impl Limits {
-    /// Limits for calls bounded by `deadline`.
-    pub(crate) fn new(deadline: Duration) -> Self {
-        Limits {
-            deadline,
-            statement: deadline * 3 / 4,
-        }
-    }
-
-    /// The deadline of every call.
-    pub(crate) fn deadline(&self) -> Duration {
-        self.deadline
-    }
-
-    /// How long the server may run one statement (`max_statement_time`).
-    pub(crate) fn statement(&self) -> Duration {
-        self.statement
-    }
-
-    /// `innodb_lock_wait_timeout`, in whole seconds: at least one (the
-    /// variable's minimum), otherwise no longer than a statement may run.
-    pub(crate) fn lock_wait_secs(&self) -> u64 {
-        self.statement.as_secs().max(1)
-    }
-
-    /// The statement that sets a new connection's session limits. The
-    /// `/*M! … */` part runs on MariaDB only (MySQL has no
-    /// `max_statement_time` for writes; it reads the comment as a comment).
-    pub(crate) fn session_setup(&self) -> String {
-        format!(
-            "SET SESSION innodb_lock_wait_timeout = {} /*M!100108 , max_statement_time = {:.6} */",
-            self.lock_wait_secs(),
-            self.statement.as_secs_f64()
-        )
-    }
-
-    /// Room left for the network and a commit after the server's statement
-    /// limit, before the deadline.
-    fn margin(&self) -> Duration {
-        self.deadline / 20
-    }
-
-    /// Whether a write that commits as it ends can still be sent for a call
-    /// that ends at `until`: the server would end it (by its own limit)
-    /// before the client stops waiting.
-    pub(crate) fn room_for_statement(&self, until: Instant) -> bool {
-        until.saturating_duration_since(Instant::now()) >= self.statement + self.margin()
-    }
-
-    /// Whether a transaction's `COMMIT` can still be sent for a call that
-    /// ends at `until`.
-    pub(crate) fn room_for_commit(&self, until: Instant) -> bool {
-        until.saturating_duration_since(Instant::now()) >= self.margin()
-    }
+/// The statement that sets a new connection's session limits. The
+/// `/*M! … */` part runs on MariaDB only (MySQL has no `max_statement_time`
+/// for writes; it reads the comment as a comment).
+pub(crate) fn session_setup(limits: &Limits) -> String {
+    format!(
+        "SET SESSION innodb_lock_wait_timeout = {} /*M!100108 , max_statement_time = {:.6} */",
+        limits.lock_wait_secs(),
+        limits.statement().as_secs_f64()
+    )
 }
 
 impl MysqlStore {
@@ -223,6 +172,8 @@ impl MysqlStore {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -231,7 +182,7 @@ mod tests {
         assert_eq!(l.statement(), Duration::from_millis(600));
         assert_eq!(l.lock_wait_secs(), 1, "the variable's minimum");
         assert_eq!(
-            l.session_setup(),
+            session_setup(&l),
             "SET SESSION innodb_lock_wait_timeout = 1 /*M!100108 , max_statement_time = 0.600000 */"
         );
         let l = Limits::new(Duration::from_secs(10));

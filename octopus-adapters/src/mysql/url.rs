@@ -6,7 +6,7 @@ use std::time::Duration;
 use mysql_async::{Opts, OptsBuilder, PoolConstraints, PoolOpts};
 use octopus::Result;
 
-use super::call::Limits;
+use super::call::{Limits, session_setup};
 use crate::url::StoreUrl;
 
 /// What a store URL configures.
@@ -66,7 +66,7 @@ pub(crate) fn parse(url: &str) -> Result<Settings> {
         .client_found_rows(true)
         .tcp_nodelay(true)
         .stmt_cache_size(256)
-        .setup(vec![limits.session_setup()])
+        .setup(vec![session_setup(&limits)])
         .pool_opts(pool_opts);
     Ok(Settings { name, opts, limits })
 }

@@ -122,3 +122,17 @@ async fn memcache(test: &str) -> Fixture {
 
 #[cfg(feature = "memcache")]
 conformance!(memcache_store, memcache);
+
+#[cfg(feature = "postgres")]
+async fn postgres(test: &str) -> Fixture {
+    let store = octopus_test_support::postgres::postgres_store(&format!("conf_{test}")).await;
+    Fixture {
+        store: Arc::new(store),
+        floats: FloatPolicy::AllStored,
+        scans: true,
+        _guard: Box::new(()),
+    }
+}
+
+#[cfg(feature = "postgres")]
+conformance!(postgres_store, postgres);
