@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Provisions the servers the tests talk to, on this machine or a fresh Debian
-# one: MariaDB on 127.0.0.1:3306 (root, empty password, database `test`) and
-# two memcached instances on 127.0.0.1:11211 and :11212; and the tools tests
-# run (strace, for the journal's power-loss test; a nats-server 2.10 or later,
-# which the JetStream tests start on ports of their own). Idempotent: a server
-# that already answers is left alone. Fails naming the server it could not
-# start.
+# one: MariaDB on 127.0.0.1:3306 (root, empty password, database `test`),
+# PostgreSQL on 127.0.0.1:5432 (user postgres, no password for local TCP
+# connections, database `test`; its binaries also run the tests' own
+# servers) and two memcached instances on 127.0.0.1:11211 and :11212; and the
+# tools tests run (strace, for the journal's power-loss test; a nats-server
+# 2.10 or later, which the JetStream tests start on ports of their own).
+# Idempotent: a server that already answers is left alone. Fails naming the
+# server it could not start.
 set -euo pipefail
 
 MYSQL_PORT=3306
+PG_PORT=5432
 MEMCACHED_PORTS=(11211 11212)
 STATE_DIR=${OCTOPUS_SERVICES_DIR:-/tmp/octopus-services}
 mkdir -p "$STATE_DIR"
@@ -70,6 +73,87 @@ ensure_mariadb() {
   wait_for "MariaDB root login over TCP (127.0.0.1:$MYSQL_PORT)" 30 mysql_answers
   "$(mysql_client)" --protocol=tcp -h127.0.0.1 -P"$MYSQL_PORT" -uroot -e 'CREATE DATABASE IF NOT EXISTS test'
   echo "services: MariaDB answers on 127.0.0.1:$MYSQL_PORT"
+}
+
+pg_client() { # database, psql arguments...: as postgres over TCP, never asking for a password
+  local database=$1; shift
+  PGCONNECT_TIMEOUT=5 psql -w -X -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "$database" "$@"
+}
+pg_answers() { pg_client postgres -Atqc 'SELECT 1'; }
+# Runs a command as the OS user postgres (from /, which it may read).
+as_postgres() { (cd / && if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi); }
+# The newest PostgreSQL version whose server is installed (Debian's layout).
+pg_newest_version() {
+  find /usr/lib/postgresql -mindepth 3 -maxdepth 3 -path '*/bin/postgres' 2>/dev/null \
+    | awk -F/ '{ print $(NF - 2) }' | sort -n | tail -1 || true
+}
+# The Debian cluster on $PG_PORT, as "version name"; nothing if there is none.
+pg_cluster() {
+  pg_lsclusters -h 2>/dev/null | awk -v port="$PG_PORT" '$3 == port && !found { print $1, $2; found = 1 }' || true
+}
+
+pg_ensure_test_db() {
+  if [ "$(pg_client postgres -Atqc "SELECT 1 FROM pg_database WHERE datname = 'test'")" != 1 ]; then
+    pg_client postgres -qc 'CREATE DATABASE test'
+  fi
+}
+
+# Lets local TCP connections in without a password: trust lines ahead of
+# the others in the server's pg_hba.conf (the first line that matches
+# applies), then a reload.
+pg_trust_local_tcp() {
+  local hba
+  wait_for "PostgreSQL socket login as postgres" 30 as_postgres psql -X -p "$PG_PORT" -Atqc 'SELECT 1'
+  hba=$(as_postgres psql -X -p "$PG_PORT" -Atqc 'SHOW hba_file')
+  echo "services: trusting local TCP connections to PostgreSQL ($hba)"
+  {
+    printf '%s\n' '# Added by octopus scripts/services.sh: the tests log in without a password.' \
+      'host all all 127.0.0.1/32 trust' 'host all all ::1/128 trust'
+    as_root cat "$hba"
+  } >"$STATE_DIR/pg_hba.conf"
+  as_root cp "$STATE_DIR/pg_hba.conf" "$hba"
+  as_postgres psql -X -p "$PG_PORT" -Atqc 'SELECT pg_reload_conf()' >/dev/null
+}
+
+ensure_postgres() {
+  if command -v psql >/dev/null && pg_answers >/dev/null 2>&1; then
+    pg_ensure_test_db
+    echo "services: PostgreSQL answers on 127.0.0.1:$PG_PORT"
+    return
+  fi
+  if ! command -v psql >/dev/null || ! command -v pg_ctlcluster >/dev/null \
+    || [ -z "$(pg_newest_version)" ]; then
+    echo "services: installing postgresql"
+    apt_install postgresql
+  fi
+  if ! port_open "$PG_PORT"; then
+    local cluster version name
+    cluster=$(pg_cluster)
+    if [ -z "$cluster" ]; then
+      version=$(pg_newest_version)
+      name=main
+      # Debian's main cluster may be on another port (5432 was taken).
+      [ -d "/etc/postgresql/$version/main" ] && name=octopus
+      cluster="$version $name"
+      echo "services: creating PostgreSQL cluster $cluster on port $PG_PORT"
+      # shellcheck disable=SC2086 # "version name": two arguments
+      as_root pg_createcluster -p "$PG_PORT" $cluster >"$STATE_DIR/pg_createcluster.log" 2>&1 \
+        || fail "pg_createcluster -p $PG_PORT $cluster failed; see $STATE_DIR/pg_createcluster.log"
+    fi
+    read -r version name <<<"$cluster"
+    echo "services: starting PostgreSQL $version/$name"
+    as_root pg_ctlcluster "$version" "$name" start >"$STATE_DIR/pg_ctlcluster.log" 2>&1 \
+      || as_root service postgresql start >>"$STATE_DIR/pg_ctlcluster.log" 2>&1 \
+      || fail "PostgreSQL $version/$name did not start; see $STATE_DIR/pg_ctlcluster.log"
+  fi
+  wait_for "PostgreSQL (127.0.0.1:$PG_PORT)" 60 port_open "$PG_PORT"
+  # Debian's default asks TCP clients for a password.
+  if ! pg_answers >/dev/null 2>&1; then
+    pg_trust_local_tcp
+  fi
+  wait_for "PostgreSQL login as postgres over TCP (127.0.0.1:$PG_PORT)" 30 pg_answers
+  pg_ensure_test_db
+  echo "services: PostgreSQL answers on 127.0.0.1:$PG_PORT"
 }
 
 memcached_answers() { # port
@@ -138,4 +222,5 @@ ensure_nats_server() {
 ensure_tools
 ensure_nats_server
 ensure_mariadb
+ensure_postgres
 ensure_memcached

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `sqlite://path/to/file.db`, `sqlite:///abs/path.db`, `sqlite::memory:` | [`crate::sqlite::SqliteStore`] (`?synchronous=full\|normal&busy_timeout_ms=…`) |
 //! | `mysql://user[:password]@host[:port]/database` | [`crate::mysql::MysqlStore`] (`?pool_size=…&deadline_ms=…`) |
+//! | `postgres://user[:password]@host[:port]/database` (or `postgresql://`) | [`crate::postgres::PostgresStore`] (`?pool_size=…&deadline_ms=…&schema=…`) |
 //! | `memcache://host:port[,host:port…]` | [`crate::memcache::MemcacheStore`] (`?ttl_secs=…&timeout_ms=…&namespace=…`) |
 //! | `memory://?capacity=…&ttl=…` | [`octopus::MemoryStore`] (`ttl` as `500ms`, `60s`, `5m` or seconds) |
 //! | `file://path/to/dir` (a plan's `fallback`) | [`octopus::journal::Journal`] (`?durability=fsync\|none\|<duration>&segment_bytes=…&replay_batch=…`) |
@@ -38,13 +39,14 @@ pub async fn open_store(url: &str) -> Result<Arc<dyn Store>> {
     match url.scheme() {
         "sqlite" => sqlite(&url).await,
         "mysql" => mysql(&url),
+        "postgres" | "postgresql" => postgres(&url),
         "memcache" => {
             Err(url.error("memcached drops data at will: it can be a cache, not a primary"))
         }
         "memory" => Ok(Arc::new(memory(&url)?)),
-        _ => {
-            Err(url.error("unknown store; expected sqlite://, mysql://, memory:// or memcache://"))
-        }
+        _ => Err(url.error(
+            "unknown store; expected sqlite://, mysql://, postgres://, memory:// or memcache://",
+        )),
     }
 }
 
@@ -54,7 +56,7 @@ pub async fn open_cache(url: &str) -> Result<Arc<dyn Cache>> {
     match url.scheme() {
         "memory" => Ok(Arc::new(memory(&url)?)),
         "memcache" => memcache(&url).await,
-        "sqlite" | "mysql" => {
+        "sqlite" | "mysql" | "postgres" | "postgresql" => {
             Err(url.error("a database cannot be a cache; use memory:// or memcache://"))
         }
         _ => Err(url.error("unknown cache; expected memory:// or memcache://")),
@@ -118,6 +120,18 @@ fn mysql(url: &StoreUrl<'_>) -> Result<Arc<dyn Store>> {
 #[cfg(not(feature = "mysql"))]
 fn mysql(url: &StoreUrl<'_>) -> Result<Arc<dyn Store>> {
     Err(url.error("octopus-adapters was built without the `mysql` feature"))
+}
+
+#[cfg(feature = "postgres")]
+fn postgres(url: &StoreUrl<'_>) -> Result<Arc<dyn Store>> {
+    Ok(Arc::new(crate::postgres::PostgresStore::new(
+        url.as_written(),
+    )?))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn postgres(url: &StoreUrl<'_>) -> Result<Arc<dyn Store>> {
+    Err(url.error("octopus-adapters was built without the `postgres` feature"))
 }
 
 #[cfg(feature = "memcache")]

@@ -94,7 +94,10 @@ impl<'a> StoreUrl<'a> {
 
     /// The URL as written, password included: for a backend's own parser
     /// only, never for a message.
-    #[cfg_attr(not(any(feature = "mysql", feature = "memcache")), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "mysql", feature = "postgres", feature = "memcache")),
+        allow(dead_code)
+    )]
     pub fn as_written(&self) -> &'a str {
         self.raw
     }
@@ -115,20 +118,20 @@ impl<'a> StoreUrl<'a> {
     }
 
     /// The location cut before its first `/`: `(host[:port][,…], /path)`.
-    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "mysql", feature = "postgres")), allow(dead_code))]
     pub fn host_and_path(&self) -> (&'a str, &'a str) {
         let location = self.location();
         location.split_at(location.find('/').unwrap_or(location.len()))
     }
 
     /// The user, decoded; empty counts as none.
-    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "mysql", feature = "postgres")), allow(dead_code))]
     pub fn user(&self) -> Option<&str> {
         self.user.as_deref().filter(|u| !u.is_empty())
     }
 
     /// The password, decoded; empty counts as none.
-    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "mysql", feature = "postgres")), allow(dead_code))]
     pub fn password(&self) -> Option<&str> {
         self.password.as_deref().filter(|p| !p.is_empty())
     }

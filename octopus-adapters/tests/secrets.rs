@@ -181,6 +181,19 @@ async fn assert_every_opening_hidden(url: &str) {
     if url.starts_with("mysql:") {
         assert_outcome_hidden(&format!("MysqlStore::new({url:?})"), &MysqlStore::new(url));
     }
+    #[cfg(feature = "postgres")]
+    if url.starts_with("postgres:") {
+        use octopus_adapters::postgres::PostgresStore;
+        let store = PostgresStore::new(url);
+        assert_outcome_hidden(&format!("PostgresStore::new({url:?})"), &store);
+        if let Ok(store) = store {
+            assert_hidden("Debug of PostgresStore", &format!("{store:?}"));
+            let ping = tokio::time::timeout(Duration::from_secs(5), store.ping())
+                .await
+                .expect("ping hung past the deadline");
+            assert_outcome_hidden(&format!("PostgresStore::ping({url:?})"), &ping);
+        }
+    }
     if url.starts_with("memcache:") {
         let options = MemcacheOptions::from_url(url);
         assert_outcome_hidden(&format!("MemcacheOptions::from_url({url:?})"), &options);
@@ -214,6 +227,14 @@ async fn store_urls_show_no_password_valid_or_not() {
             format!("memory://{USER}:{pw}@name"),
             format!("memory://{USER}:{pw}@name?capacity=lots"),
             format!("postgres://{USER}:{pw}@127.0.0.1:5432/test"),
+            format!("postgres://{USER}:{pw}@127.0.0.1:5432/test?bogus=1"),
+            format!("postgres://{USER}:{pw}@127.0.0.1:5432/test?deadline_ms=300&sslmode=require"),
+            format!("postgresql://{USER}:{pw}@127.0.0.1:99999/test"),
+            format!(
+                "postgres://{USER}:{pw}@127.0.0.1:{}/test?deadline_ms=300",
+                refused_port()
+            ),
+            format!("postgres://{USER}:{pw}@127.0.0.1:5432"),
             format!("memory://?password={pw}"),
             format!("sqlite://{dir}/b.db?password={pw}"),
         ];

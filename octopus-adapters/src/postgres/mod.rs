@@ -15,8 +15,9 @@
 //! fails the call with [`Error::Unavailable`] when it passes. The server
 //! bounds each statement and lock wait below that deadline
 //! (`statement_timeout` and `lock_timeout` at three quarters of it, sent
-//! with each connection's startup); see [`call`] for why a write the client
-//! gave up on does not commit later.
+//! with each connection's startup); a connection whose call was given up on
+//! is closed, not returned to the pool, so a write the client gave up on
+//! does not commit later.
 //!
 //! # Errors
 //!
@@ -32,8 +33,9 @@
 //! # Conditional changes
 //!
 //! [`Store::apply`] runs in one `READ COMMITTED` transaction that locks the
-//! present keys with `SELECT … WHERE key = ANY($1) FOR UPDATE`; see
-//! [`apply`] for how keys absent at that read are kept absent.
+//! present keys with `SELECT … WHERE key = ANY($1) FOR UPDATE`; a key
+//! absent at that read is inserted, and a concurrent insert of it makes the
+//! transaction run again.
 //!
 //! # Tables
 //!

@@ -113,7 +113,7 @@ pub async fn fresh_schema(test: &str) -> String {
     client
         .batch_execute(&format!("CREATE SCHEMA \"{schema}\""))
         .await
-        .unwrap_or_else(|e| panic!("CREATE SCHEMA {schema}: {e}"));
+        .unwrap_or_else(|e| panic!("CREATE SCHEMA {schema}: {}", describe(&e)));
     with_schema(&postgres_url(), &schema)
 }
 
@@ -132,7 +132,7 @@ async fn drop_stale(client: &Client, prefix: &str, now: u64) {
             &[&like],
         )
         .await
-        .unwrap_or_else(|e| panic!("listing the schemas named {prefix}_*: {e}"));
+        .unwrap_or_else(|e| panic!("listing the schemas named {prefix}_*: {}", describe(&e)));
     for row in rows {
         let schema: String = row.get(0);
         if !is_stale(&schema, prefix, now) {
@@ -142,7 +142,7 @@ async fn drop_stale(client: &Client, prefix: &str, now: u64) {
         // A test of the same name in another process may be dropping it at
         // the same time; what is left is dropped by a later one.
         if let Err(e) = client.batch_execute(&drop).await {
-            eprintln!("{drop}: {e}");
+            eprintln!("{drop}: {}", describe(&e));
         }
     }
 }
@@ -181,7 +181,9 @@ fn with_schema(url: &str, schema: &str) -> String {
 /// runtime; gives up after `within`. The session is named after this crate
 /// (`application_name`), so a test can tell it from a store's.
 async fn connect(url: &str, within: Duration) -> Result<Client, String> {
-    let mut config: tokio_postgres::Config = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| format!("{url}: {}", describe(&e)))?;
     config
         .application_name("octopus-test-support")
         .connect_timeout(within);
@@ -194,9 +196,21 @@ async fn connect(url: &str, within: Duration) -> Result<Client, String> {
             });
             Ok(client)
         }
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => Err(describe(&e)),
         Err(_) => Err(format!("no answer within {within:?}")),
     }
+}
+
+/// `e` and its causes (a tokio-postgres error says only its kind, "db
+/// error", and leaves the server's message to its cause).
+fn describe(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(e) = cause {
+        text = format!("{text}: {e}");
+        cause = e.source();
+    }
+    text
 }
 
 /// The pieces of `scheme://[userinfo@]host[:port][/database][?query]`

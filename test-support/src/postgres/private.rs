@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
-use super::{CONNECT_WITHIN, connect};
+use super::{CONNECT_WITHIN, connect, describe};
 use crate::poll_until;
 
 /// Where Debian's packages put each version's binaries.
@@ -88,7 +88,7 @@ impl PrivatePostgres {
         admin
             .batch_execute("CREATE DATABASE test")
             .await
-            .unwrap_or_else(|e| panic!("CREATE DATABASE test on port {port}: {e}"));
+            .unwrap_or_else(|e| panic!("CREATE DATABASE test on port {port}: {}", describe(&e)));
         pg
     }
 
