@@ -85,7 +85,8 @@ async fn the_same_application_runs_on_sqlite_and_on_mysql() {
 #[tokio::test]
 async fn bad_urls_are_errors_naming_them() {
     let cases = [
-        ("postgres://x/y", "unknown store"),
+        ("oracle://x/y", "unknown store"),
+        ("postgres://x/y?bogus=1", "unknown parameter `bogus`"),
         ("memcache://127.0.0.1:11211", "not a primary"),
         ("memory://?capacity=lots", "capacity"),
         ("memory://?ttl=soon", "ttl"),
