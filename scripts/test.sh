@@ -35,4 +35,8 @@ OCTOPUS_QUICKSTART_DB="$tmp/quickstart.db" cargo run --quiet --example quickstar
 step "resilient example (MySQL outage through a fault proxy)"
 cargo run --quiet --example resilient --features resilient
 
+step "resilient example on PostgreSQL (one changed URL)"
+OCTOPUS_PRIMARY_URL="${OCTOPUS_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}" \
+  cargo run --quiet --example resilient --features resilient,postgres
+
 printf '\nall checks passed\n'
