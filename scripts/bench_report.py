@@ -27,6 +27,9 @@ RAW = {
     "mysql_async+memcache_async",
     "raw_group_commit",
     "mysql_raw_multirow_upsert_floor",
+    "tokio_postgres",
+    "tokio_postgres_multirow",
+    "postgres_raw_multirow_upsert_floor",
 }
 # Groups without a raw driver: what their ratios are against.
 BASELINE = {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::versioned::{FLOOR_ROWS, N, VersionedRow, journal_updates};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fault_proxy::{FaultProxy, Mode};
 use mysql_async::prelude::Queryable;
@@ -22,64 +23,11 @@ use octopus_adapters::mysql::MysqlStore;
 use octopus_adapters::nats::JetStreamJournal;
 use octopus_test_support::nats::OwnNats;
 
-/// The replayed model: versioned, so every entry is conditional.
-#[derive(Debug, Clone, PartialEq, Model)]
-#[octopus(table = "replay_rows")]
-struct VersionedRow {
-    #[octopus(key)]
-    id: u64,
-    name: String,
-    value: i64,
-    #[octopus(version)]
-    version: u64,
-}
-
-impl VersionedRow {
-    fn at(id: u64, version: u64) -> Self {
-        VersionedRow {
-            id,
-            name: format!("row number {id} with a name of ordinary length"),
-            // Every round changes the row, so MySQL really writes it.
-            value: (id as i64) * 1000 + version as i64,
-            version,
-        }
-    }
-}
-
-/// Entries per replayed journal.
-const N: u64 = 20_000;
-
-/// Rows per statement of the floor: the journal's default replay batch.
-const FLOOR_ROWS: usize = 4000;
-
 fn server() -> std::net::SocketAddr {
     let opts = mysql_async::Opts::from_url(&common::mysql_url()).unwrap();
     format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port())
         .parse()
         .unwrap()
-}
-
-/// Journals N updates from `version` to `version + 1` (not timed).
-async fn journal_updates(dir: &std::path::Path, version: u64) {
-    let journal = Journal::open(dir, JournalOptions::default()).unwrap();
-    let tasks: Vec<_> = (0..16u64)
-        .map(|t| {
-            let journal = journal.clone();
-            tokio::spawn(async move {
-                for id in (t..N).step_by(16) {
-                    let write = Write::Update {
-                        record: VersionedRow::at(id, version + 1).to_record().unwrap(),
-                        expected_version: Some(version),
-                    };
-                    journal.append(VersionedRow::SCHEMA, &write).await.unwrap();
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
-    journal.close().await.unwrap();
 }
 
 /// Journals N updates from `version` to `version + 1` into a new stream

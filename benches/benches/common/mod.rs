@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+pub mod postgres;
+pub mod versioned;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
