@@ -7,7 +7,7 @@
 //! | `mysql://user[:password]@host[:port]/database` | [`crate::mysql::MysqlStore`] (`?pool_size=…&deadline_ms=…`) |
 //! | `postgres://user[:password]@host[:port]/database` (or `postgresql://`) | [`crate::postgres::PostgresStore`] (`?pool_size=…&deadline_ms=…&schema=…`) |
 //! | `memcache://host:port[,host:port…]` | [`crate::memcache::MemcacheStore`] (`?ttl_secs=…&timeout_ms=…&namespace=…`) |
-//! | `memory://?capacity=…&ttl=…` | [`octopus::MemoryStore`] (`ttl` as `500ms`, `60s`, `5m` or seconds) |
+//! | `memory://?capacity=…&ttl=…&stale_for=…` | [`octopus::MemoryStore`] (durations as `500ms`, `60s`, `5m` or seconds; `stale_for`: see [`octopus::MemoryOptions::stale_for`]) |
 //! | `file://path/to/dir` (a plan's `fallback`) | [`octopus::journal::Journal`] (`?durability=fsync\|none\|<duration>&segment_bytes=…&replay_batch=…`) |
 //! | `nats://host:port?stream=…` (a plan's `fallback`) | a JetStream stream a fleet shares (feature `nats`) |
 //!
@@ -92,7 +92,8 @@ fn memory(url: &StoreUrl<'_>) -> Result<MemoryStore> {
                 options.capacity(usize::try_from(url.positive(param)?).unwrap_or(usize::MAX))
             }
             "ttl" => options.ttl(duration(url, param)?),
-            _ => return Err(url.unknown(param, "capacity, ttl")),
+            "stale_for" => options.stale_for(duration(url, param)?),
+            _ => return Err(url.unknown(param, "capacity, ttl, stale_for")),
         };
     }
     Ok(MemoryStore::with_options(options))
@@ -227,6 +228,9 @@ impl Opened {
         }
         if let Some(wait) = plan.herd_wait {
             builder = builder.herd_wait(wait);
+        }
+        if let Some(on) = plan.stale_if_error {
+            builder = builder.stale_if_error(on);
         }
         if let Some(journal) = &plan.fallback {
             builder = builder.fallback(self.journal(at, journal, &url).await?);

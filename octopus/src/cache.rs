@@ -68,6 +68,18 @@ pub trait Cache: Send + Sync + 'static {
     /// Stores `record` unconditionally (write-through after a primary write).
     fn put<'a>(&'a self, schema: &'static Schema, record: &'a Record) -> BoxFuture<'a, Result<()>>;
 
+    /// A row this level still holds for `key` past its time to live, for a
+    /// plan that serves stale rows while its primary is unavailable
+    /// ([`crate::PlanBuilder::stale_if_error`]). Only a row nothing has
+    /// written over since it was cached qualifies: never one an
+    /// invalidation or a put replaced. The default holds none (memcached
+    /// drops rows at their TTL itself).
+    fn lookup_stale<'a>(
+        &'a self, _schema: &'static Schema, _key: &'a Key,
+    ) -> BoxFuture<'a, Result<Option<Record>>> {
+        Box::pin(async { Ok(None) })
+    }
+
     /// Drops any cached row for `key` and leaves a marker, so every fill
     /// based on an earlier lookup fails.
     fn invalidate<'a>(&'a self, schema: &'static Schema, key: &'a Key)

@@ -31,6 +31,7 @@ pub(crate) struct LevelCounters {
     pub fill_errors: Counter,
     pub write_errors: Counter,
     pub undecodable: Counter,
+    pub stale_served: Counter,
 }
 
 impl LevelCounters {
@@ -45,6 +46,7 @@ impl LevelCounters {
             fill_errors: self.fill_errors.get(),
             write_errors: self.write_errors.get(),
             undecodable: self.undecodable.get(),
+            stale_served: self.stale_served.get(),
             breaker,
         }
     }
@@ -84,6 +86,9 @@ pub struct LevelStats {
     /// type): each was a miss, dropped from the level, and the primary
     /// answered.
     pub undecodable: u64,
+    /// Rows this level served past their time to live because the primary
+    /// was unavailable (stale-if-error, off unless the plan turns it on).
+    pub stale_served: u64,
     /// The level's breaker.
     pub breaker: BreakerSnapshot,
 }

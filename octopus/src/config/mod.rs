@@ -8,6 +8,9 @@
 //!   { url = "memcache://127.0.0.1:11211,127.0.0.1:11212", policy = "write_through" },
 //! ]
 //! herd_wait = "2s"
+//! # While the primary is down, serve rows the in-process cache keeps past
+//! # their TTL (with `stale_for=10m` in its URL, say): off by default.
+//! stale_if_error = false
 //! # Writes the primary cannot take are journaled here and replayed later.
 //! fallback = "file://data/journal"
 //!
@@ -97,6 +100,11 @@ pub struct PlanConfig {
     /// with the primary's error. Plans naming one journal must share their
     /// primary (a journal replays into one primary).
     pub fallback: Option<String>,
+    /// Serve a row a cache level holds past its time to live while the
+    /// primary is unavailable ([`crate::PlanBuilder::stale_if_error`];
+    /// the in-process cache keeps such rows with `?stale_for=…`). Default
+    /// off.
+    pub stale_if_error: Option<bool>,
 }
 
 /// One cache level. Its `Debug` shows the URL without its password.
@@ -118,6 +126,7 @@ impl fmt::Debug for PlanConfig {
             breaker,
             herd_wait,
             fallback,
+            stale_if_error,
         } = self;
         f.debug_struct("PlanConfig")
             .field("primary", &primary.as_deref().map(Redacted))
@@ -125,6 +134,7 @@ impl fmt::Debug for PlanConfig {
             .field("breaker", breaker)
             .field("herd_wait", herd_wait)
             .field("fallback", &fallback.as_deref().map(Redacted))
+            .field("stale_if_error", stale_if_error)
             .finish()
     }
 }
@@ -148,6 +158,7 @@ impl PlanConfig {
             breaker: self.breaker.clone().or_else(|| base.breaker.clone()),
             herd_wait: self.herd_wait.or(base.herd_wait),
             fallback: self.fallback.clone().or_else(|| base.fallback.clone()),
+            stale_if_error: self.stale_if_error.or(base.stale_if_error),
         }
     }
 }

@@ -4,6 +4,7 @@ const FILE: &str = r#"
     [default]
     primary = "sqlite://app.db"
     caches = [{ url = "memory://?capacity=10" }, { url = "memcache://h:1", policy = "write_through" }]
+    stale_if_error = true
 
     [default.breaker]
     window = 8
@@ -25,6 +26,8 @@ fn models_inherit_what_they_do_not_set() {
         Some("sqlite://app.db")
     );
     assert_eq!(c.default.breaker.unwrap().window, 8);
+    assert_eq!(s.stale_if_error, Some(true));
+    assert_eq!(Config::default().plan_for("books").stale_if_error, None);
 }
 
 #[test]

@@ -64,6 +64,15 @@ impl Cache for MemoryStore {
         )
     }
 
+    fn lookup_stale<'a>(
+        &'a self, schema: &'static Schema, key: &'a Key,
+    ) -> BoxFuture<'a, Result<Option<Record>>> {
+        Box::pin(async move {
+            check_key(schema, key)?;
+            Ok(self.find_stale(schema, key, Instant::now()))
+        })
+    }
+
     fn invalidate<'a>(
         &'a self, schema: &'static Schema, key: &'a Key,
     ) -> BoxFuture<'a, Result<()>> {
@@ -111,5 +120,39 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(expires(&store, 2), None);
+    }
+
+    #[tokio::test]
+    async fn a_row_is_stale_only_within_its_window_and_until_a_write_replaces_it() {
+        use crate::MemoryOptions;
+        use std::time::Duration;
+        let ttl = Duration::from_secs(60);
+        let window = Duration::from_secs(600);
+        let store = MemoryStore::with_options(MemoryOptions::new().ttl(ttl).stale_for(window));
+        let row = Record::new(vec![Value::UInt(1)]);
+        Cache::put(&store, Row::SCHEMA, &row).await.unwrap();
+        let key = Key::UInt(1);
+        let at = expires(&store, 1).unwrap();
+        let stale = |now| store.find_stale(Row::SCHEMA, &key, now);
+        assert_eq!(
+            stale(at - Duration::from_millis(1)),
+            None,
+            "live: not stale"
+        );
+        assert_eq!(stale(at), Some(row.clone()));
+        assert_eq!(stale(at + window - Duration::from_millis(1)), Some(row));
+        assert_eq!(stale(at + window), None, "past the window");
+        Cache::invalidate(&store, Row::SCHEMA, &key).await.unwrap();
+        assert_eq!(stale(at + window / 2), None, "a marker replaced it");
+        let plain = MemoryStore::with_options(MemoryOptions::new().ttl(ttl));
+        Cache::put(&plain, Row::SCHEMA, &Record::new(vec![Value::UInt(1)]))
+            .await
+            .unwrap();
+        let at = expires(&plain, 1).unwrap();
+        assert_eq!(
+            plain.find_stale(Row::SCHEMA, &key, at),
+            None,
+            "no window: never stale"
+        );
     }
 }

@@ -74,6 +74,8 @@ pub struct MemoryStore {
     forgotten: Box<[AtomicU64]>,
     shard_capacity: Option<usize>,
     ttl: Option<Duration>,
+    /// How long past its expiry a row may still be served as stale.
+    stale_for: Option<Duration>,
     hasher: RandomState,
 }
 
@@ -82,6 +84,7 @@ pub struct MemoryStore {
 pub struct MemoryOptions {
     capacity: Option<usize>,
     ttl: Option<Duration>,
+    stale_for: Option<Duration>,
     name: Option<String>,
 }
 
@@ -100,6 +103,17 @@ impl MemoryOptions {
     /// Makes rows expire this long after they were written.
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
+        self
+    }
+
+    /// Keeps an expired row up to `window` past its expiry (while the
+    /// capacity allows: expired rows are evicted first) so that a plan
+    /// with [`stale_if_error`](crate::PlanBuilder::stale_if_error) can
+    /// serve it while the primary is unavailable. An expired row is a miss
+    /// for every other read; a write of its key replaces it as always.
+    /// Default: none.
+    pub fn stale_for(mut self, window: Duration) -> Self {
+        self.stale_for = Some(window);
         self
     }
 
@@ -123,6 +137,7 @@ impl MemoryOptions {
             forgotten: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             shard_capacity: self.capacity.map(|c| c.div_ceil(shards)),
             ttl: self.ttl,
+            stale_for: self.stale_for,
             hasher: RandomState::new(),
         }
     }
@@ -188,6 +203,18 @@ impl MemoryStore {
             Some(r) => Lookup::Hit(r.clone()),
             None => Lookup::Miss(FillToken::Cas(entry.cas)),
         }
+    }
+
+    /// The row of `key` if it expired less than `stale_for` ago: a row
+    /// no write replaced (a write leaves a marker or a new row).
+    fn find_stale(&self, schema: &'static Schema, key: &Key, now: Instant) -> Option<Record> {
+        let window = self.stale_for?;
+        let table = table_id(schema);
+        let shard = read(&self.shards[self.shard_of(table, key)]);
+        let entry = shard.tables.get(&table)?.get(key)?;
+        let expired_at = entry.expires.filter(|&t| t <= now)?;
+        let record = entry.record.as_ref()?;
+        (now < expired_at + window).then(|| record.clone())
     }
 
     fn lookup(&self, schema: &'static Schema, key: &Key, now: Instant) -> Option<Record> {

@@ -7,6 +7,7 @@ mod invalidation;
 mod key_mutex;
 mod plans;
 mod read;
+mod stale;
 mod write;
 
 pub use plans::Plans;
@@ -118,6 +119,8 @@ pub struct Plan {
     levels: Vec<Level>,
     fallback: Arc<dyn Fallback>,
     herd_wait: Duration,
+    /// Serve rows past their TTL while the primary is unavailable.
+    stale_if_error: bool,
     flights: Flights,
     counters: Arc<PlanCounters>,
     retries: Retries,
@@ -157,6 +160,7 @@ pub struct PlanBuilder {
     cache_breaker: BreakerOptions,
     fallback: Arc<dyn Fallback>,
     herd_wait: Duration,
+    stale_if_error: bool,
 }
 
 impl PlanBuilder {
@@ -258,6 +262,7 @@ impl PlanBuilder {
             levels,
             fallback: self.fallback,
             herd_wait: self.herd_wait,
+            stale_if_error: self.stale_if_error,
             flights: Flights::default(),
             retries,
             counters,
@@ -280,6 +285,7 @@ impl Plan {
             cache_breaker: BreakerOptions::default(),
             fallback: Arc::new(FailFast),
             herd_wait: Duration::from_secs(2),
+            stale_if_error: false,
         }
     }
 
@@ -336,6 +342,11 @@ impl Plan {
     /// The primary store.
     pub fn primary(&self) -> &Arc<dyn Store> {
         &self.primary
+    }
+
+    /// The cache levels, in read order.
+    pub fn caches(&self) -> Vec<Arc<dyn Cache>> {
+        self.levels.iter().map(|l| l.cache.clone()).collect()
     }
 
     /// The circuit breaker of the primary's reads.

@@ -51,11 +51,20 @@ impl Plan {
             // entry to every read.
             return self.primary_get(schema, key).await;
         }
+        let out = self.load(schema, key, &tokens).await;
+        self.or_stale(schema, key, out).await
+    }
+
+    /// Loads `key` from the primary (or waits for another reader's load of
+    /// it) and fills the levels whose tokens are given.
+    async fn load(
+        &self, schema: &'static Schema, key: &Key, tokens: &[Option<FillToken>],
+    ) -> Result<Option<Record>> {
         match self.flights.join(schema, key) {
             Role::Leader(leader) => {
                 let out = self.primary_get(schema, key).await;
                 if let Ok(Some(record)) = &out {
-                    self.fill(schema, record, &tokens).await;
+                    self.fill(schema, record, tokens).await;
                 }
                 leader.land(match &out {
                     Ok(found) => Ok(found.clone()),
@@ -72,7 +81,7 @@ impl Plan {
                     _ => {
                         let out = self.primary_get(schema, key).await;
                         if let Ok(Some(record)) = &out {
-                            self.fill(schema, record, &tokens).await;
+                            self.fill(schema, record, tokens).await;
                         }
                         out
                     }
@@ -85,6 +94,16 @@ impl Plan {
         self.checked(schema).await?;
         self.counters.primary_reads.incr();
         self.read_breaker.call(self.primary.get(schema, key)).await
+    }
+
+    async fn primary_get_many(
+        &self, schema: &'static Schema, keys: &[Key],
+    ) -> Result<Vec<Option<Record>>> {
+        self.checked(schema).await?;
+        self.counters.primary_reads.incr();
+        self.read_breaker
+            .call(self.primary.get_many(schema, keys))
+            .await
     }
 
     /// Reads `keys` (one slot per key, in order), each level asked once for
@@ -148,12 +167,17 @@ impl Plan {
         }
         if !missing.is_empty() {
             let ask: Vec<Key> = missing.iter().map(|&i| keys[i].clone()).collect();
-            self.checked(schema).await?;
-            self.counters.primary_reads.incr();
-            let rows = self
-                .read_breaker
-                .call(self.primary.get_many(schema, &ask))
-                .await?;
+            let rows = match self.primary_get_many(schema, &ask).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    // Served stale: nothing is filled.
+                    let stale = self.stale_many(schema, &ask, e).await?;
+                    for (&i, row) in missing.iter().zip(stale) {
+                        found[i] = Some(row);
+                    }
+                    return Ok(found);
+                }
+            };
             for (&i, row) in missing.iter().zip(rows) {
                 if let Some(record) = &row {
                     self.fill(schema, record, &tokens[i]).await;
