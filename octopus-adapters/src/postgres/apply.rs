@@ -26,6 +26,7 @@
 //! batch to find the change at fault.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use octopus::{Change, Error, Key, Record, Result, Schema, Store, Value, key_of};
@@ -64,7 +65,7 @@ fn runs(total: usize, columns: usize) -> Vec<usize> {
 
 /// Writes `rows` with `text(n)` statements of `n` rows each (see [`runs`]).
 async fn write_rows(
-    conn: &mut Conn, st: &Statements, rows: &[&Record], text: impl Fn(usize) -> String,
+    conn: &mut Conn, st: &Statements, rows: &[&Record], text: impl Fn(usize) -> Arc<str>,
 ) -> std::result::Result<(), tokio_postgres::Error> {
     let mut at = 0;
     for n in runs(rows.len(), st.columns) {
