@@ -167,6 +167,29 @@ pub async fn plans(config: &Config) -> Result<Plans> {
     built
 }
 
+/// A plan whose journal a fleet shares (`nats://`) runs on several
+/// servers; without a `fleet_lease`, an in-process cache in it sees no
+/// other server's writes, so it can serve a row another server changed
+/// until the row's TTL. Said once per plan, at startup.
+fn warn_of_local_caches_in_a_fleet(
+    at: &str, fallback: &str, caches: Option<&[octopus::config::CacheConfig]>,
+) {
+    if !fallback.starts_with("nats:") {
+        return;
+    }
+    for cache in caches.unwrap_or_default() {
+        if cache.url.starts_with("memory:") {
+            tracing::warn!(
+                plan = at,
+                "an in-process cache (memory://) in a plan whose journal a fleet shares, without \
+                 a fleet_lease, sees no other server's writes: it may serve a row another server \
+                 changed until the row's TTL; set fleet_lease (say \"20ms\") or cache in \
+                 memcached only"
+            );
+        }
+    }
+}
+
 /// A primary's writes' and reads' breakers.
 type Breakers = (Arc<CircuitBreaker>, Arc<CircuitBreaker>);
 
@@ -215,7 +238,7 @@ impl Opened {
         let mut builder = Plan::builder(primary)
             .shared_breaker(breaker)
             .shared_read_breaker(read_breaker);
-        for c in plan.caches.unwrap_or_default() {
+        for c in plan.caches.clone().unwrap_or_default() {
             let cache = match self.caches.get(&c.url) {
                 Some(c) => c.clone(),
                 None => {
@@ -231,6 +254,16 @@ impl Opened {
         }
         if let Some(on) = plan.stale_if_error {
             builder = builder.stale_if_error(on);
+        }
+        if let Some(lease) = plan.fleet_lease {
+            builder = builder.fleet_lease(lease);
+        }
+        if let Some(journal) = plan
+            .fallback
+            .as_ref()
+            .filter(|_| plan.fleet_lease.is_none())
+        {
+            warn_of_local_caches_in_a_fleet(at, journal, plan.caches.as_deref());
         }
         if let Some(journal) = &plan.fallback {
             builder = builder.fallback(self.journal(at, journal, &url).await?);

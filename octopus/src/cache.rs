@@ -1,6 +1,8 @@
 //! The [`Cache`] trait: what a store in front of the primary offers so fills
 //! can be guarded against racing invalidations.
 
+use std::time::Instant;
+
 use crate::Result;
 use crate::schema::Schema;
 use crate::store::BoxFuture;
@@ -67,6 +69,33 @@ pub trait Cache: Send + Sync + 'static {
 
     /// Stores `record` unconditionally (write-through after a primary write).
     fn put<'a>(&'a self, schema: &'static Schema, record: &'a Record) -> BoxFuture<'a, Result<()>>;
+
+    /// Whether this level lives in this process only (the in-process
+    /// cache): other servers' writes never reach it, so in a plan with a
+    /// fleet lease ([`crate::PlanBuilder::fleet_lease`]) its rows live no
+    /// longer than the lease. Default `false` (a cache every server shares).
+    fn is_local(&self) -> bool {
+        false
+    }
+
+    /// [`fill`](Self::fill), with the row kept no later than `until`: a
+    /// local level's fill under a fleet lease. The default ignores `until`
+    /// (a shared level is invalidated by every server's writes).
+    fn fill_until<'a>(
+        &'a self, schema: &'static Schema, record: &'a Record, token: FillToken, until: Instant,
+    ) -> BoxFuture<'a, Result<bool>> {
+        let _ = until;
+        self.fill(schema, record, token)
+    }
+
+    /// [`put`](Self::put), with the row kept no later than `until` (see
+    /// [`fill_until`](Self::fill_until)).
+    fn put_until<'a>(
+        &'a self, schema: &'static Schema, record: &'a Record, until: Instant,
+    ) -> BoxFuture<'a, Result<()>> {
+        let _ = until;
+        self.put(schema, record)
+    }
 
     /// A row this level still holds for `key` past its time to live, for a
     /// plan that serves stale rows while its primary is unavailable

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use tokio::sync::watch;
 
@@ -15,14 +16,19 @@ type FlightKey = (&'static str, u64, Key);
 /// failed (followers then load for themselves).
 pub(crate) type Landing = Result<Option<Record>, ()>;
 
+/// A flight: when its leader joined, and where it lands.
+type Flight = (Instant, Arc<watch::Sender<Option<Landing>>>);
+
 #[derive(Default)]
 pub(crate) struct Flights {
-    inflight: Mutex<HashMap<FlightKey, Arc<watch::Sender<Option<Landing>>>>>,
+    inflight: Mutex<HashMap<FlightKey, Flight>>,
 }
 
 pub(crate) enum Role<'a> {
     Leader(Leader<'a>),
-    Follower(watch::Receiver<Option<Landing>>),
+    /// The flight to wait for, and when its leader joined (its load was
+    /// sent after that).
+    Follower(watch::Receiver<Option<Landing>>, Instant),
 }
 
 /// The loader of a key; removes its flight when done or dropped.
@@ -33,20 +39,18 @@ pub(crate) struct Leader<'a> {
 }
 
 impl Flights {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<FlightKey, Arc<watch::Sender<Option<Landing>>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FlightKey, Flight>> {
         self.inflight.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn join(&self, schema: &'static Schema, key: &Key) -> Role<'_> {
         let fk = (schema.table(), schema.fingerprint(), key.clone());
         let mut map = self.lock();
-        if let Some(tx) = map.get(&fk) {
-            return Role::Follower(tx.subscribe());
+        if let Some((joined, tx)) = map.get(&fk) {
+            return Role::Follower(tx.subscribe(), *joined);
         }
         let tx = Arc::new(watch::channel(None).0);
-        map.insert(fk.clone(), tx.clone());
+        map.insert(fk.clone(), (Instant::now(), tx.clone()));
         Role::Leader(Leader {
             flights: self,
             key: fk,
@@ -73,7 +77,7 @@ impl Drop for Leader<'_> {
         let mut map = self.flights.lock();
         if map
             .get(&self.key)
-            .is_some_and(|tx| Arc::ptr_eq(tx, &self.tx))
+            .is_some_and(|(_, tx)| Arc::ptr_eq(tx, &self.tx))
         {
             map.remove(&self.key);
         }

@@ -79,6 +79,10 @@ async fn plan(journal: Arc<dyn Fallback>) -> Arc<Plan> {
     };
     let mut plan =
         Plan::builder(Arc::new(MysqlStore::new(&env(super::URL)).unwrap())).breaker(quick);
+    let lease: u64 = env(super::LEASE).parse().unwrap();
+    if lease > 0 {
+        plan = plan.fleet_lease(Duration::from_millis(lease));
+    }
     if env(super::MEMORY) == "1" {
         plan = plan.cache(Arc::new(MemoryStore::new()), CachePolicy::Invalidate);
     }

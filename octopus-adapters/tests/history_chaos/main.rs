@@ -18,6 +18,8 @@
 //! tests soaks) sets the workload's length (default 12 s: every fault
 //! once), `OCTOPUS_HISTORY_PROCESSES` the number of processes
 //! (default 1), `OCTOPUS_HISTORY_MEMORY=0` leaves the in-process cache out,
+//! `OCTOPUS_HISTORY_LEASE_MS` sets the plans' fleet lease (default 20 ms
+//! in the fleet, none otherwise; see below),
 //! `OCTOPUS_HISTORY_CRASH_STATES` the number of crash states (default
 //! 1000), `OCTOPUS_HISTORY_PACE_US` the least time between two operations
 //! of a task (for soaks; default none).
@@ -31,7 +33,12 @@
 //! `three_processes_sharing_a_stream_keep_the_history` runs three
 //! processes on one shared journal instead (a JetStream stream on a
 //! nats-server of the test's own), through the same faults but the full
-//! disks, without a power-loss trace: 0 violations.
+//! disks, without a power-loss trace: 0 violations. Each process has an
+//! in-process cache in front of memcached, kept current across the
+//! processes by a fleet lease of 20 ms (`PlanBuilder::fleet_lease`);
+//! without it (`OCTOPUS_HISTORY_LEASE_MS=0`) an in-process cache sees no
+//! other process's writes, and the checker finds the stale reads that
+//! causes (a run: 7 stale, 3 resurrected).
 #![cfg(all(feature = "mysql", feature = "memcache"))]
 
 mod app;
@@ -69,6 +76,8 @@ const URL: &str = "OCTOPUS_HISTORY_URL";
 const MEMCACHE: &str = "OCTOPUS_HISTORY_MEMCACHE";
 const NAMESPACE: &str = "OCTOPUS_HISTORY_NAMESPACE";
 const MEMORY: &str = "OCTOPUS_HISTORY_MEMORY";
+/// The plan's fleet lease in milliseconds (0: none).
+const LEASE: &str = "OCTOPUS_HISTORY_LEASE_MS";
 const DIR: &str = "OCTOPUS_HISTORY_DIR";
 const JOURNAL: &str = "OCTOPUS_HISTORY_JOURNAL";
 const UNTIL: &str = "OCTOPUS_HISTORY_UNTIL";
@@ -130,12 +139,10 @@ async fn three_processes_keep_the_promise() {
 /// test's own), hot keys shared, through the same faults (the journals'
 /// disks aside, which they do not use; no power-loss trace).
 ///
-/// Opt-in (`--ignored`) until issue 15 is resolved: one run in two finds
-/// stale reads (a process's in-process cache still serving a row after
-/// another process deleted and re-created the key), 10 to 1,380 per run.
+/// Each process has an in-process cache under a fleet lease (see the
+/// module docs).
 #[cfg(feature = "nats")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails one run in two with cross-process stale reads: open in issue 15"]
 async fn three_processes_sharing_a_stream_keep_the_history() {
     run(3, "history_fleet", true).await;
 }
@@ -164,6 +171,11 @@ impl Spawn<'_> {
         .env(MEMCACHE, self.memcache)
         .env(NAMESPACE, self.namespace)
         .env(MEMORY, std::env::var(MEMORY).unwrap_or_else(|_| "1".into()))
+        .env(
+            LEASE,
+            std::env::var(LEASE)
+                .unwrap_or_else(|_| if self.nats.is_some() { "20" } else { "0" }.into()),
+        )
         .env(DIR, dir)
         .env(JOURNAL, journal)
         .env(UNTIL, self.until.to_string())

@@ -105,6 +105,12 @@ pub struct PlanConfig {
     /// the in-process cache keeps such rows with `?stale_for=…`). Default
     /// off.
     pub stale_if_error: Option<bool>,
+    /// The plan runs on several servers: in-process cache rows live at
+    /// most this long and each write waits it out before it is
+    /// acknowledged, so no server's in-process cache serves a row another
+    /// server overwrote ([`crate::PlanBuilder::fleet_lease`]).
+    #[serde(default, deserialize_with = "deserialize_option")]
+    pub fleet_lease: Option<Duration>,
 }
 
 /// One cache level. Its `Debug` shows the URL without its password.
@@ -127,6 +133,7 @@ impl fmt::Debug for PlanConfig {
             herd_wait,
             fallback,
             stale_if_error,
+            fleet_lease,
         } = self;
         f.debug_struct("PlanConfig")
             .field("primary", &primary.as_deref().map(Redacted))
@@ -135,6 +142,7 @@ impl fmt::Debug for PlanConfig {
             .field("herd_wait", herd_wait)
             .field("fallback", &fallback.as_deref().map(Redacted))
             .field("stale_if_error", stale_if_error)
+            .field("fleet_lease", fleet_lease)
             .finish()
     }
 }
@@ -159,6 +167,7 @@ impl PlanConfig {
             herd_wait: self.herd_wait.or(base.herd_wait),
             fallback: self.fallback.clone().or_else(|| base.fallback.clone()),
             stale_if_error: self.stale_if_error.or(base.stale_if_error),
+            fleet_lease: self.fleet_lease.or(base.fleet_lease),
         }
     }
 }

@@ -11,6 +11,65 @@ use crate::schema::Schema;
 use crate::store::{BoxFuture, check_key};
 use crate::value::{Key, Record};
 
+impl MemoryStore {
+    /// Fills `record` if its key is unchanged since the lookup that gave
+    /// `token`, kept no later than `until` if given.
+    fn fill_row(
+        &self, schema: &'static Schema, record: &Record, token: FillToken, until: Option<Instant>,
+    ) -> Result<bool> {
+        self.modify_row(schema, record, |key, current| {
+            let i = self.shard_of(table_id(schema), key);
+            let unchanged = match (token, current) {
+                (FillToken::Absent, None) => true,
+                // Still absent, and nothing written since the lookup was
+                // dropped (read under the shard's lock, as evictions and
+                // expiries write it).
+                (FillToken::Cas(seen), None) if seen & ABSENT != 0 => {
+                    self.forgotten[i].load(Ordering::Relaxed) <= seen & !ABSENT
+                }
+                (FillToken::Cas(cas), Some(c)) => c.record.is_none() && c.cas == cas,
+                _ => false,
+            };
+            Ok(match self.cached_until(record, until) {
+                Change::Put(Some(row), ttl) if unchanged => (Change::Put(Some(row), ttl), true),
+                _ => (Change::Keep, false),
+            })
+        })
+    }
+
+    /// Puts `record` (a row put by a plan expires like a filled one), kept
+    /// no later than `until` if given: past it, a marker takes the key.
+    fn put_row(
+        &self, schema: &'static Schema, record: &Record, until: Option<Instant>,
+    ) -> Result<()> {
+        self.modify_row(schema, record, |_, _| {
+            Ok((
+                match self.cached_until(record, until) {
+                    Change::Put(None, _) => Change::Put(None, Some(self.marker_ttl())),
+                    change => change,
+                },
+                (),
+            ))
+        })
+    }
+
+    /// The row as a plan caches it ([`MemoryStore::cached`]), its life cut
+    /// at `until`; a marker (`Put(None, …)`) if `until` has passed.
+    fn cached_until(&self, record: &Record, until: Option<Instant>) -> Change {
+        match (self.cached(record), until) {
+            (Change::Put(row, Some(ttl)), Some(until)) => {
+                let left = until.saturating_duration_since(Instant::now()).min(ttl);
+                if left.is_zero() {
+                    Change::Put(None, None)
+                } else {
+                    Change::Put(row, Some(left))
+                }
+            }
+            (change, _) => change,
+        }
+    }
+}
+
 impl Cache for MemoryStore {
     fn name(&self) -> &str {
         &self.name
@@ -34,34 +93,27 @@ impl Cache for MemoryStore {
     fn fill<'a>(
         &'a self, schema: &'static Schema, record: &'a Record, token: FillToken,
     ) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move {
-            self.modify_row(schema, record, |key, current| {
-                let i = self.shard_of(table_id(schema), key);
-                let unchanged = match (token, current) {
-                    (FillToken::Absent, None) => true,
-                    // Still absent, and nothing written since the lookup was
-                    // dropped (read under the shard's lock, as evictions and
-                    // expiries write it).
-                    (FillToken::Cas(seen), None) if seen & ABSENT != 0 => {
-                        self.forgotten[i].load(Ordering::Relaxed) <= seen & !ABSENT
-                    }
-                    (FillToken::Cas(cas), Some(c)) => c.record.is_none() && c.cas == cas,
-                    _ => false,
-                };
-                Ok(if unchanged {
-                    (self.cached(record), true)
-                } else {
-                    (Change::Keep, false)
-                })
-            })
-        })
+        Box::pin(async move { self.fill_row(schema, record, token, None) })
     }
 
     fn put<'a>(&'a self, schema: &'static Schema, record: &'a Record) -> BoxFuture<'a, Result<()>> {
-        // A row put by a plan expires like a filled one.
-        Box::pin(
-            async move { self.modify_row(schema, record, |_, _| Ok((self.cached(record), ()))) },
-        )
+        Box::pin(async move { self.put_row(schema, record, None) })
+    }
+
+    fn is_local(&self) -> bool {
+        true
+    }
+
+    fn fill_until<'a>(
+        &'a self, schema: &'static Schema, record: &'a Record, token: FillToken, until: Instant,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move { self.fill_row(schema, record, token, Some(until)) })
+    }
+
+    fn put_until<'a>(
+        &'a self, schema: &'static Schema, record: &'a Record, until: Instant,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { self.put_row(schema, record, Some(until)) })
     }
 
     fn lookup_stale<'a>(

@@ -3,6 +3,7 @@
 //! registries' per-table plans in `plans`.
 
 mod checked;
+mod fleet;
 mod invalidation;
 mod key_mutex;
 mod plans;
@@ -121,6 +122,8 @@ pub struct Plan {
     herd_wait: Duration,
     /// Serve rows past their TTL while the primary is unavailable.
     stale_if_error: bool,
+    /// Set when the plan runs on several servers (see `fleet.rs`).
+    lease: Option<Duration>,
     flights: Flights,
     counters: Arc<PlanCounters>,
     retries: Retries,
@@ -161,6 +164,7 @@ pub struct PlanBuilder {
     fallback: Arc<dyn Fallback>,
     herd_wait: Duration,
     stale_if_error: bool,
+    lease: Option<Duration>,
 }
 
 impl PlanBuilder {
@@ -263,6 +267,7 @@ impl PlanBuilder {
             fallback: self.fallback,
             herd_wait: self.herd_wait,
             stale_if_error: self.stale_if_error,
+            lease: self.lease,
             flights: Flights::default(),
             retries,
             counters,
@@ -286,6 +291,7 @@ impl Plan {
             fallback: Arc::new(FailFast),
             herd_wait: Duration::from_secs(2),
             stale_if_error: false,
+            lease: None,
         }
     }
 

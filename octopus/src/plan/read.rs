@@ -1,6 +1,8 @@
 //! The read path: pending writes first, then cache levels in order, then
 //! the primary; guarded fills and single flight.
 
+use std::time::Instant;
+
 use crate::Result;
 use crate::cache::{FillToken, Lookup};
 use crate::flight::{self, Role};
@@ -21,18 +23,20 @@ impl Plan {
 
     /// Reads `key` through the cache levels, then the primary.
     pub async fn read(&self, schema: &'static Schema, key: &Key) -> Result<Option<Record>> {
+        let began = Instant::now();
         if let Some(pending) = self.pending(schema, key).await? {
             return Ok(pending);
         }
         let mut tokens: Vec<Option<FillToken>> = Vec::with_capacity(self.levels.len());
         for level in &self.levels {
+            let sent = Instant::now();
             match level.breaker.call(level.cache.lookup(schema, key)).await {
                 Ok(Lookup::Hit(record)) if check_record(schema, &record).is_err() => {
                     tokens.push(self.drop_undecodable(level, schema, key, &record).await);
                 }
                 Ok(Lookup::Hit(record)) => {
                     level.counters.hits.incr();
-                    self.fill(schema, &record, &tokens).await;
+                    self.fill(schema, &record, &tokens, sent).await;
                     return Ok(Some(record));
                 }
                 Ok(Lookup::Miss(token)) => {
@@ -51,43 +55,49 @@ impl Plan {
             // entry to every read.
             return self.primary_get(schema, key).await;
         }
-        let out = self.load(schema, key, &tokens).await;
+        let out = self.load(schema, key, &tokens, began).await;
         self.or_stale(schema, key, out).await
     }
 
     /// Loads `key` from the primary (or waits for another reader's load of
-    /// it) and fills the levels whose tokens are given.
+    /// it, one that may be taken by a read that began at `began`) and fills
+    /// the levels whose tokens are given.
     async fn load(
-        &self, schema: &'static Schema, key: &Key, tokens: &[Option<FillToken>],
+        &self, schema: &'static Schema, key: &Key, tokens: &[Option<FillToken>], began: Instant,
     ) -> Result<Option<Record>> {
         match self.flights.join(schema, key) {
             Role::Leader(leader) => {
-                let out = self.primary_get(schema, key).await;
-                if let Ok(Some(record)) = &out {
-                    self.fill(schema, record, tokens).await;
-                }
+                let out = self.load_alone(schema, key, tokens).await;
                 leader.land(match &out {
                     Ok(found) => Ok(found.clone()),
                     Err(_) => Err(()),
                 });
                 out
             }
-            Role::Follower(rx) => {
+            Role::Follower(rx, joined) if self.may_follow(joined, began) => {
                 match tokio::time::timeout(self.herd_wait, flight::wait(rx)).await {
                     Ok(Some(found)) => {
                         self.counters.herd_followers.incr();
                         Ok(found)
                     }
-                    _ => {
-                        let out = self.primary_get(schema, key).await;
-                        if let Ok(Some(record)) = &out {
-                            self.fill(schema, record, tokens).await;
-                        }
-                        out
-                    }
+                    _ => self.load_alone(schema, key, tokens).await,
                 }
             }
+            Role::Follower(..) => self.load_alone(schema, key, tokens).await,
         }
+    }
+
+    /// Reads `key` from the primary and fills the levels whose tokens are
+    /// given.
+    async fn load_alone(
+        &self, schema: &'static Schema, key: &Key, tokens: &[Option<FillToken>],
+    ) -> Result<Option<Record>> {
+        let sent = Instant::now();
+        let out = self.primary_get(schema, key).await;
+        if let Ok(Some(record)) = &out {
+            self.fill(schema, record, tokens, sent).await;
+        }
+        out
     }
 
     async fn primary_get(&self, schema: &'static Schema, key: &Key) -> Result<Option<Record>> {
@@ -126,6 +136,7 @@ impl Plan {
                 break;
             }
             let ask: Vec<Key> = missing.iter().map(|&i| keys[i].clone()).collect();
+            let sent = Instant::now();
             match level
                 .breaker
                 .call(level.cache.lookup_many(schema, &ask))
@@ -144,7 +155,7 @@ impl Plan {
                             }
                             Lookup::Hit(record) => {
                                 level.counters.hits.incr();
-                                self.fill(schema, &record, &tokens[i]).await;
+                                self.fill(schema, &record, &tokens[i], sent).await;
                                 found[i] = Some(record);
                             }
                             Lookup::Miss(token) => {
@@ -167,6 +178,7 @@ impl Plan {
         }
         if !missing.is_empty() {
             let ask: Vec<Key> = missing.iter().map(|&i| keys[i].clone()).collect();
+            let sent = Instant::now();
             let rows = match self.primary_get_many(schema, &ask).await {
                 Ok(rows) => rows,
                 Err(e) => {
@@ -180,7 +192,7 @@ impl Plan {
             };
             for (&i, row) in missing.iter().zip(rows) {
                 if let Some(record) = &row {
-                    self.fill(schema, record, &tokens[i]).await;
+                    self.fill(schema, record, &tokens[i], sent).await;
                 }
                 found[i] = row;
             }
@@ -209,15 +221,19 @@ impl Plan {
     }
 
     /// Fills the levels whose tokens are given (a level that failed its
-    /// lookup has none and is left alone).
-    async fn fill(&self, schema: &'static Schema, record: &Record, tokens: &[Option<FillToken>]) {
+    /// lookup has none and is left alone) with `record`, proved current by
+    /// a request sent at `anchor` (see `fleet.rs`).
+    async fn fill(
+        &self, schema: &'static Schema, record: &Record, tokens: &[Option<FillToken>],
+        anchor: Instant,
+    ) {
         for (level, token) in self.levels.iter().zip(tokens) {
             let Some(token) = token else { continue };
-            match level
-                .breaker
-                .call(level.cache.fill(schema, record, *token))
-                .await
-            {
+            let fill = match self.local_until(level, anchor) {
+                Some(until) => level.cache.fill_until(schema, record, *token, until),
+                None => level.cache.fill(schema, record, *token),
+            };
+            match level.breaker.call(fill).await {
                 Ok(true) => level.counters.fills.incr(),
                 Ok(false) => level.counters.fill_races_lost.incr(),
                 Err(e) => {

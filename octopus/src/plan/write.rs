@@ -42,6 +42,7 @@ impl Plan {
                 self.forget_flight(schema, &key);
                 self.follow(schema, &key, write.record(), false, &mut unfollowed)
                     .await;
+                self.wait_out_lease().await;
                 Ok((WriteOutcome::Primary, existed))
             }
             Err(e) if e.is_unavailable() => {
@@ -75,6 +76,8 @@ impl Plan {
                 self.forget_flight(schema, &key);
                 self.follow(schema, &key, write.record(), true, &mut unfollowed)
                     .await;
+                drop(_in_order);
+                self.wait_out_lease().await;
                 Ok((outcome, true))
             }
             Err(
@@ -184,13 +187,22 @@ impl Plan {
         &self, schema: &'static Schema, key: &Key, record: Option<&Record>, set_all: bool,
         unfollowed: &mut Unfollowed<'_>,
     ) {
+        // Before any level is sent the row: what local rows are anchored
+        // on under a fleet lease (see `fleet.rs`).
+        let anchor = std::time::Instant::now();
         for (i, level) in self.levels.iter().enumerate().rev() {
             let put = match record {
                 Some(r) if set_all || level.policy == CachePolicy::WriteThrough => Some(r),
                 _ => None,
             };
             let done = match put {
-                Some(r) => level.breaker.call(level.cache.put(schema, r)).await,
+                Some(r) => {
+                    let put = match self.local_until(level, anchor) {
+                        Some(until) => level.cache.put_until(schema, r, until),
+                        None => level.cache.put(schema, r),
+                    };
+                    level.breaker.call(put).await
+                }
                 None => {
                     level
                         .breaker
