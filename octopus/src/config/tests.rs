@@ -5,6 +5,7 @@ const FILE: &str = r#"
     primary = "sqlite://app.db"
     caches = [{ url = "memory://?capacity=10" }, { url = "memcache://h:1", policy = "write_through" }]
     stale_if_error = true
+    fleet_lease = "20ms"
 
     [default.breaker]
     window = 8
@@ -27,6 +28,7 @@ fn models_inherit_what_they_do_not_set() {
     );
     assert_eq!(c.default.breaker.unwrap().window, 8);
     assert_eq!(s.stale_if_error, Some(true));
+    assert_eq!(s.fleet_lease, Some(std::time::Duration::from_millis(20)));
     assert_eq!(Config::default().plan_for("books").stale_if_error, None);
 }
 
