@@ -13,13 +13,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use octopus::{CachePolicy, Dao, Error, MemoryOptions, MemoryStore, Model, Plan, Store};
+use fault_proxy::{FaultProxy, Mode};
+use octopus::{
+    Cache, CachePolicy, Dao, Error, Lookup, MemoryOptions, MemoryStore, Model, Plan, PlanBuilder,
+    Store,
+};
 use octopus_adapters::memcache::{MemcacheOptions, MemcacheStore};
 use octopus_adapters::mysql::MysqlStore;
 use octopus_test_support::Rng;
 use octopus_test_support::history::{self, Op, Outcome, Record};
 use octopus_test_support::memcache::{fresh_namespace, memcache_url};
-use octopus_test_support::mysql::fresh_database;
+use octopus_test_support::mysql::{fresh_database, mysql_addr, url_via};
+use octopus_test_support::{check, eventually};
 
 #[derive(Debug, Clone, PartialEq, Model)]
 #[octopus(table = "fleet_items")]
@@ -184,4 +189,196 @@ async fn without_a_lease_in_process_caches_serve_rows_other_servers_overwrote() 
          servers on a key ({} violations)",
         violations.len()
     );
+}
+
+/// A plan over MySQL at `url` with `caches` in read order and a lease.
+fn plan_over(
+    url: &str, caches: Vec<(Arc<dyn Cache>, CachePolicy)>, lease: Duration,
+) -> PlanBuilder {
+    let mut plan = Plan::builder(Arc::new(MysqlStore::new(url).unwrap())).fleet_lease(lease);
+    for (cache, policy) in caches {
+        plan = plan.cache(cache, policy);
+    }
+    plan
+}
+
+fn local() -> Arc<dyn Cache> {
+    Arc::new(MemoryStore::new())
+}
+
+async fn shared(namespace: &str) -> Arc<dyn Cache> {
+    let options = MemcacheOptions::from_url(&memcache_url())
+        .unwrap()
+        .namespace(namespace)
+        .unwrap();
+    Arc::new(MemcacheStore::with_options(options).await.unwrap())
+}
+
+fn item(value: i64) -> Item {
+    Item {
+        id: 1,
+        value,
+        version: 0,
+    }
+}
+
+/// Levels in the other order (memcached, then the in-process cache): a
+/// server whose in-process cache still holds the old row while another
+/// server's write waits out its lease must not write that row back into
+/// memcached over the writer's marker, where every server would read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_hit_never_writes_its_row_over_another_servers_marker() {
+    let mysql = fresh_database("fleet_local_hit").await;
+    let namespace = fresh_namespace("fleet_local_hit");
+    let memcached = shared(&namespace).await;
+    let server = async |lease| {
+        let levels = vec![
+            (memcached.clone(), CachePolicy::Invalidate),
+            (local(), CachePolicy::Invalidate),
+        ];
+        Dao::<Item>::open(Arc::new(plan_over(&mysql, levels, lease).build().unwrap()))
+            .await
+            .unwrap()
+    };
+    let lease = Duration::from_millis(500);
+    let (a, b, c) = (
+        server(lease).await,
+        server(lease).await,
+        server(lease).await,
+    );
+    let mut row = item(1);
+    a.create(&mut row).await.unwrap();
+    assert_eq!(b.read(1u64).await.unwrap().map(|i| i.value), Some(1));
+    row.value = 2;
+    let write = tokio::spawn(async move { a.update(&mut row).await.unwrap() });
+    // A's write invalidated memcached and waits out its lease: B reads
+    // now (memcached misses on the marker, B's in-process cache hits).
+    eventually(
+        "A's marker in memcached",
+        Duration::from_secs(10),
+        async || {
+            let found = memcached.lookup(Item::SCHEMA, &1u64.into()).await.unwrap();
+            check(matches!(found, Lookup::Miss(_)), found)
+        },
+    )
+    .await;
+    assert_eq!(
+        b.read(1u64).await.unwrap().map(|i| i.value),
+        Some(1),
+        "B's own row, within its lease"
+    );
+    write.await.unwrap();
+    assert_eq!(
+        c.read(1u64).await.unwrap().map(|i| i.value),
+        Some(2),
+        "a row older than A's acknowledged write, from memcached"
+    );
+}
+
+/// Stale-if-error under a lease serves no in-process row: past its lease
+/// such a row may be one another server overwrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_lease_stale_if_error_serves_no_row_another_server_overwrote() {
+    let mysql = fresh_database("fleet_stale").await;
+    let proxy = FaultProxy::start(mysql_addr()).await.unwrap();
+    let lease = Duration::from_millis(20);
+    let a = Dao::<Item>::open(Arc::new(
+        plan_over(&mysql, vec![(local(), CachePolicy::Invalidate)], lease)
+            .build()
+            .unwrap(),
+    ))
+    .await
+    .unwrap();
+    let keeps_stale =
+        MemoryStore::with_options(MemoryOptions::new().stale_for(Duration::from_secs(600)));
+    let b = Dao::<Item>::open(Arc::new(
+        plan_over(
+            &url_via(&mysql, proxy.addr(), "deadline_ms=300"),
+            vec![(Arc::new(keeps_stale), CachePolicy::Invalidate)],
+            lease,
+        )
+        .stale_if_error(true)
+        .build()
+        .unwrap(),
+    ))
+    .await
+    .unwrap();
+    let mut row = item(1);
+    a.create(&mut row).await.unwrap();
+    assert_eq!(b.read(1u64).await.unwrap().map(|i| i.value), Some(1));
+    row.value = 2;
+    a.update(&mut row).await.unwrap();
+    proxy.set(Mode::Reset).await;
+    proxy.set(Mode::Refuse).await;
+    let err = b.read(1u64).await.unwrap_err();
+    assert!(err.is_unavailable(), "B served a row A overwrote: {err:?}");
+}
+
+/// A server's own write-through row is anchored before its write was sent:
+/// a write whose answer comes back late (after another server's later
+/// write was acknowledged) never leaves its older row readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_answer_never_makes_an_older_own_row_readable() {
+    let mysql = fresh_database("fleet_late_answer").await;
+    let proxy = FaultProxy::start(mysql_addr()).await.unwrap();
+    let lease = Duration::from_millis(200);
+    let unversioned = |url: &str| {
+        plan_over(url, vec![(local(), CachePolicy::WriteThrough)], lease)
+            .build()
+            .unwrap()
+    };
+    let a = Dao::<Plain>::open(Arc::new(unversioned(&url_via(
+        &mysql,
+        proxy.addr(),
+        "deadline_ms=5000",
+    ))))
+    .await
+    .unwrap();
+    let b = Dao::<Plain>::open(Arc::new(unversioned(&mysql)))
+        .await
+        .unwrap();
+    b.create(&mut Plain { id: 1, value: 1 }).await.unwrap();
+    // A's update reaches MySQL 400 ms after it is sent, and its answer
+    // comes back 400 ms after that.
+    proxy.set(Mode::Latency(Duration::from_millis(400))).await;
+    let writer = a.clone();
+    let write = tokio::spawn(async move {
+        writer
+            .update(&mut Plain { id: 1, value: 10 })
+            .await
+            .unwrap()
+    });
+    let direct = MysqlStore::new(&mysql).unwrap();
+    eventually(
+        "A's update committed",
+        Duration::from_secs(10),
+        async || {
+            let row = direct.get(Plain::SCHEMA, &1u64.into()).await.unwrap();
+            let value = row.map(|r| Plain::from_record(r).unwrap().value);
+            check(value == Some(10), value)
+        },
+    )
+    .await;
+    b.update(&mut Plain { id: 1, value: 20 }).await.unwrap();
+    // Every read on A from now on began after B's write was acknowledged.
+    proxy.set(Mode::Pass).await;
+    let mut seen = Vec::new();
+    while !write.is_finished() {
+        seen.push(a.read(1u64).await.unwrap().map(|p| p.value));
+        tokio::task::yield_now().await;
+    }
+    write.await.unwrap();
+    seen.push(a.read(1u64).await.unwrap().map(|p| p.value));
+    assert!(
+        seen.iter().all(|v| *v == Some(20)),
+        "A read its older row after B's write was acknowledged: {seen:?}"
+    );
+}
+
+#[derive(Debug, Clone, PartialEq, Model)]
+#[octopus(table = "fleet_plain")]
+struct Plain {
+    #[octopus(key)]
+    id: u64,
+    value: i64,
 }

@@ -58,6 +58,19 @@ impl Flights {
         })
     }
 
+    /// A new flight of `key` led by the caller, in place of any in the air
+    /// (whose leader still lands it for its own followers).
+    pub(crate) fn lead(&self, schema: &'static Schema, key: &Key) -> Leader<'_> {
+        let fk = (schema.table(), schema.fingerprint(), key.clone());
+        let tx = Arc::new(watch::channel(None).0);
+        self.lock().insert(fk.clone(), (Instant::now(), tx.clone()));
+        Leader {
+            flights: self,
+            key: fk,
+            tx,
+        }
+    }
+
     /// Detaches the flight of `key`, if any: readers arriving after a write
     /// must not be handed a row loaded before it.
     pub(crate) fn forget(&self, schema: &'static Schema, key: &Key) {

@@ -107,8 +107,9 @@ pub struct PlanConfig {
     pub stale_if_error: Option<bool>,
     /// The plan runs on several servers: in-process cache rows live at
     /// most this long and each write waits it out before it is
-    /// acknowledged, so no server's in-process cache serves a row another
-    /// server overwrote ([`crate::PlanBuilder::fleet_lease`]).
+    /// acknowledged, so an in-process cache does not serve a row another
+    /// server overwrote ([`crate::PlanBuilder::fleet_lease`], which says
+    /// what it does not cover).
     #[serde(default, deserialize_with = "deserialize_option")]
     pub fleet_lease: Option<Duration>,
 }

@@ -3,30 +3,41 @@
 //!
 //! An in-process cache level sees only its own server's writes. Under a
 //! lease `L`, the plan keeps the promise "no read returns a row older than
-//! the last acknowledged write" across servers by two rules:
+//! the last acknowledged write" across servers by these rules:
 //!
-//! 1. **A local row lives at most `L` from its anchor**: the moment
-//!    *before* the request that proved it current was sent (the primary
-//!    read it came from, the shared level's lookup that hit, or, for a
-//!    row this server wrote, the start of its write's cache steps). The
-//!    row was current when that request was served, after the anchor.
-//! 2. **A write is acknowledged `L` after its primary write and its cache
-//!    steps completed.** Another server's local row older than the write
-//!    was proved current before the write committed (read from the
-//!    primary) or before the write's invalidation reached the shared level
-//!    (read from memcached): its anchor is earlier still, so it expired
-//!    before the acknowledgement.
-//!
-//! Single flight follows the same rule: a reader does not take the row of a
-//! flight whose leader joined more than `L` before the reader began (that
-//! load may predate another server's acknowledged write); it loads the
-//! row itself.
+//! 1. **A local row lives at most `L` from its anchor**: a moment *before*
+//!    the request that proved it current was sent. For a filled row, the
+//!    primary read it came from or the shared level's lookup that hit; for
+//!    a row this server wrote (write-through, or a journaled write), the
+//!    moment before the write was sent to the primary or the fallback.
+//! 2. **A write is acknowledged `L` after its primary write (or journal
+//!    append) and its cache steps completed.** Another server's local row
+//!    older than the write was proved current before the write committed
+//!    (read from the primary) or before its invalidation reached the shared
+//!    level (read from memcached): its anchor is earlier still, so it
+//!    expired before the acknowledgement.
+//! 3. **A local hit fills nothing** (its anchor is older than the lookup: a
+//!    fill would extend its life, and, into a shared level, write it over
+//!    another server's marker), and **stale-if-error skips local levels**
+//!    (past its lease a local row may be one another server overwrote).
+//! 4. **Single flight**: a reader does not take the row of a flight whose
+//!    leader joined more than `L` before the reader began (that load may
+//!    predate another server's acknowledged write); it leads a new flight.
 //!
 //! What it costs: every acknowledged write waits `L`; a local row is
-//! served for at most `L` before it is read again. What it does not cover:
-//! a shared level that lost an invalidation (its own failure, retried in
-//! the background) serves the old row to every server until the retry
-//! lands, with or without a lease.
+//! served for at most `L` before it is read again. A zero lease keeps no
+//! local rows at all.
+//!
+//! What it does not cover, with or without a lease: a shared level that
+//! holds an old row after all (an invalidation that failed, retried in the
+//! background; an evicted marker followed by a late `add`; two servers'
+//! write-through puts of one key) serves it to every server until the
+//! retry lands or its TTL, and local rows filled from it live `L` more. A
+//! journaled write reaches other servers through the journal's pending
+//! reads (JetStream: polled every 100 ms) or the shared level's put: a
+//! server whose last poll predates the entry and whose shared level
+//! missed the put reads the primary's older row. Leases are measured on
+//! the monotonic clock, which stops while a host is suspended.
 
 use std::time::{Duration, Instant};
 
@@ -35,13 +46,15 @@ use super::{Level, Plan, PlanBuilder};
 impl PlanBuilder {
     /// Runs the plan on several servers sharing its primary and its shared
     /// caches, with in-process cache levels kept current across them by a
-    /// lease (see the module docs): each local row lives at most `lease`,
-    /// and each acknowledged write waits `lease` before it returns. Without
-    /// it, an in-process level serves a row another server changed until
-    /// the row's TTL. A lease of a few tens of milliseconds keeps hot rows
-    /// local while bounding what writes pay.
+    /// lease (the rules, and what they do not cover, are in
+    /// `octopus/src/plan/fleet.rs` and ARCHITECTURE.md): each local row
+    /// lives at most `lease`, and each acknowledged write waits `lease`
+    /// before it returns. Without it, an in-process level serves a row
+    /// another server changed until the row's TTL. A lease of a few tens of
+    /// milliseconds keeps hot rows local while bounding what writes pay;
+    /// zero keeps no local rows.
     pub fn fleet_lease(mut self, lease: Duration) -> Self {
-        self.lease = (!lease.is_zero()).then_some(lease);
+        self.lease = Some(lease);
         self
     }
 }
@@ -54,6 +67,14 @@ impl Plan {
             Some(lease) if level.cache.is_local() => Some(anchor + lease),
             _ => None,
         }
+    }
+
+    /// Whether a hit at `level` fills the levels in front of it. Under a
+    /// lease a local hit fills nothing: its row's anchor is older than the
+    /// lookup, so it would extend the row's life in a local level, and in
+    /// a shared level it would write the row over another server's marker.
+    pub(super) fn fills_from(&self, level: &Level) -> bool {
+        self.lease.is_none() || !level.cache.is_local()
     }
 
     /// Whether a reader that began at `began` may take the row of a flight

@@ -36,7 +36,9 @@ impl Plan {
                 }
                 Ok(Lookup::Hit(record)) => {
                     level.counters.hits.incr();
-                    self.fill(schema, &record, &tokens, sent).await;
+                    if self.fills_from(level) {
+                        self.fill(schema, &record, &tokens, sent).await;
+                    }
                     return Ok(Some(record));
                 }
                 Ok(Lookup::Miss(token)) => {
@@ -83,7 +85,16 @@ impl Plan {
                     _ => self.load_alone(schema, key, tokens).await,
                 }
             }
-            Role::Follower(..) => self.load_alone(schema, key, tokens).await,
+            // Too old to take: this reader leads a new flight.
+            Role::Follower(..) => {
+                let leader = self.flights.lead(schema, key);
+                let out = self.load_alone(schema, key, tokens).await;
+                leader.land(match &out {
+                    Ok(found) => Ok(found.clone()),
+                    Err(_) => Err(()),
+                });
+                out
+            }
         }
     }
 
@@ -155,7 +166,9 @@ impl Plan {
                             }
                             Lookup::Hit(record) => {
                                 level.counters.hits.incr();
-                                self.fill(schema, &record, &tokens[i], sent).await;
+                                if self.fills_from(level) {
+                                    self.fill(schema, &record, &tokens[i], sent).await;
+                                }
                                 found[i] = Some(record);
                             }
                             Lookup::Miss(token) => {

@@ -7,11 +7,13 @@
 //! marker or the new row in every level, journaled writes included, and the
 //! fallback's pending writes are read before any level), so a stale row is
 //! never older than this server's last acknowledged write of the key. What
-//! it relaxes: another server's write reaches this server's in-process
-//! cache only through its TTL, and a stale row extends that window by the
-//! level's stale window (`MemoryOptions::stale_for`). A row served stale is
-//! never filled into any level, so it stops being served once the primary
-//! answers.
+//! it relaxes, without a fleet lease: another server's write reaches this
+//! server's in-process cache only through its TTL, and a stale row extends
+//! that window by the level's stale window (`MemoryOptions::stale_for`).
+//! Under a fleet lease, local levels serve no stale rows (past its lease a
+//! local row may be one another server overwrote; `fleet.rs`). A row
+//! served stale is never filled into any level, so it stops being served
+//! once the primary answers.
 
 use crate::cache::Cache;
 use crate::store::check_record;
@@ -86,6 +88,11 @@ impl Plan {
     /// level's index.
     async fn stale(&self, schema: &'static Schema, key: &Key) -> Option<(usize, Record)> {
         for (i, level) in self.levels.iter().enumerate() {
+            // Under a fleet lease a local row past its life may be one
+            // another server overwrote (see `fleet.rs`).
+            if self.lease.is_some() && level.cache.is_local() {
+                continue;
+            }
             let cache: &dyn Cache = level.cache.as_ref();
             if let Ok(Some(record)) = level.breaker.call(cache.lookup_stale(schema, key)).await
                 && check_record(schema, &record).is_ok()

@@ -187,9 +187,9 @@ impl Plan {
         &self, schema: &'static Schema, key: &Key, record: Option<&Record>, set_all: bool,
         unfollowed: &mut Unfollowed<'_>,
     ) {
-        // Before any level is sent the row: what local rows are anchored
-        // on under a fleet lease (see `fleet.rs`).
-        let anchor = std::time::Instant::now();
+        // Local rows are anchored before the write reached the primary or
+        // the fallback (see `fleet.rs`).
+        let anchor = unfollowed.anchor;
         for (i, level) in self.levels.iter().enumerate().rev() {
             let put = match record {
                 Some(r) if set_all || level.policy == CachePolicy::WriteThrough => Some(r),
@@ -243,6 +243,9 @@ pub(super) struct Unfollowed<'p> {
     schema: &'static Schema,
     key: &'p Key,
     pub levels: usize,
+    /// Taken before the write was sent anywhere: what a row it puts into
+    /// a local level is anchored on under a fleet lease.
+    pub anchor: std::time::Instant,
 }
 
 impl<'p> Unfollowed<'p> {
@@ -253,6 +256,7 @@ impl<'p> Unfollowed<'p> {
             schema,
             key,
             levels: plan.levels.len(),
+            anchor: std::time::Instant::now(),
         }
     }
 
