@@ -82,6 +82,7 @@ mod fallback;
 mod flight;
 pub mod journal;
 mod memory;
+pub mod migrate;
 mod model;
 mod plan;
 mod registry;

@@ -60,6 +60,11 @@ macro_rules! models {
         }
 
         impl $name {
+            /// The schema of every model the registry lists, in order: what
+            /// [`Migration`]($crate::migrate::Migration) copies and verifies.
+            pub const SCHEMAS: &'static [&'static $crate::Schema] =
+                &[$( <$model as $crate::Model>::SCHEMA ),*];
+
             /// Opens every model's Dao over its plan (a [`Plan`] for all,
             /// or [`Plans`] per table), ensuring each model's table in its
             /// primary. A per-table plan for a table no listed model uses
