@@ -41,6 +41,7 @@ mod limits;
 mod lock;
 #[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
 mod per_schema;
+pub mod probe;
 mod url;
 
 #[cfg(feature = "sqlite")]

@@ -119,6 +119,21 @@ impl MemcacheOptions {
         self
     }
 
+    /// The servers, `host:port` each.
+    pub fn servers(&self) -> &[String] {
+        &self.servers
+    }
+
+    /// The deadline of one exchange with a server.
+    pub fn deadline(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The deadline for dialing a server.
+    pub fn connect_deadline(&self) -> Duration {
+        self.connect_timeout
+    }
+
     /// The server's item size limit (memcached's `-I`).
     pub fn max_item_bytes(mut self, n: usize) -> Self {
         self.max_item_bytes = n;

@@ -131,6 +131,16 @@ impl MysqlStore {
             .await
     }
 
+    /// The server's version (`SELECT VERSION()`), within the deadline.
+    pub async fn server_version(&self) -> Result<String> {
+        let version: Option<String> = self
+            .call(Access::Read, |mut conn| async move {
+                conn.query_first("SELECT VERSION()").await
+            })
+            .await?;
+        Ok(version.unwrap_or_default())
+    }
+
     /// Closes the pool's connections (waits for checked-out ones).
     pub async fn close(self) -> Result<()> {
         let name = self.inner.name.clone();

@@ -130,6 +130,38 @@ impl std::fmt::Debug for JetStreamJournal {
 }
 
 impl JetStreamJournal {
+    /// The version of the NATS server at `url` (same URL as
+    /// [`connect`](Self::connect)), and whether it has JetStream, within
+    /// the URL's `timeout`; opens no stream.
+    pub async fn server_version(url: &str) -> Result<String> {
+        let parsed = StoreUrl::parse(url)?;
+        let options = options(&parsed)?;
+        let name = crate::url::redact(url);
+        let mut connect = async_nats::ConnectOptions::new()
+            .connection_timeout(options.timeout)
+            .request_timeout(Some(options.timeout));
+        if let (Some(user), Some(password)) = (parsed.user(), parsed.password()) {
+            connect = connect.user_and_password(user.to_owned(), password.to_owned());
+        }
+        let client = connect
+            .connect(parsed.location())
+            .await
+            .map_err(|e| Error::unavailable(&name, e.to_string()))?;
+        let version = client.server_info().version;
+        let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        if (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) < (2, 10) {
+            return Err(Error::unavailable(
+                &name,
+                format!("nats-server {version} is too old: Octopus needs 2.10 or later"),
+            ));
+        }
+        jetstream::new(client)
+            .query_account()
+            .await
+            .map_err(|e| Error::unavailable(&name, format!("JetStream does not answer: {e}")))?;
+        Ok(format!("NATS {version} with JetStream"))
+    }
+
     /// Connects to `url`
     /// (`nats://[user:password@]host:port?stream=octopus&replicas=1&lease=10s&timeout=2s`),
     /// creating the stream, its dead-letter stream and the lease bucket if

@@ -160,6 +160,20 @@ impl PostgresStore {
         .await
     }
 
+    /// The server's version (`SHOW server_version`), within the deadline.
+    pub async fn server_version(&self) -> Result<String> {
+        let rows = self
+            .call(Access::Read, |mut conn, _| async move {
+                conn.query("SELECT current_setting('server_version')", &[])
+                    .await
+            })
+            .await?;
+        Ok(rows
+            .first()
+            .and_then(|row| row.try_get::<_, String>(0).ok())
+            .unwrap_or_default())
+    }
+
     fn statements(&self, schema: &'static Schema) -> Arc<Statements> {
         self.inner.statements.get(schema, Statements::new)
     }

@@ -36,6 +36,21 @@ fn take_lock(dir: &Path) -> Result<fs::File> {
 }
 
 impl Journal {
+    /// Whether a journal could be opened in `dir` now, without opening it:
+    /// the directory exists (or can be created) and is writable, and no
+    /// process holds the journal's lock. An error says which and why; the
+    /// check takes the lock for a moment and creates nothing but the
+    /// directory and its lock file.
+    pub fn check_dir(dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
+        fs::create_dir_all(dir).map_err(|e| segment::io_error(dir, None, e))?;
+        let probe = dir.join(".octopus-write-check");
+        fs::write(&probe, b"ok").map_err(|e| segment::io_error(&probe, None, e))?;
+        fs::remove_file(&probe).map_err(|e| segment::io_error(&probe, None, e))?;
+        drop(take_lock(dir)?);
+        Ok(())
+    }
+
     /// Opens (creating if needed) the journal in `dir`, recovering it:
     /// see the module docs. Fails if another process has it open.
     pub fn open(dir: impl AsRef<Path>, options: JournalOptions) -> Result<Self> {
