@@ -160,7 +160,7 @@ fn drivers(c: &mut Criterion) {
 }
 
 /// Rows per batch of the upsert benchmarks: the store's largest single
-/// statement, and the journal's default replay batch (eight statements in
+/// statement, and the journal's default replay batch (ten statements in
 /// one transaction on the store's side).
 const BATCHES: [u64; 2] = [512, 4000];
 
