@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::postgres::{multirow_upsert, raw_client, schema, sqlx_pool, unnest_upsert};
+use common::postgres::{multirow_upsert, raw_client, schema, settle, sqlx_pool, unnest_upsert};
 use common::{BenchRow, FIRST_VALUE, ROWS, next_value};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use octopus::{Dao, Model, Plan, Record, Store};
@@ -26,6 +26,50 @@ fn next(counter: &AtomicU64) -> u64 {
 
 /// Read by key, create, update: `Dao<BenchRow>` over a plan whose primary
 /// is a `PostgresStore` (breaker included, no caches).
+/// Raw and Octopus reads of the same keys alternated pair by pair (which
+/// goes first alternating too), so drift in the server or the machine (a
+/// checkpoint, autovacuum, another process) lands on both sides alike:
+/// the medians and their ratio, printed for BENCHMARKS.md.
+async fn interleaved_reads(
+    raw: &tokio_postgres::Client, select: &tokio_postgres::Statement, dao: &Dao<BenchRow>,
+) {
+    const ROUNDS: u64 = 20_000;
+    let mut times: [Vec<std::time::Duration>; 3] = Default::default();
+    for i in 0..ROUNDS {
+        let id = i % ROWS;
+        for step in 0..3 {
+            let side = ((i + step) % 3) as usize;
+            let started = std::time::Instant::now();
+            match side {
+                0 => {
+                    let row = raw.query_one(select, &[&(id as i64)]).await.unwrap();
+                    std::hint::black_box((row.get::<_, i64>(0), row.get::<_, String>(1)));
+                }
+                1 => {
+                    let store = dao.plan().primary();
+                    std::hint::black_box(store.get(BenchRow::SCHEMA, &id.into()).await.unwrap());
+                }
+                _ => {
+                    std::hint::black_box(dao.read(id).await.unwrap().unwrap());
+                }
+            }
+            times[side].push(started.elapsed());
+        }
+    }
+    let p50 = |t: &mut Vec<std::time::Duration>| {
+        t.sort();
+        t[t.len() / 2].as_secs_f64() * 1e6
+    };
+    let [raw_t, store_t, dao_t] = &mut times;
+    let (r, st, d) = (p50(raw_t), p50(store_t), p50(dao_t));
+    println!(
+        "postgres/read_by_key interleaved over {ROUNDS} rounds: tokio_postgres p50 {r:.1} us, \
+         PostgresStore::get p50 {st:.1} us ({:.3}), Dao::read p50 {d:.1} us ({:.3})",
+        st / r,
+        d / r
+    );
+}
+
 fn drivers(c: &mut Criterion) {
     let rt = common::current_thread();
     let (url, schema) = rt.block_on(schema("drivers"));
@@ -61,6 +105,7 @@ fn drivers(c: &mut Criterion) {
     let sqlx_pool = rt.block_on(sqlx_pool(&schema));
 
     let k = AtomicU64::new(0);
+    rt.block_on(settle(&raw, "bench_rows"));
     let mut g = c.benchmark_group("postgres/read_by_key");
     g.bench_function("tokio_postgres", |b| {
         b.to_async(&rt).iter(|| async {
@@ -90,7 +135,9 @@ fn drivers(c: &mut Criterion) {
         })
     });
     g.finish();
+    rt.block_on(interleaved_reads(&raw, &select, &dao));
 
+    rt.block_on(settle(&raw, "bench_rows"));
     let mut g = c.benchmark_group("postgres/create");
     let raw_ids = AtomicU64::new(1_000_000);
     let oct_ids = AtomicU64::new(2_000_000);
@@ -126,6 +173,7 @@ fn drivers(c: &mut Criterion) {
 
     // Every update writes a new value into its row, on every side.
     let v = AtomicU64::new(FIRST_VALUE);
+    rt.block_on(settle(&raw, "bench_rows"));
     let mut g = c.benchmark_group("postgres/update");
     g.bench_function("tokio_postgres", |b| {
         b.to_async(&rt).iter(|| async {

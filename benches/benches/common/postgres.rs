@@ -24,6 +24,17 @@ pub async fn raw_client(schema: &str) -> Client {
     client
 }
 
+/// Lets the server finish the work a load leaves behind (vacuum and
+/// statistics of `table`, a checkpoint) before a group is measured, so
+/// autovacuum does not land in one side's measurements only.
+pub async fn settle(raw: &Client, table: &str) {
+    // One statement each: VACUUM cannot run in a multi-statement batch.
+    raw.batch_execute(&format!("VACUUM (ANALYZE) {table}"))
+        .await
+        .unwrap();
+    raw.batch_execute("CHECKPOINT").await.unwrap();
+}
+
 /// sqlx's PostgreSQL pool (16 connections, its statement cache on).
 pub async fn sqlx_pool(schema: &str) -> sqlx::PgPool {
     let options: sqlx::postgres::PgConnectOptions = postgres_url().parse().unwrap();
