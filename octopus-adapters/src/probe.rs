@@ -6,8 +6,7 @@
 use std::time::Duration;
 
 use octopus::journal::Journal;
-use octopus::{Error, Result};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use octopus::Result;
 
 use crate::url::StoreUrl;
 
@@ -108,12 +107,12 @@ async fn memcached(url: &str) -> Result<String> {
         let version = tokio::time::timeout(deadline, memcached_version(server))
             .await
             .map_err(|_| {
-                Error::unavailable(
+                octopus::Error::unavailable(
                     format!("memcache://{server}"),
                     format!("no answer within {} ms", deadline.as_millis()),
                 )
             })?
-            .map_err(|e| Error::unavailable(format!("memcache://{server}"), e))?;
+            .map_err(|e| octopus::Error::unavailable(format!("memcache://{server}"), e))?;
         versions.push(format!("memcached {version} at {server}"));
     }
     Ok(versions.join(", "))
@@ -126,6 +125,7 @@ async fn memcached(url: &str) -> Result<String> {
 
 #[cfg(feature = "memcache")]
 async fn memcached_version(server: &str) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(server).await?;
     stream.write_all(b"version\r\n").await?;
     let mut answer = Vec::new();
