@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use octopus::journal::Journal;
 use octopus::Result;
+use octopus::journal::Journal;
 
 use crate::url::StoreUrl;
 

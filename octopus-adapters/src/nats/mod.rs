@@ -80,7 +80,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::lock::{MutexExt, RwLockExt};
 use crate::url::StoreUrl;
-use setup::{open_stream, options};
+use setup::{Options, open_stream, options};
 
 /// A [`Fallback`] on a JetStream stream that a fleet of servers shares (see
 /// the module docs). Cheap to clone.
@@ -129,24 +129,31 @@ impl std::fmt::Debug for JetStreamJournal {
     }
 }
 
+/// A client of the NATS server `url` names (with its login, if any), its
+/// options, and its name for errors (no password).
+async fn client(url: &str) -> Result<(async_nats::Client, Options, String)> {
+    let parsed = StoreUrl::parse(url)?;
+    let options = options(&parsed)?;
+    let name = crate::url::redact(url);
+    let mut connect = async_nats::ConnectOptions::new()
+        .connection_timeout(options.timeout)
+        .request_timeout(Some(options.timeout));
+    if let (Some(user), Some(password)) = (parsed.user(), parsed.password()) {
+        connect = connect.user_and_password(user.to_owned(), password.to_owned());
+    }
+    let client = connect
+        .connect(parsed.location())
+        .await
+        .map_err(|e| Error::unavailable(&name, e.to_string()))?;
+    Ok((client, options, name))
+}
+
 impl JetStreamJournal {
     /// The version of the NATS server at `url` (same URL as
     /// [`connect`](Self::connect)), and whether it has JetStream, within
     /// the URL's `timeout`; opens no stream.
     pub async fn server_version(url: &str) -> Result<String> {
-        let parsed = StoreUrl::parse(url)?;
-        let options = options(&parsed)?;
-        let name = crate::url::redact(url);
-        let mut connect = async_nats::ConnectOptions::new()
-            .connection_timeout(options.timeout)
-            .request_timeout(Some(options.timeout));
-        if let (Some(user), Some(password)) = (parsed.user(), parsed.password()) {
-            connect = connect.user_and_password(user.to_owned(), password.to_owned());
-        }
-        let client = connect
-            .connect(parsed.location())
-            .await
-            .map_err(|e| Error::unavailable(&name, e.to_string()))?;
+        let (client, _, name) = client(url).await?;
         let version = client.server_info().version;
         let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
         if (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) < (2, 10) {
@@ -168,20 +175,8 @@ impl JetStreamJournal {
     /// they do not exist, and checking their settings if they do. The
     /// server must answer now.
     pub async fn connect(url: &str) -> Result<Self> {
-        let parsed = StoreUrl::parse(url)?;
-        let options = options(&parsed)?;
-        let name = crate::url::redact(url);
+        let (client, options, name) = client(url).await?;
         let unavailable = |e: &dyn std::fmt::Display| Error::unavailable(&name, e.to_string());
-        let mut connect = async_nats::ConnectOptions::new()
-            .connection_timeout(options.timeout)
-            .request_timeout(Some(options.timeout));
-        if let (Some(user), Some(password)) = (parsed.user(), parsed.password()) {
-            connect = connect.user_and_password(user.to_owned(), password.to_owned());
-        }
-        let client = connect
-            .connect(parsed.location())
-            .await
-            .map_err(|e| unavailable(&e))?;
         let js = jetstream::new(client);
         let prefix = format!("octopus.{}", options.stream);
         let stream = open_stream(
