@@ -1,5 +1,5 @@
-//! A memcached that hangs (the fault proxy blackholes it) costs reads its
-//! deadline only until the level's breaker opens; then reads skip the
+//! A memcached that hangs (the fault proxy blackholes it) costs reads half
+//! its deadline only until the level's breaker opens; then reads skip the
 //! level and the primary answers them, and writes hand their invalidations
 //! to the retry queue. When memcached answers again the level serves again.
 #![cfg(all(feature = "memcache", feature = "sqlite"))]
@@ -65,6 +65,14 @@ async fn a_hanging_memcached_is_skipped_once_its_breaker_opens() {
         assert_eq!(gauges.read(id).await.unwrap(), Some(Gauge { id, level: 0 }));
         reads += 1;
     }
+    // Each of those lookups was given up after half the level's deadline
+    // (50 ms), not the whole of it, and counted against the breaker.
+    assert_eq!(
+        plan.stats().levels[0].gave_up,
+        reads,
+        "{:?}",
+        plan.stats().levels[0]
+    );
     // Now the level is skipped without a call; writes still succeed.
     let rejected = plan.stats().levels[0].breaker.rejected;
     for id in 0..20u64 {

@@ -70,6 +70,15 @@ pub trait Cache: Send + Sync + 'static {
     /// Stores `record` unconditionally (write-through after a primary write).
     fn put<'a>(&'a self, schema: &'static Schema, record: &'a Record) -> BoxFuture<'a, Result<()>>;
 
+    /// The longest one call of this level may take (its deadline), if it
+    /// has one. A plan gives a lookup up after half of it and reads on
+    /// from the next level or the primary: a hanging cache costs a read
+    /// half its deadline, and its breaker counts the lookup as failed.
+    /// Default `None` (a level that answers at once, or has no deadline).
+    fn deadline(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Whether this level lives in this process only (the in-process
     /// cache): other servers' writes never reach it, so in a plan with a
     /// fleet lease ([`crate::PlanBuilder::fleet_lease`]) its rows live no

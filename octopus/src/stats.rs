@@ -32,6 +32,7 @@ pub(crate) struct LevelCounters {
     pub write_errors: Counter,
     pub undecodable: Counter,
     pub stale_served: Counter,
+    pub gave_up: Counter,
 }
 
 impl LevelCounters {
@@ -47,6 +48,7 @@ impl LevelCounters {
             write_errors: self.write_errors.get(),
             undecodable: self.undecodable.get(),
             stale_served: self.stale_served.get(),
+            gave_up: self.gave_up.get(),
             breaker,
         }
     }
@@ -89,6 +91,9 @@ pub struct LevelStats {
     /// Rows this level served past their time to live because the primary
     /// was unavailable (stale-if-error, off unless the plan turns it on).
     pub stale_served: u64,
+    /// Lookups given up after half the level's deadline (counted in
+    /// `skipped` too): the read went on without waiting for the rest.
+    pub gave_up: u64,
     /// The level's breaker.
     pub breaker: BreakerSnapshot,
 }

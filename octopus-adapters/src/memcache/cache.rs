@@ -65,6 +65,10 @@ impl Cache for MemcacheStore {
         Store::upsert(self, schema, record)
     }
 
+    fn deadline(&self) -> Option<std::time::Duration> {
+        Some(self.inner.deadline)
+    }
+
     fn invalidate<'a>(
         &'a self, schema: &'static Schema, key: &'a Key,
     ) -> BoxFuture<'a, Result<()>> {

@@ -88,6 +88,8 @@ struct Inner {
     ttl: Ttl,
     marker_ttl: Ttl,
     max_value: usize,
+    /// The deadline of one exchange with a server.
+    deadline: Duration,
 }
 
 impl std::fmt::Debug for MemcacheStore {
@@ -126,6 +128,7 @@ impl MemcacheStore {
                 ttl: Ttl::secs(ttl_secs),
                 marker_ttl: Ttl::secs(ttl_secs.min(MARKER_TTL.as_secs() as u32)),
                 max_value: options.max_item_bytes.saturating_sub(ITEM_OVERHEAD),
+                deadline: options.timeout,
             }),
         })
     }

@@ -6,6 +6,7 @@ mod checked;
 mod fleet;
 mod invalidation;
 mod key_mutex;
+mod lookup;
 mod plans;
 mod read;
 mod stale;
@@ -49,7 +50,8 @@ struct Level {
     policy: CachePolicy,
     counters: LevelCounters,
     /// The level's own breaker: while it is open the level is skipped, so
-    /// a dead cache costs its deadline only until the breaker opens.
+    /// a dead cache costs reads half its deadline (`lookup.rs`) only until
+    /// the breaker opens.
     breaker: Arc<CircuitBreaker>,
 }
 

@@ -30,7 +30,7 @@ impl Plan {
         let mut tokens: Vec<Option<FillToken>> = Vec::with_capacity(self.levels.len());
         for level in &self.levels {
             let sent = Instant::now();
-            match level.breaker.call(level.cache.lookup(schema, key)).await {
+            match self.lookup_in(level, schema, key).await {
                 Ok(Lookup::Hit(record)) if check_record(schema, &record).is_err() => {
                     tokens.push(self.drop_undecodable(level, schema, key, &record).await);
                 }
@@ -148,11 +148,7 @@ impl Plan {
             }
             let ask: Vec<Key> = missing.iter().map(|&i| keys[i].clone()).collect();
             let sent = Instant::now();
-            match level
-                .breaker
-                .call(level.cache.lookup_many(schema, &ask))
-                .await
-            {
+            match self.lookup_many_in(level, schema, &ask).await {
                 Ok(lookups) => {
                     let mut still = Vec::with_capacity(missing.len());
                     for (&i, lookup) in missing.iter().zip(lookups) {
