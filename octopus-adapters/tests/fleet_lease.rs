@@ -22,7 +22,7 @@ use octopus_adapters::memcache::{MemcacheOptions, MemcacheStore};
 use octopus_adapters::mysql::MysqlStore;
 use octopus_test_support::Rng;
 use octopus_test_support::history::{self, Op, Outcome, Record};
-use octopus_test_support::memcache::{fresh_namespace, memcache_url};
+use octopus_test_support::memcache::{fresh_namespace, memcache_addr, memcache_url};
 use octopus_test_support::mysql::{fresh_database, mysql_addr, url_via};
 use octopus_test_support::{check, eventually};
 
@@ -381,4 +381,89 @@ struct Plain {
     #[octopus(key)]
     id: u64,
     value: i64,
+}
+
+/// memcached as one server reaches it, through a proxy of its own.
+async fn shared_via(proxy: &FaultProxy, namespace: &str) -> Arc<dyn Cache> {
+    let options = MemcacheOptions::from_url(&format!("memcache://{}", proxy.addr()))
+        .unwrap()
+        .namespace(namespace)
+        .unwrap()
+        .timeout(Duration::from_millis(100));
+    Arc::new(MemcacheStore::with_options(options).await.unwrap())
+}
+
+/// Server B was cut off from memcached (its breaker for it opened, its
+/// retry queue backed off); memcached comes back with its rows. B's
+/// breaker is still open, so B's next write skips its invalidation; server
+/// A already reads memcached again. Under a lease, B's write reaches
+/// memcached once more before it is acknowledged, so A never reads the
+/// row B overwrote from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_breaker_skipped_memcached_still_invalidates_it_before_its_ack() {
+    let mysql = fresh_database("fleet_skipped").await;
+    let namespace = fresh_namespace("fleet_skipped");
+    let (to_a, to_b) = (
+        FaultProxy::start(memcache_addr()).await.unwrap(),
+        FaultProxy::start(memcache_addr()).await.unwrap(),
+    );
+    let lease = Duration::from_millis(100);
+    let slow_to_close = octopus::BreakerOptions {
+        open_wait: Duration::from_secs(600),
+        ..octopus::BreakerOptions::default()
+    };
+    let server = async |proxy: &FaultProxy| {
+        let levels = vec![(shared_via(proxy, &namespace).await, CachePolicy::Invalidate)];
+        let plan = plan_over(&mysql, levels, lease)
+            .cache_breaker(slow_to_close.clone())
+            .build()
+            .unwrap();
+        Dao::<Item>::open(Arc::new(plan)).await.unwrap()
+    };
+    let (a, b) = (server(&to_a).await, server(&to_b).await);
+    for id in [1, 2] {
+        a.create(&mut Item {
+            id,
+            value: 1,
+            version: 0,
+        })
+        .await
+        .unwrap();
+    }
+    // B loses memcached: its writes' invalidations fail and queue, their
+    // retries back off, and its breaker for memcached opens.
+    to_b.set(Mode::Blackhole).await;
+    let mut other = b.read(2u64).await.unwrap().unwrap();
+    eventually(
+        "B's breaker for memcached open, its retries backed off",
+        Duration::from_secs(30),
+        async || {
+            other.value += 1;
+            b.update(&mut other).await.unwrap();
+            let stats = b.plan().stats();
+            check(
+                stats.levels[0].breaker.state == octopus::BreakerState::Open
+                    && stats.invalidation_retries >= 5,
+                stats,
+            )
+        },
+    )
+    .await;
+    to_b.set(Mode::Reset).await;
+    to_b.set(Mode::Pass).await;
+    // memcached holds row 1 (A reads it there), B's breaker still open.
+    assert_eq!(a.read(1u64).await.unwrap().map(|i| i.value), Some(1));
+    assert_eq!(a.read(1u64).await.unwrap().map(|i| i.value), Some(1));
+    assert!(
+        a.plan().stats().levels[0].hits >= 1,
+        "A reads row 1 from memcached"
+    );
+    let mut row = b.read(1u64).await.unwrap().unwrap();
+    row.value = 2;
+    b.update(&mut row).await.unwrap();
+    assert_eq!(
+        a.read(1u64).await.unwrap().map(|i| i.value),
+        Some(2),
+        "A read from memcached the row B's acknowledged write replaced"
+    );
 }

@@ -28,11 +28,18 @@
 //! served for at most `L` before it is read again. A zero lease keeps no
 //! local rows at all.
 //!
+//! 5. **A shared level's failed step is tried once more** before the lease
+//!    wait (directly, bounded by `L`, with every level in front of it): a
+//!    writer whose breaker for memcached is still open after memcached came
+//!    back must not leave the old row there for the servers that already
+//!    read it again.
+//!
 //! What it does not cover, with or without a lease: a shared level that
-//! holds an old row after all (an invalidation that failed, retried in the
-//! background; an evicted marker followed by a late `add`; two servers'
-//! write-through puts of one key) serves it to every server until the
-//! retry lands or its TTL, and local rows filled from it live `L` more. A
+//! holds an old row after all (an invalidation that fails for longer than
+//! the lease, a true partition, retried in the background; an evicted
+//! marker followed by a late `add`; two servers' write-through puts of one
+//! key) serves it to every server until the retry lands or its TTL, and
+//! local rows filled from it live `L` more. A
 //! journaled write reaches other servers through the journal's pending
 //! reads (JetStream: polled every 100 ms) or the shared level's put: a
 //! server whose last poll predates the entry and whose shared level
@@ -42,6 +49,8 @@
 use std::time::{Duration, Instant};
 
 use super::{Level, Plan, PlanBuilder};
+use crate::schema::Schema;
+use crate::value::Key;
 
 impl PlanBuilder {
     /// Runs the plan on several servers sharing its primary and its shared
@@ -84,11 +93,34 @@ impl Plan {
     }
 
     /// Waits out the lease after a write's primary write and cache steps,
-    /// before it is acknowledged (nothing without a lease).
-    pub(super) async fn wait_out_lease(&self) {
-        if let Some(lease) = self.lease {
-            tokio::time::sleep(lease).await;
+    /// before it is acknowledged (nothing without a lease). If a shared
+    /// level's step failed (`failed`, the deepest such level, often one
+    /// whose breaker is still open after the cache came back), it is
+    /// invalidated once more first, directly and bounded by the lease,
+    /// with every level in front of it: another server that reaches the
+    /// cache must not read the old row there after the acknowledgement.
+    pub(super) async fn wait_out_lease(
+        &self, schema: &'static Schema, key: &Key, failed: Option<usize>,
+    ) {
+        let Some(lease) = self.lease else { return };
+        if let Some(i) = failed.filter(|&i| !self.levels[i].cache.is_local()) {
+            let chain = self.chain_from(i);
+            let again = async {
+                for cache in &chain {
+                    cache.invalidate(schema, key).await?;
+                }
+                Ok::<(), crate::Error>(())
+            };
+            match tokio::time::timeout(lease, again).await {
+                Ok(Ok(())) => {
+                    tracing::debug!(target: "octopus::plan", table = schema.table(), %key, "a shared level's skipped invalidation reached it before the acknowledgement")
+                }
+                _ => {
+                    tracing::debug!(target: "octopus::plan", table = schema.table(), %key, "a shared level's invalidation still does not land: the retry queue keeps it")
+                }
+            }
         }
+        tokio::time::sleep(lease).await;
     }
 
     /// The plan's fleet lease, if it has one.

@@ -40,9 +40,10 @@ impl Plan {
             Ok(existed) => {
                 self.counters.primary_writes.incr();
                 self.forget_flight(schema, &key);
-                self.follow(schema, &key, write.record(), false, &mut unfollowed)
+                let failed = self
+                    .follow(schema, &key, write.record(), false, &mut unfollowed)
                     .await;
-                self.wait_out_lease().await;
+                self.wait_out_lease(schema, &key, failed).await;
                 Ok((WriteOutcome::Primary, existed))
             }
             Err(e) if e.is_unavailable() => {
@@ -74,10 +75,11 @@ impl Plan {
                 };
                 self.counters.fallback_writes.incr();
                 self.forget_flight(schema, &key);
-                self.follow(schema, &key, write.record(), true, &mut unfollowed)
+                let failed = self
+                    .follow(schema, &key, write.record(), true, &mut unfollowed)
                     .await;
                 drop(_in_order);
-                self.wait_out_lease().await;
+                self.wait_out_lease(schema, &key, failed).await;
                 Ok((outcome, true))
             }
             Err(
@@ -182,11 +184,13 @@ impl Plan {
     /// followed too, so it can never fetch the old row from a deeper level
     /// and fill it in front with a token taken after the front level's
     /// invalidation (ARCHITECTURE.md, "The cache protocol"). `unfollowed`
-    /// counts down as levels follow (see [`Unfollowed`]).
+    /// counts down as levels follow (see [`Unfollowed`]). Returns the
+    /// deepest level whose step failed (handed to the retry queue), if any.
     async fn follow(
         &self, schema: &'static Schema, key: &Key, record: Option<&Record>, set_all: bool,
         unfollowed: &mut Unfollowed<'_>,
-    ) {
+    ) -> Option<usize> {
+        let mut failed = None;
         // Local rows are anchored before the write reached the primary or
         // the fallback (see `fleet.rs`).
         let anchor = unfollowed.anchor;
@@ -218,9 +222,11 @@ impl Plan {
                     tracing::warn!(target: "octopus::plan", cache = level.cache.name(), table = schema.table(), %key, error = %e, "cache invalidation failed; retrying in the background");
                 }
                 self.retries.push(self.chain_from(i), schema, key.clone());
+                failed = failed.or(Some(i));
             }
             unfollowed.levels = i;
         }
+        failed
     }
 
     /// Level `i` and every level in front of it, `i` first: what must be
