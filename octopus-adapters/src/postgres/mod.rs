@@ -160,7 +160,8 @@ impl PostgresStore {
         .await
     }
 
-    /// The server's version (`SHOW server_version`), within the deadline.
+    /// The server's version (its `server_version` setting), within the
+    /// deadline.
     pub async fn server_version(&self) -> Result<String> {
         let rows = self
             .call(Access::Read, |mut conn, _| async move {

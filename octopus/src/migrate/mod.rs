@@ -111,6 +111,8 @@ impl<'a> Migration<'a> {
     /// missing (a target table whose columns do not fit is
     /// [`Error::SchemaMismatch`], and nothing is copied). Rows the target
     /// already holds are replaced. `progress` is called after each batch.
+    /// The source's table is checked the same way ([`Store::ensure_schema`]),
+    /// so a source without it gets an empty one and copies nothing.
     pub async fn copy(
         &self, schema: &'static Schema, after: Option<Key>, progress: &mut dyn FnMut(&Progress),
     ) -> Result<Copied> {

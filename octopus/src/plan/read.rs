@@ -68,14 +68,7 @@ impl Plan {
         &self, schema: &'static Schema, key: &Key, tokens: &[Option<FillToken>], began: Instant,
     ) -> Result<Option<Record>> {
         match self.flights.join(schema, key) {
-            Role::Leader(leader) => {
-                let out = self.load_alone(schema, key, tokens).await;
-                leader.land(match &out {
-                    Ok(found) => Ok(found.clone()),
-                    Err(_) => Err(()),
-                });
-                out
-            }
+            Role::Leader(leader) => self.lead(leader, schema, key, tokens).await,
             Role::Follower(rx, joined) if self.may_follow(joined, began) => {
                 match tokio::time::timeout(self.herd_wait, flight::wait(rx)).await {
                     Ok(Some(found)) => {
@@ -88,14 +81,23 @@ impl Plan {
             // Too old to take: this reader leads a new flight.
             Role::Follower(..) => {
                 let leader = self.flights.lead(schema, key);
-                let out = self.load_alone(schema, key, tokens).await;
-                leader.land(match &out {
-                    Ok(found) => Ok(found.clone()),
-                    Err(_) => Err(()),
-                });
-                out
+                self.lead(leader, schema, key, tokens).await
             }
         }
+    }
+
+    /// Loads `key` as `leader` of its flight and lands the result for the
+    /// flight's followers.
+    async fn lead(
+        &self, leader: flight::Leader<'_>, schema: &'static Schema, key: &Key,
+        tokens: &[Option<FillToken>],
+    ) -> Result<Option<Record>> {
+        let out = self.load_alone(schema, key, tokens).await;
+        leader.land(match &out {
+            Ok(found) => Ok(found.clone()),
+            Err(_) => Err(()),
+        });
+        out
     }
 
     /// Reads `key` from the primary and fills the levels whose tokens are

@@ -15,7 +15,6 @@
 //! served stale is never filled into any level, so it stops being served
 //! once the primary answers.
 
-use crate::cache::Cache;
 use crate::store::check_record;
 use crate::value::{Key, Record};
 use crate::{Error, Result, Schema};
@@ -93,8 +92,8 @@ impl Plan {
             if self.lease.is_some() && level.cache.is_local() {
                 continue;
             }
-            let cache: &dyn Cache = level.cache.as_ref();
-            if let Ok(Some(record)) = level.breaker.call(cache.lookup_stale(schema, key)).await
+            let lookup = level.cache.lookup_stale(schema, key);
+            if let Ok(Some(record)) = level.breaker.call(lookup).await
                 && check_record(schema, &record).is_ok()
             {
                 return Some((i, record));
