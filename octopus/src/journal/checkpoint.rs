@@ -7,7 +7,10 @@
 //! table never waits for another's. `+<seq>` lines name entries after the
 //! first number already applied: the part of a batch one transaction
 //! committed before a later one failed, so a restart never applies it
-//! again. Then `gen <n>` (how many times it was written) and `crc <hex>`,
+//! again. An optional `@<seq> <segment> <offset>` line says where entry
+//! `seq` (done) ends: at byte `offset` of the segment whose first sequence
+//! number is `segment`, so opening and replay start reading there instead
+//! of reading every replayed entry again (see [`Resume`]). Then `gen <n>` (how many times it was written) and `crc <hex>`,
 //! the CRC-32 of everything before it. Every number is at most
 //! [`MAX_SEQ`], so no arithmetic on a checkpoint can overflow.
 //!
@@ -38,6 +41,25 @@ pub(super) struct Checkpoint {
     /// How many times it was written: the newer of the file's two slots
     /// has the higher number.
     pub generation: u64,
+    /// Where reading may start (`@` line); at most `seq`.
+    pub resume: Option<Resume>,
+}
+
+/// A place in the segments: entry `seq` ends at byte `offset` of the
+/// segment whose first sequence number is `segment`, so the next entry (or
+/// the end of the file) starts there. Segment bytes up to the durable end
+/// never change, so a place taken from a line replay read stays true; one
+/// a power loss took (the file now ends before it, or something else
+/// starts there) is noticed on open, which then reads the segments from
+/// their start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Resume {
+    /// The entry that ends there.
+    pub seq: u64,
+    /// The segment, by its first sequence number.
+    pub segment: u64,
+    /// The byte offset just past the entry's line.
+    pub offset: u64,
 }
 
 pub(super) const FILE: &str = "checkpoint";
@@ -104,6 +126,9 @@ impl Checkpoint {
         for seq in &self.applied {
             text.push_str(&format!("+{seq}\n"));
         }
+        if let Some(r) = &self.resume {
+            text.push_str(&format!("@{} {} {}\n", r.seq, r.segment, r.offset));
+        }
         text.push_str(&format!("gen {}\n", self.generation));
         text.push_str(&format!("crc {:08x}\n", crc32(&[text.as_bytes()])));
         text
@@ -156,6 +181,16 @@ impl Checkpoint {
         for line in lines.into_iter().skip(1) {
             if let Some(n) = line.strip_prefix('+') {
                 cp.applied.insert(number(n, line)?);
+            } else if let Some(place) = line.strip_prefix('@') {
+                let parts: Vec<&str> = place.split(' ').collect();
+                let [seq, segment, offset] = parts[..] else {
+                    return Err(bad(format!("not a checkpoint line: {line:?}")));
+                };
+                cp.resume = Some(Resume {
+                    seq: number(seq, line)?,
+                    segment: number(segment, line)?,
+                    offset: number(offset, line)?,
+                });
             } else {
                 let (table, n) = line
                     .rsplit_once(' ')
@@ -167,5 +202,40 @@ impl Checkpoint {
             checkpoint: cp,
             checksummed,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Checkpoint> {
+        Checkpoint::parse(text, &|why| Error::journal("checkpoint", None, why))
+            .map(|s| s.checkpoint)
+    }
+
+    #[test]
+    fn the_place_is_written_and_read_back() {
+        let cp = Checkpoint {
+            seq: 9,
+            tables: [("parcels".to_owned(), 12)].into(),
+            applied: [11].into(),
+            generation: 3,
+            resume: Some(Resume {
+                seq: 9,
+                segment: 4,
+                offset: 1234,
+            }),
+        };
+        assert_eq!(parse(&cp.render()).unwrap(), cp);
+        for bad in [
+            "9\n@9 4\n",
+            "9\n@9 4 x\n",
+            "9\n@9 4 5 6\n",
+            "9\n@9 4 99999999999999999999\n",
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains("checkpoint"), "{bad:?}: {e}");
+        }
     }
 }

@@ -70,9 +70,14 @@ impl Journal {
                 index.apply(std::iter::once((index.key(&e.table, &e.key), position)));
             })?;
         let verify::Verified {
-            checkpoint,
+            mut checkpoint,
             new_segment,
         } = verify::verify(&dir, stored, &recovered)?;
+        // A place the segments no longer agree with is not used again
+        // (replay's cursor would trust it).
+        if !recovered.resumed {
+            checkpoint.resume = None;
+        }
         let last_seq = recovered.last.unwrap_or(0).max(checkpoint.highest());
         let pending = recovered.pending;
         if pending > 0 {

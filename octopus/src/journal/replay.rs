@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::batch::Outcome;
+use super::checkpoint::Resume;
 use super::entry::Entry;
 use super::segment::Cursor;
 use super::{Journal, lock};
@@ -49,6 +50,9 @@ pub(super) struct Replayer {
     breaker: Arc<CircuitBreaker>,
     stop: watch::Receiver<bool>,
     cursor: Cursor,
+    /// Where the last batch read ends in the segments (see
+    /// `Checkpoint::resume`).
+    batch_end: Option<Resume>,
     /// The next batch, being read on a blocking thread while the current
     /// one is applied: the sequence number it starts at, and the read.
     prefetch: Option<(u64, JoinHandle<Read>)>,
@@ -94,6 +98,7 @@ impl Replayer {
             breaker,
             stop,
             cursor: Cursor::new(1),
+            batch_end: None,
             prefetch: None,
             deferred: None,
             deferred_tables: BTreeSet::new(),
@@ -162,6 +167,7 @@ impl Replayer {
             )
         })?;
         self.cursor = cursor;
+        self.batch_end = self.cursor.last_end();
         batch
     }
 
@@ -175,8 +181,11 @@ impl Replayer {
 
     /// Reads again from the first entry the checkpoint does not cover.
     fn start_over(&mut self) {
-        let from = lock(&self.journal.shared.checkpoint).seq + 1;
-        self.cursor = Cursor::new(from);
+        let (from, resume) = {
+            let cp = lock(&self.journal.shared.checkpoint);
+            (cp.seq + 1, cp.resume)
+        };
+        self.cursor = Cursor::resuming(from, resume);
         self.deferred = None;
         self.deferred_tables.clear();
         self.registrations = self.journal.shared.registrations.load(Ordering::SeqCst);
@@ -279,7 +288,13 @@ impl Replayer {
         }
         let mut cp = lock(&shared.checkpoint).clone();
         match self.deferred {
-            None => cp.advance(last),
+            None => {
+                cp.advance(last);
+                // Opening and replay start reading past it next time.
+                if let Some(end) = self.batch_end.filter(|e| e.seq == last && cp.seq == last) {
+                    cp.resume = Some(end);
+                }
+            }
             Some(first_waiting) => {
                 cp.advance(first_waiting - 1);
                 // A table with no waiting entry since the pass began is

@@ -4,6 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::checkpoint::Resume;
 use super::entry::Entry;
 use super::error::EntryError;
 use super::reader::{SegmentReader, corrupt, out_of_sequence};
@@ -55,6 +56,11 @@ pub struct Cursor {
     /// The writer's count of failed writes when `file` was last read: when
     /// it changes, what `file` buffered may be bytes since cut off.
     failures: u64,
+    /// A place before `next_seq` to start reading its segment at, instead
+    /// of the segment's start.
+    from: Option<Resume>,
+    /// Where the last entry read ends.
+    last_end: Option<Resume>,
 }
 
 impl Cursor {
@@ -64,7 +70,25 @@ impl Cursor {
             next_seq,
             file: None,
             failures: 0,
+            from: None,
+            last_end: None,
         }
+    }
+
+    /// A cursor whose first entry will be `next_seq`, reading the segment
+    /// `from` names from its place (an entry before `next_seq` ends there)
+    /// rather than from the segment's start.
+    pub fn resuming(next_seq: u64, from: Option<Resume>) -> Self {
+        Cursor {
+            from: from.filter(|r| r.seq < next_seq),
+            ..Cursor::new(next_seq)
+        }
+    }
+
+    /// Where the last entry read ends (the place a checkpoint that covers
+    /// it may record).
+    pub fn last_end(&self) -> Option<Resume> {
+        self.last_end
     }
 
     /// Up to `limit` entries with sequence numbers from `next_seq` to
@@ -111,6 +135,13 @@ impl Cursor {
                 ));
             }
             self.next_seq = e.seq + 1;
+            if let Some((segment, reader)) = &self.file {
+                self.last_end = Some(Resume {
+                    seq: e.seq,
+                    segment: *segment,
+                    offset: reader.offset(),
+                });
+            }
             out.push(e);
         }
         Ok(out)
@@ -133,7 +164,11 @@ impl Cursor {
                 format!("no segment holds entry {}", self.next_seq),
             ));
         };
-        Ok((*first, SegmentReader::open(path, 0)?))
+        let offset = match self.from {
+            Some(r) if r.segment == *first => r.offset,
+            _ => 0,
+        };
+        Ok((*first, SegmentReader::open(path, offset)?))
     }
 
     /// At the end of the current segment: whether a later segment exists

@@ -6,7 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 
-use super::checkpoint::{Checkpoint, MAX_SEQ};
+use super::checkpoint::{Checkpoint, MAX_SEQ, Resume};
 use super::decode::{Head, parse_head};
 use super::error::EntryError;
 use super::index::Position;
@@ -28,6 +28,9 @@ pub struct Recovered {
     pub last: Option<u64>,
     /// Where the last segment was cut, if it was.
     pub truncated: Option<Cut>,
+    /// Whether reading started at the checkpoint's place
+    /// ([`Checkpoint::resume`]), past the entries it covers.
+    pub resumed: bool,
 }
 
 /// Damage cut off the end of the last segment.
@@ -56,10 +59,21 @@ pub fn recover(
     let (mut pending, mut marked) = (0u64, false);
     let (mut first_seq, mut last_seq): (Option<u64>, Option<u64>) = (None, None);
     let mut truncated = None;
-    for (n, (first, path)) in segments.iter().enumerate() {
+    let resume = resume_at(segments, checkpoint)?;
+    if let Some((_, r)) = resume {
+        // Entries up to `r.seq` are done and are not read again (the first
+        // segment, or a gap before it, starts no later than they do).
+        first_seq = Some(segments[0].0.min(r.seq));
+        last_seq = Some(r.seq);
+    }
+    let skip = resume.map_or(0, |(n, _)| n);
+    for (n, (first, path)) in segments.iter().enumerate().skip(skip) {
         let is_last_segment = n + 1 == segments.len();
-        let mut reader = SegmentReader::open(path, 0)?;
-        let mut at_start = true;
+        let from = resume
+            .filter(|(at, _)| *at == n)
+            .map_or(0, |(_, r)| r.offset);
+        let mut reader = SegmentReader::open(path, from)?;
+        let mut at_start = from == 0;
         while let Some(line) = reader.next_line_as(parse_head)? {
             match line.entry {
                 Ok(e) => {
@@ -112,7 +126,51 @@ pub fn recover(
         first: first_seq,
         last: last_seq,
         truncated,
+        resumed: resume.is_some(),
     })
+}
+
+/// The checkpoint's place ([`Checkpoint::resume`]) as the index of its
+/// segment, if the segments still agree with it: its segment is there, a
+/// line ends just before it, and what starts there is the end of the file
+/// or an intact entry that follows the place's entry (or declares the gap
+/// after it). Anything else (a power loss took the place's bytes, say):
+/// `None`, and recovery reads every segment from its start.
+fn resume_at(
+    segments: &[(u64, PathBuf)], checkpoint: &Checkpoint,
+) -> Result<Option<(usize, Resume)>, Error> {
+    let Some(r) = checkpoint
+        .resume
+        .filter(|r| r.seq <= checkpoint.seq && r.offset > 0)
+    else {
+        return Ok(None);
+    };
+    let Some(n) = segments.iter().position(|(first, _)| *first == r.segment) else {
+        return Ok(None);
+    };
+    let path = &segments[n].1;
+    let mut before = [0u8; 1];
+    let ends_a_line = File::open(path)
+        .and_then(|mut f| {
+            f.seek(SeekFrom::Start(r.offset - 1))?;
+            f.read(&mut before)
+        })
+        .map_err(|e| io_error(path, Some(r.offset - 1), e))?
+        == 1
+        && before[0] == b'\n';
+    if !ends_a_line {
+        return Ok(None);
+    }
+    let follows = match SegmentReader::open(path, r.offset)?.next_line_as(parse_head)? {
+        None => true,
+        Some(line) => match line.entry {
+            Ok(e) => {
+                e.seq == r.seq + 1 || (e.seq > r.seq + 1 && declared_gap(&e, r.seq + 1, false))
+            }
+            Err(_) => false,
+        },
+    };
+    Ok(follows.then_some((n, r)))
 }
 
 /// Whether `e`, found where entry `expected` was, starts the group commit

@@ -288,3 +288,56 @@ fn damage_to_the_first_line_after_a_gap_is_cut_as_one_group_commit() {
     let r = recover(dir.path(), &segs, 0).unwrap();
     assert_eq!((seqs(&r), r.1.truncated.unwrap().offset), (vec![1, 2], at));
 }
+
+/// Recovers with a checkpoint at `seq` holding the place `resume`.
+fn recover_from(
+    dir: &Path, segments: &[(u64, PathBuf)], seq: u64, resume: Resume,
+) -> Result<(Vec<u64>, Recovered), Error> {
+    let checkpoint = Checkpoint {
+        seq,
+        resume: Some(resume),
+        ..Checkpoint::default()
+    };
+    let mut pending = Vec::new();
+    let r = super::recover(dir, segments, &checkpoint, true, &mut |e, _| {
+        pending.push(e.seq)
+    })?;
+    Ok((pending, r))
+}
+
+#[test]
+fn reading_starts_at_the_checkpoints_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let segs = write(dir.path(), &[&[1, 2], &[3, 4, 5]]);
+    let end_of_3 = line(3, BODY).len() as u64;
+    let place = |seq, segment, offset| Resume {
+        seq,
+        segment,
+        offset,
+    };
+    // Entries 1 to 3 are not read: damage to them is not seen.
+    fs::write(&segs[0].1, b"not a journal line\n").unwrap();
+    let r = recover_from(dir.path(), &segs, 4, place(3, 3, end_of_3)).unwrap();
+    assert_eq!((seqs(&r), r.1.last, r.1.resumed), (vec![5], Some(5), true));
+    assert!(r.1.first.is_some_and(|f| f <= 4), "{:?}", r.1.first);
+    // A place the segments do not agree with is not used: inside a line,
+    // past the file's end, before an entry that does not follow, in a
+    // segment that is gone, or past the checkpoint. The damage is seen.
+    let write_first = || fs::write(&segs[0].1, [line(1, BODY), line(2, BODY)].concat()).unwrap();
+    write_first();
+    for wrong in [
+        place(3, 3, end_of_3 - 1),
+        place(3, 3, 10_000),
+        place(2, 3, end_of_3),
+        place(3, 9, end_of_3),
+        place(5, 3, end_of_3 * 2),
+    ] {
+        let r = recover_from(dir.path(), &segs, 4, wrong).unwrap();
+        assert_eq!((seqs(&r), r.1.resumed), (vec![5], false), "{wrong:?}");
+        assert_eq!(r.1.first, Some(1));
+    }
+    // At the end of the file: nothing after the place.
+    let end = fs::metadata(&segs[1].1).unwrap().len();
+    let r = recover_from(dir.path(), &segs, 5, place(5, 3, end)).unwrap();
+    assert_eq!((seqs(&r), r.1.last, r.1.resumed), (vec![], Some(5), true));
+}
