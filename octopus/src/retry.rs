@@ -12,7 +12,7 @@
 //! write's caches follow, nearest the primary first).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,9 +26,19 @@ use crate::value::Key;
 /// without bound).
 const MAX_PENDING: usize = 100_000;
 const FIRST_DELAY: Duration = Duration::from_millis(20);
-const MAX_DELAY: Duration = Duration::from_millis(640);
+/// The longest wait between two rounds of retries.
+pub(crate) const MAX_DELAY: Duration = Duration::from_millis(640);
 
 type RetryKey = (usize, &'static str, u64, Key);
+
+fn id_of(cache: &Arc<dyn Cache>, schema: &'static Schema, key: &Key) -> RetryKey {
+    (
+        Arc::as_ptr(cache) as *const () as usize,
+        schema.table(),
+        schema.fingerprint(),
+        key.clone(),
+    )
+}
 
 /// One queued retry, as a round of the worker takes it.
 struct Round {
@@ -56,6 +66,8 @@ struct Retry {
 
 struct Inner {
     pending: Mutex<HashMap<RetryKey, Retry>>,
+    /// `pending.len()`, read without the lock.
+    queued: AtomicUsize,
     running: AtomicBool,
     counters: Arc<PlanCounters>,
 }
@@ -70,6 +82,7 @@ impl Retries {
         Retries {
             inner: Arc::new(Inner {
                 pending: Mutex::new(HashMap::new()),
+                queued: AtomicUsize::new(0),
                 running: AtomicBool::new(false),
                 counters,
             }),
@@ -80,6 +93,16 @@ impl Retries {
         self.inner.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether nothing is queued.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.inner.queued.load(Ordering::SeqCst) == 0
+    }
+
+    /// Whether an invalidation of `key` in `cache` is queued.
+    pub(crate) fn holds(&self, cache: &Arc<dyn Cache>, schema: &'static Schema, key: &Key) -> bool {
+        !self.is_empty() && self.lock().contains_key(&id_of(cache, schema, key))
+    }
+
     /// Queues an invalidation of `key` in `chain[0]`, then in the levels
     /// after it (those in front of it), once per key and failed level,
     /// however many writes failed to invalidate it.
@@ -87,12 +110,7 @@ impl Retries {
         let Some(cache) = chain.first() else {
             return;
         };
-        let id = (
-            Arc::as_ptr(cache) as *const () as usize,
-            schema.table(),
-            schema.fingerprint(),
-            key.clone(),
-        );
+        let id = id_of(cache, schema, &key);
         {
             let mut pending = self.lock();
             if pending.len() >= MAX_PENDING && !pending.contains_key(&id) {
@@ -113,6 +131,7 @@ impl Retries {
                     attempts: 0,
                     generation: 0,
                 });
+            self.inner.queued.store(pending.len(), Ordering::SeqCst);
         }
         // Marked running only when a worker can start: outside a runtime
         // the key waits for the next push made inside one.
@@ -169,6 +188,7 @@ impl Retries {
                         let mut pending = self.lock();
                         if pending.get(&id).is_some_and(|r| r.generation == generation) {
                             pending.remove(&id);
+                            self.inner.queued.store(pending.len(), Ordering::SeqCst);
                         }
                     }
                     succeeded = true;

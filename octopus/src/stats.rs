@@ -33,6 +33,7 @@ pub(crate) struct LevelCounters {
     pub undecodable: Counter,
     pub stale_served: Counter,
     pub gave_up: Counter,
+    pub distrusted: Counter,
 }
 
 impl LevelCounters {
@@ -49,6 +50,7 @@ impl LevelCounters {
             undecodable: self.undecodable.get(),
             stale_served: self.stale_served.get(),
             gave_up: self.gave_up.get(),
+            distrusted: self.distrusted.get(),
             breaker,
         }
     }
@@ -94,6 +96,11 @@ pub struct LevelStats {
     /// Lookups given up after half the level's deadline (counted in
     /// `skipped` too): the read went on without waiting for the rest.
     pub gave_up: u64,
+    /// Hits not served because an invalidation of the row may not have
+    /// landed yet (its key queued for retry, or, under a fleet lease, the
+    /// level answering again after it failed): each was invalidated there
+    /// and read from the primary (`octopus/src/plan/trust.rs`).
+    pub distrusted: u64,
     /// The level's breaker.
     pub breaker: BreakerSnapshot,
 }

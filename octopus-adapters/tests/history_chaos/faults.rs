@@ -166,8 +166,9 @@ impl World {
     }
 
     /// Does `fault` (all but [`Fault::AppKilled`], which the caller does),
-    /// waits, heals it, and lets everything run healthy a while.
-    pub async fn inflict(&mut self, fault: Fault) {
+    /// waits, heals it, and lets everything run healthy a while; when it
+    /// was healed, on the history's clock.
+    pub async fn inflict(&mut self, fault: Fault) -> u64 {
         *self.done.entry(fault).or_default() += 1;
         match fault {
             Fault::MysqlRefused => {
@@ -217,7 +218,9 @@ impl World {
             }
             Fault::AppKilled => {}
         }
+        let healed = super::now();
         tokio::time::sleep(UP).await;
+        healed
     }
 
     async fn read_only(&self, on: bool) {

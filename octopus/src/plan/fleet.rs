@@ -34,9 +34,13 @@
 //!    back must not leave the old row there for the servers that already
 //!    read it again.
 //!
+//! 6. **A shared level that failed is distrusted for a while after it
+//!    answers again**, so other servers' queued retries land before its
+//!    rows are served again (`trust.rs`).
+//!
 //! What it does not cover, with or without a lease: a shared level that
-//! holds an old row after all (an invalidation that fails for longer than
-//! the lease, a true partition, retried in the background; an evicted
+//! holds an old row after all (a true partition, retried in the
+//! background, or a server that never saw the level fail; an evicted
 //! marker followed by a late `add`; two servers' write-through puts of one
 //! key) serves it to every server until the retry lands or its TTL, and
 //! local rows filled from it live `L` more. A
@@ -111,7 +115,11 @@ impl Plan {
                 }
                 Ok::<(), crate::Error>(())
             };
-            match tokio::time::timeout(lease, again).await {
+            let landed = tokio::time::timeout(lease, again).await;
+            if let Ok(out) = &landed {
+                self.levels[i].health.record(out);
+            }
+            match landed {
                 Ok(Ok(())) => {
                     tracing::debug!(target: "octopus::plan", table = schema.table(), %key, "a shared level's skipped invalidation reached it before the acknowledgement")
                 }

@@ -36,19 +36,25 @@ async fn within_half_deadline<T>(
     let Some(deadline) = level.cache.deadline() else {
         return level.breaker.call(call).await;
     };
-    let permit = level.breaker.acquire()?;
-    let budget = deadline / 2;
-    match tokio::time::timeout(budget, call).await {
-        Ok(out) => {
-            permit.record(&out);
-            out
-        }
-        Err(_) => {
-            level.counters.gave_up.incr();
-            permit.record(&Err::<(), _>(gave_up(level.cache.as_ref(), budget)));
-            Err(gave_up(level.cache.as_ref(), budget))
+    let out = async {
+        let permit = level.breaker.acquire()?;
+        let budget = deadline / 2;
+        match tokio::time::timeout(budget, call).await {
+            Ok(out) => {
+                permit.record(&out);
+                out
+            }
+            Err(_) => {
+                level.counters.gave_up.incr();
+                permit.record(&Err::<(), _>(gave_up(level.cache.as_ref(), budget)));
+                Err(gave_up(level.cache.as_ref(), budget))
+            }
         }
     }
+    .await;
+    // A breaker refusing counts as the level failing (`trust.rs`).
+    level.health.record(&out);
+    out
 }
 
 fn gave_up(cache: &dyn Cache, budget: Duration) -> Error {

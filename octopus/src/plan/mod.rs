@@ -10,6 +10,7 @@ mod lookup;
 mod plans;
 mod read;
 mod stale;
+mod trust;
 mod write;
 
 pub use plans::Plans;
@@ -53,6 +54,8 @@ struct Level {
     /// a dead cache costs reads half its deadline (`lookup.rs`) only until
     /// the breaker opens.
     breaker: Arc<CircuitBreaker>,
+    /// Its recent failures (`trust.rs`).
+    health: trust::Health,
 }
 
 impl Level {
@@ -73,13 +76,17 @@ impl Level {
         }
     }
 
-    fn new(cache: Arc<dyn Cache>, policy: CachePolicy, config: &BreakerOptions) -> Result<Self> {
+    fn new(
+        cache: Arc<dyn Cache>, policy: CachePolicy, config: &BreakerOptions, fleet: bool,
+    ) -> Result<Self> {
         let breaker = CircuitBreaker::new(format!("cache {}", cache.name()), config.clone())?;
+        let health = trust::Health::new(cache.deadline(), fleet);
         Ok(Level {
             cache,
             policy,
             counters: LevelCounters::default(),
             breaker,
+            health,
         })
     }
 }
@@ -250,7 +257,9 @@ impl PlanBuilder {
         let levels: Vec<Level> = self
             .levels
             .into_iter()
-            .map(|(cache, policy)| Level::new(cache, policy, &self.cache_breaker))
+            .map(|(cache, policy)| {
+                Level::new(cache, policy, &self.cache_breaker, self.lease.is_some())
+            })
             .collect::<Result<_>>()?;
         self.fallback
             .attach(self.primary.clone(), breaker.clone())?;
@@ -325,7 +334,12 @@ impl Plan {
 
     /// Adds a shared cache with `policy`.
     pub fn with_cache_policy(mut self, cache: Arc<dyn Cache>, policy: CachePolicy) -> Self {
-        match Level::new(cache, policy, &BreakerOptions::default()) {
+        match Level::new(
+            cache,
+            policy,
+            &BreakerOptions::default(),
+            self.lease.is_some(),
+        ) {
             Ok(level) => {
                 match &self.attached {
                     Some(attached) => attached.push(&level),

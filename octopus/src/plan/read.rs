@@ -34,6 +34,9 @@ impl Plan {
                 Ok(Lookup::Hit(record)) if check_record(schema, &record).is_err() => {
                     tokens.push(self.drop_undecodable(level, schema, key, &record).await);
                 }
+                Ok(Lookup::Hit(_)) if !self.trusts(level, schema, key) => {
+                    tokens.push(self.distrusted(level, schema, key).await);
+                }
                 Ok(Lookup::Hit(record)) => {
                     level.counters.hits.incr();
                     if self.fills_from(level) {
@@ -162,6 +165,10 @@ impl Plan {
                                 tokens[i].push(token);
                                 still.push(i);
                             }
+                            Lookup::Hit(_) if !self.trusts(level, schema, &keys[i]) => {
+                                tokens[i].push(self.distrusted(level, schema, &keys[i]).await);
+                                still.push(i);
+                            }
                             Lookup::Hit(record) => {
                                 level.counters.hits.incr();
                                 if self.fills_from(level) {
@@ -244,7 +251,9 @@ impl Plan {
                 Some(until) => level.cache.fill_until(schema, record, *token, until),
                 None => level.cache.fill(schema, record, *token),
             };
-            match level.breaker.call(fill).await {
+            let filled = level.breaker.call(fill).await;
+            level.health.record(&filled);
+            match filled {
                 Ok(true) => level.counters.fills.incr(),
                 Ok(false) => level.counters.fill_races_lost.incr(),
                 Err(e) => {

@@ -95,6 +95,7 @@ impl Plan {
             let lookup = level.cache.lookup_stale(schema, key);
             if let Ok(Some(record)) = level.breaker.call(lookup).await
                 && check_record(schema, &record).is_ok()
+                && self.trusts(level, schema, key)
             {
                 return Some((i, record));
             }

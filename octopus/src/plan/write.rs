@@ -160,6 +160,7 @@ impl Plan {
     async fn cached_row(&self, schema: &'static Schema, key: &Key) -> Option<Record> {
         for level in &self.levels {
             if let Ok(Lookup::Hit(row)) = level.breaker.call(level.cache.lookup(schema, key)).await
+                && self.trusts(level, schema, key)
             {
                 return Some(row);
             }
@@ -214,6 +215,7 @@ impl Plan {
                         .await
                 }
             };
+            level.health.record(&done);
             if let Err(e) = done {
                 level.counters.write_errors.incr();
                 if level.quiet() {
