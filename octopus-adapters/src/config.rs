@@ -30,7 +30,7 @@ use octopus::{
     Plans, Result, Store,
 };
 
-pub use crate::fallback::open_fallback;
+pub use crate::fallback::{file_journal, open_fallback};
 use crate::url::StoreUrl;
 
 /// A primary (or any store) from its URL.

@@ -41,7 +41,23 @@ async fn nats(url: &str) -> Result<Arc<dyn Fallback>> {
     Err(StoreUrl::parse(url)?.error("octopus-adapters was built without the `nats` feature"))
 }
 
+/// The directory and options of a `file://` journal URL (a plan's
+/// `fallback`), without opening it: for tools that look at a journal.
+pub fn file_journal(url: &str) -> Result<(std::path::PathBuf, JournalOptions)> {
+    let parsed = StoreUrl::parse(url)?;
+    if parsed.scheme() != "file" {
+        return Err(parsed.error("not a journal directory; expected file://path/to/journal"));
+    }
+    let options = file_options(&parsed)?;
+    Ok((parsed.location().into(), options))
+}
+
 fn file(url: &StoreUrl<'_>) -> Result<Arc<dyn Fallback>> {
+    let options = file_options(url)?;
+    Ok(Arc::new(Journal::open(url.location(), options)?))
+}
+
+fn file_options(url: &StoreUrl<'_>) -> Result<JournalOptions> {
     if !url.has_authority() || url.location().is_empty() {
         return Err(url.error("expected file://path/to/journal or file:///absolute/path"));
     }
@@ -62,7 +78,7 @@ fn file(url: &StoreUrl<'_>) -> Result<Arc<dyn Fallback>> {
             }
         };
     }
-    Ok(Arc::new(Journal::open(url.location(), options)?))
+    Ok(options)
 }
 
 /// `fsync`, `none`, or a positive duration (an interval between syncs).

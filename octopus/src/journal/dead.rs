@@ -183,6 +183,15 @@ pub(super) fn rewrite(dir: &Path, keep: &[DeadLetter]) -> Result<()> {
 }
 
 impl Journal {
+    /// Every dead letter not yet requeued in the journal in `dir`, oldest
+    /// first, read without opening the journal (no lock taken, nothing
+    /// written: safe beside the application that has it open).
+    pub fn read_dead_letters(dir: impl AsRef<Path>) -> Result<Vec<DeadLetter>> {
+        let mut letters = read(dir.as_ref())?;
+        letters.retain(|l| l.requeued_as.is_none());
+        Ok(letters)
+    }
+
     /// Every dead letter not yet requeued, oldest first.
     pub fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
         let mut letters = self.all_dead_letters()?;

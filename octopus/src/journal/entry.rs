@@ -71,6 +71,17 @@ impl Op {
         }
     }
 
+    /// The operation's name in a journal line: `create`, `update`,
+    /// `delete` or `put`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Create(_) => "create",
+            Op::Update { .. } => "update",
+            Op::Delete { .. } => "delete",
+            Op::Put(_) => "put",
+        }
+    }
+
     /// The row the entry stores, if it stores one.
     pub fn record(&self) -> Option<&Map<String, Json>> {
         match self {
@@ -305,6 +316,14 @@ fn framed(head: String, body: &str) -> Vec<u8> {
     out
 }
 
+impl Entry {
+    /// The entry as one JSON object, in the shape of its journal line
+    /// without the checksum (what dead letters and exports hold).
+    pub fn to_json(&self) -> Json {
+        Json::Object(entry_json(self))
+    }
+}
+
 /// An entry as a JSON object, in the shape of its journal line without the
 /// checksum (what dead letters and exports hold).
 pub fn entry_json(e: &Entry) -> Map<String, Json> {
@@ -312,13 +331,11 @@ pub fn entry_json(e: &Entry) -> Map<String, Json> {
     m.insert("seq".into(), Json::from(e.seq));
     m.insert("time".into(), Json::from(e.time));
     m.insert("table".into(), Json::from(e.table.as_str()));
-    let (op, expect) = match &e.op {
-        Op::Create(_) => ("create", None),
-        Op::Update { expect, .. } => ("update", *expect),
-        Op::Delete { expect } => ("delete", *expect),
-        Op::Put(_) => ("put", None),
+    let expect = match &e.op {
+        Op::Update { expect, .. } | Op::Delete { expect } => *expect,
+        Op::Create(_) | Op::Put(_) => None,
     };
-    m.insert("op".into(), Json::from(op));
+    m.insert("op".into(), Json::from(e.op.name()));
     if let Some(v) = expect {
         m.insert("expect".into(), Json::from(v));
     }

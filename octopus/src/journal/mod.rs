@@ -61,6 +61,7 @@ mod decode;
 mod entry;
 mod error;
 mod index;
+mod inspect;
 mod lifecycle;
 pub mod log;
 mod open;
@@ -85,6 +86,7 @@ use tokio::sync::{Notify, OwnedMutexGuard, broadcast, oneshot, watch};
 pub use dead::DeadLetter;
 pub use entry::{Entry, Op, crc32};
 pub use index::Pending;
+pub use inspect::{Inspection, inspect};
 pub use options::{Durability, JournalOptions};
 
 /// Decodes one journal line (without its newline), as recovery and replay
