@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes seed inputs for the `journal_open` and `entry_decoder` targets
+"""Writes seed inputs for the `journal_open`, `entry_decoder` and `config` targets
 into corpus/<target>/ (random bytes never carry a valid CRC-32, so the
 fuzzer starts from real journal lines and checkpoints). Run from fuzz/."""
 
@@ -61,6 +61,18 @@ def main():
         seeds["entry_decoder/plain-%d" % s] = line(s).rstrip(b"\n")
         seeds["entry_decoder/batch-%d" % s] = line(s, s).rstrip(b"\n")
         seeds["entry_decoder/gap-%d" % s] = line(s, s, s - 1).rstrip(b"\n")
+    configs = [
+        '[default]\nprimary = "mysql://app:pw@db/shop?deadline_ms=400"\n'
+        'caches = [{ url = "memory://?capacity=1000&ttl=60s&stale_for=10m" }, '
+        '{ url = "memcache://10.0.0.5:11211,10.0.0.6:11211?timeout_ms=200", policy = "write_through" }]\n'
+        'fallback = "file://data/journal?durability=10ms"\nfleet_lease = "20ms"\nstale_if_error = true\n'
+        'herd_wait = "2s"\n[default.breaker]\nwindow = 20\nfailure_rate = 0.5\n',
+        '[default]\nprimary = "postgres://app@pg/test"\nfallback = "nats://127.0.0.1:4222?stream=octopus"\n'
+        '[models.sessions]\nprimary = "sqlite::memory:"\ncaches = []\n'
+        '\0OCTOPUS__DEFAULT__PRIMARY=sqlite:///tmp/x.db\nOCTOPUS__MODELS__ORDERS__FALLBACK=file://j\n',
+    ]
+    for n, text in enumerate(configs):
+        seeds["config/seed-%d" % n] = text.encode()
     for path, data in seeds.items():
         os.makedirs(os.path.join("corpus", os.path.dirname(path)), exist_ok=True)
         with open(os.path.join("corpus", path), "wb") as f:
