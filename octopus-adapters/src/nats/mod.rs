@@ -236,6 +236,12 @@ impl JetStreamJournal {
         Ok(journal)
     }
 
+    /// This server's name in the drainer's lease (a UUID, new with every
+    /// connection): while it drains, the lease key holds it.
+    pub fn owner(&self) -> &str {
+        &self.inner.owner
+    }
+
     /// Messages pending in the stream, as this server last saw them.
     pub fn pending(&self) -> u64 {
         *self.inner.pending.borrow()

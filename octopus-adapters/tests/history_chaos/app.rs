@@ -161,6 +161,9 @@ async fn journal() -> (Arc<dyn Fallback>, Letters) {
     #[cfg(feature = "nats")]
     if let Ok(url) = std::env::var(super::NATS) {
         let shared = Arc::new(JetStreamJournal::connect(&url).await.unwrap());
+        // Which process drains, for the test that kills the drainer.
+        let dir = PathBuf::from(env(super::DIR));
+        std::fs::write(dir.join("owner"), shared.owner()).unwrap();
         let reader = shared.clone();
         let letters: Letters =
             Box::new(move || Box::pin(async move { reader.dead_letters().await.unwrap() }));

@@ -231,6 +231,22 @@ impl World {
         root.disconnect().await.unwrap();
     }
 
+    /// Counts a fault the caller did (an application process killed).
+    pub fn note(&mut self, fault: Fault) {
+        *self.done.entry(fault).or_default() += 1;
+    }
+
+    /// MySQL refused (connections reset, new ones refused), or back.
+    pub async fn cut_mysql(&mut self, cut: bool) {
+        if cut {
+            *self.done.entry(Fault::MysqlRefused).or_default() += 1;
+            self.mysql.set(Mode::Reset).await;
+            self.mysql.set(Mode::Refuse).await;
+        } else {
+            self.mysql.set(Mode::Pass).await;
+        }
+    }
+
     /// Every server healthy again.
     pub async fn heal(&mut self) {
         self.mysql.set(Mode::Pass).await;

@@ -48,10 +48,14 @@
 //! that saw memcached fail distrusts it for a while after it answers
 //! again, so every queued retry lands before its rows are served
 //! (`dead_cache.rs`, `another_server_does_not_trust_…`; before that, a
-//! stale read still showed in 1 of 5 runs).
+//! stale read still showed in 1 of 5 runs). `deaths` runs the fleet
+//! through a death instead of the schedule: a process killed for good
+//! mid-outage, and the drainer killed mid-drain.
 #![cfg(all(feature = "mysql", feature = "memcache"))]
 
 mod app;
+#[cfg(feature = "nats")]
+mod deaths;
 mod faults;
 mod power;
 mod records;
@@ -330,11 +334,25 @@ async fn check(
     power: Option<&power::Summary>,
 ) {
     let (mut ops, mut letters) = (Vec::new(), 0);
+    let read_dead = |dir: &Path| {
+        let text = std::fs::read_to_string(dir.join("dead")).ok()?;
+        Some(records::dead_letters(&text))
+    };
+    // A shared stream's dead letters are the fleet's: every process that
+    // ran to the end lists them all (one killed for good lists none).
+    let fleet_dead = if power.is_none() {
+        let dead = dirs.iter().find_map(|d| read_dead(d));
+        letters = dead.as_ref().map_or(0, |d| d.len());
+        Some(dead.expect("no process of the fleet wrote the dead letters"))
+    } else {
+        None
+    };
     for (n, dir) in dirs.iter().enumerate() {
-        let dead = records::dead_letters(&std::fs::read_to_string(dir.join("dead")).unwrap());
-        // A shared stream's dead letters are the fleet's: every process
-        // lists them all.
-        if power.is_some() || n == 0 {
+        let dead = match &fleet_dead {
+            Some(dead) => dead.clone(),
+            None => read_dead(dir).unwrap_or_else(|| panic!("p{n} wrote no dead letters")),
+        };
+        if power.is_some() {
             letters += dead.len();
         }
         let text = std::fs::read_to_string(dir.join("history")).unwrap();
