@@ -24,10 +24,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use octopus::config::Config;
+use octopus::config::{Config, Fallbacks};
 use octopus::{
-    BreakerOptions, Cache, CircuitBreaker, Error, Fallback, MemoryOptions, MemoryStore, Plan,
-    Plans, Result, Store,
+    BreakerOptions, Cache, CircuitBreaker, Error, Fallback, FallbackChain, MemoryOptions,
+    MemoryStore, Plan, Plans, Result, Store,
 };
 
 pub use crate::fallback::{file_journal, open_fallback};
@@ -258,15 +258,17 @@ impl Opened {
         if let Some(lease) = plan.fleet_lease {
             builder = builder.fleet_lease(lease);
         }
-        if let Some(journal) = plan
+        if let Some(fallbacks) = plan
             .fallback
             .as_ref()
             .filter(|_| plan.fleet_lease.is_none())
         {
-            warn_of_local_caches_in_a_fleet(at, journal, plan.caches.as_deref());
+            for journal in fallbacks.urls() {
+                warn_of_local_caches_in_a_fleet(at, journal, plan.caches.as_deref());
+            }
         }
-        if let Some(journal) = &plan.fallback {
-            builder = builder.fallback(self.journal(at, journal, &url).await?);
+        if let Some(fallbacks) = &plan.fallback {
+            builder = builder.fallback(self.fallback(at, fallbacks, &url).await?);
         }
         builder.build()
     }
@@ -295,6 +297,28 @@ impl Opened {
         self.breakers
             .insert(url.to_owned(), (b.clone(), at.to_owned()));
         Ok(b)
+    }
+
+    /// The plan's fallback: its one journal, or a chain of them (opened
+    /// once per list of URLs, each link once per URL).
+    async fn fallback(
+        &mut self, at: &str, fallbacks: &Fallbacks, primary: &str,
+    ) -> Result<Arc<dyn Fallback>> {
+        let [url] = fallbacks.urls() else {
+            let chain_id = fallbacks.urls().join(" ; ");
+            if let Some((chain, _, _)) = self.journals.get(&chain_id) {
+                return Ok(chain.clone());
+            }
+            let mut links = Vec::new();
+            for url in fallbacks.urls() {
+                links.push(self.journal(at, url, primary).await?);
+            }
+            let chain: Arc<dyn Fallback> = Arc::new(FallbackChain::new(links)?);
+            self.journals
+                .insert(chain_id, (chain.clone(), primary.to_owned(), at.to_owned()));
+            return Ok(chain);
+        };
+        self.journal(at, url, primary).await
     }
 
     /// The journal at `url`, opened once, for the primary at `primary`.

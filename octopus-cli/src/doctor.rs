@@ -41,7 +41,12 @@ fn checks(config: &Config) -> Vec<Check> {
                     .flatten()
                     .map(|c| (Role::Cache, c.url.clone())),
             )
-            .chain(plan.fallback.iter().map(|u| (Role::Fallback, u.clone())));
+            .chain(
+                plan.fallback
+                    .iter()
+                    .flat_map(|f| f.urls())
+                    .map(|u| (Role::Fallback, u.clone())),
+            );
         for (role, url) in urls {
             match out.iter_mut().find(|c| c.role == role && c.url == url) {
                 Some(c) => c.plans.push(name.clone()),

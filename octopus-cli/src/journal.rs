@@ -101,7 +101,11 @@ fn dir_from(config: &Path) -> Result<PathBuf, String> {
     let mut plans = vec![config.default.clone()];
     plans.extend(config.models.keys().map(|t| config.plan_for(t)));
     let mut dirs: Vec<PathBuf> = Vec::new();
-    for url in plans.iter().filter_map(|p| p.fallback.as_ref()) {
+    for url in plans
+        .iter()
+        .filter_map(|p| p.fallback.as_ref())
+        .flat_map(|f| f.urls())
+    {
         if url.starts_with("file:") {
             let (dir, _) =
                 octopus_adapters::config::file_journal(url).map_err(|e| e.to_string())?;

@@ -74,6 +74,7 @@ extern crate self as octopus;
 
 mod breaker;
 mod cache;
+mod chain;
 mod change;
 pub mod config;
 mod dao;
@@ -95,6 +96,7 @@ mod value;
 
 pub use breaker::{BreakerOptions, BreakerSnapshot, BreakerState, CircuitBreaker, Permit};
 pub use cache::{Cache, FillToken, Lookup};
+pub use chain::FallbackChain;
 pub use change::{Change, Precondition};
 pub use dao::Dao;
 pub use error::{BoxError, Error, Result};

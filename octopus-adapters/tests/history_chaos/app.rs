@@ -16,7 +16,8 @@ use std::time::Duration;
 use octopus::journal::DeadLetter;
 use octopus::journal::{Journal, JournalOptions};
 use octopus::{
-    BreakerOptions, CachePolicy, Dao, Deletion, Error, Fallback, MemoryStore, Plan, WriteOutcome,
+    BreakerOptions, CachePolicy, Dao, Deletion, Error, Fallback, FallbackChain, MemoryStore, Plan,
+    WriteOutcome,
 };
 use octopus_adapters::memcache::{MemcacheOptions, MemcacheStore};
 use octopus_adapters::mysql::MysqlStore;
@@ -165,6 +166,20 @@ async fn journal() -> (Arc<dyn Fallback>, Letters) {
         let dir = PathBuf::from(env(super::DIR));
         std::fs::write(dir.join("owner"), shared.owner()).unwrap();
         let reader = shared.clone();
+        if std::env::var(super::CHAIN).is_ok() {
+            // The process's own journal, for when the stream is down too.
+            let local = Journal::open(env(super::JOURNAL), JournalOptions::default()).unwrap();
+            let own = local.clone();
+            let letters: Letters = Box::new(move || {
+                Box::pin(async move {
+                    let mut all = reader.dead_letters().await.unwrap();
+                    all.extend(own.dead_letters().unwrap());
+                    all
+                })
+            });
+            let links: Vec<Arc<dyn Fallback>> = vec![shared, Arc::new(local)];
+            return (Arc::new(FallbackChain::new(links).unwrap()), letters);
+        }
         let letters: Letters =
             Box::new(move || Box::pin(async move { reader.dead_letters().await.unwrap() }));
         return (shared, letters);

@@ -2,7 +2,9 @@
 //! cut off, all three journal writes on the hot keys, and one process is
 //! SIGKILLed and never restarted: a writer during the outage, or the
 //! drainer (the lease holder) just after MySQL returns, with the stream
-//! still full. The two survivors drain everything, the dead process's
+//! still full. Or nats-server is SIGKILLed mid-outage, and each process's
+//! writes go to its own journal, chained behind the stream
+//! (`FallbackChain`), until it is back. The two survivors drain everything, the dead process's
 //! entries included (another takes the lease over within its time), and
 //! the history holds: every write the dead process was told was journaled
 //! is in MySQL or superseded.
@@ -25,6 +27,10 @@ pub enum Victim {
     Writer,
     /// The drainer, once MySQL is back, mid-drain.
     Drainer,
+    /// Not a process: nats-server, mid-outage (each process chains its own
+    /// journal behind the stream; killed with SIGKILL, restarted on its
+    /// store before MySQL returns).
+    NatsServer,
 }
 
 /// The drainer's lease time in these runs.
@@ -64,7 +70,7 @@ pub async fn fleet_with_a_death(victim: Victim, name: &str) {
     let mysql = MysqlStore::new(&world.mariadb.app_url("deadline_ms=5000")).unwrap();
     let initial = seed(&mysql).await;
     let work = tempfile::tempdir().unwrap();
-    let nats = start_nats().await;
+    let mut nats = start_nats().await;
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = jetstream::new(client);
     let dirs: Vec<PathBuf> = (0..3).map(|n| work.path().join(format!("p{n}"))).collect();
@@ -77,10 +83,11 @@ pub async fn fleet_with_a_death(victim: Victim, name: &str) {
         namespace: &fresh_namespace(name),
         until: now() + secs * 1_000_000_000,
         nats: Some(format!(
-            "{}?stream=history&lease={}s",
+            "{}?stream=history&lease={}s&timeout=200ms",
             nats.url(),
             LEASE.as_secs()
         )),
+        chain: victim == Victim::NatsServer,
     };
     let mut children: Vec<Option<Child>> = (0..3)
         .map(|n| {
@@ -111,11 +118,34 @@ pub async fn fleet_with_a_death(victim: Victim, name: &str) {
     })
     .await;
     let dead = match victim {
+        Victim::NatsServer => {
+            let before: Vec<usize> = dirs.iter().map(|d| completions(d, "journaled")).collect();
+            nats.stop();
+            let what = "each process journaling locally with nats-server down";
+            eventually(what, Duration::from_secs(30), async || {
+                let now: Vec<usize> = dirs.iter().map(|d| completions(d, "journaled")).collect();
+                let more = now.iter().zip(&before).all(|(n, b)| *n >= b + 30);
+                holds(more, (before.clone(), now))
+            })
+            .await;
+            let local: Vec<u64> = (0..3)
+                .map(|n| {
+                    octopus::journal::inspect(&world.journal(n), &mut |_| {})
+                        .unwrap()
+                        .pending_total()
+                })
+                .collect();
+            assert!(local.iter().all(|&n| n > 0), "local journals: {local:?}");
+            eprintln!("nats-server killed mid-outage; local journals hold {local:?} entries");
+            nats.restart().await;
+            world.cut_mysql(false).await;
+            None
+        }
         Victim::Writer => {
             kill(children[2].as_mut().unwrap());
             world.note(Fault::AppKilled);
             world.cut_mysql(false).await;
-            2
+            Some(2)
         }
         Victim::Drainer => {
             world.cut_mysql(false).await;
@@ -158,14 +188,16 @@ pub async fn fleet_with_a_death(victim: Victim, name: &str) {
                 "drainer p{n} killed with {pending} messages pending; another took the lease over {} ms later",
                 killed.elapsed().as_millis()
             );
-            n
+            Some(n)
         }
     };
     eprintln!(
-        "MySQL cut off at {cut}, p{dead} killed ({victim:?}), MySQL back at {}",
+        "MySQL cut off at {cut}, {victim:?} killed ({dead:?}), MySQL back at {}",
         now()
     );
-    children[dead] = None;
+    if let Some(dead) = dead {
+        children[dead] = None;
+    }
     for (n, child) in children.iter_mut().enumerate() {
         if let Some(child) = child {
             let status = child.wait().unwrap();
@@ -190,4 +222,19 @@ async fn a_process_killed_for_good_mid_outage_loses_no_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_drainer_killed_mid_drain_is_replaced_within_its_lease() {
     fleet_with_a_death(Victim::Drainer, "history_drainer_killed").await;
+}
+
+/// nats-server SIGKILLed mid-outage: each process's writes go to its own
+/// journal, chained behind the stream, and drain once both are back.
+///
+/// Ignored: with hot keys shared, the promise does not hold across
+/// processes once their writes are in journals of their own (the split
+/// the shared stream exists to avoid): a process answers reads from its
+/// local pending entry while others, unaware of it, write the key to
+/// MySQL, and that entry drains after their newer writes. A run: lost=0,
+/// stale=21, resurrected=2. Run it with `-- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "local journals in a fleet split the order of shared keys (see its docs)"]
+async fn nats_server_killed_mid_outage_falls_back_to_local_journals() {
+    fleet_with_a_death(Victim::NatsServer, "history_nats_killed").await;
 }

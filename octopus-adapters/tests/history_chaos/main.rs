@@ -96,6 +96,8 @@ const DIR: &str = "OCTOPUS_HISTORY_DIR";
 const JOURNAL: &str = "OCTOPUS_HISTORY_JOURNAL";
 const UNTIL: &str = "OCTOPUS_HISTORY_UNTIL";
 const NATS: &str = "OCTOPUS_HISTORY_NATS";
+/// Set: each process chains its own journal behind the shared stream.
+const CHAIN: &str = "OCTOPUS_HISTORY_CHAIN";
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"))
@@ -169,6 +171,8 @@ struct Spawn<'a> {
     until: u64,
     /// The shared stream's URL, in fleet mode.
     nats: Option<String>,
+    /// Each process's own journal chained behind the stream.
+    chain: bool,
 }
 
 impl Spawn<'_> {
@@ -196,6 +200,9 @@ impl Spawn<'_> {
         .stdout(Stdio::null());
         if let Some(url) = &self.nats {
             cmd.env(NATS, url);
+        }
+        if self.chain {
+            cmd.env(CHAIN, "1");
         }
         cmd
     }
@@ -240,6 +247,7 @@ async fn run(processes: usize, name: &str, fleet: bool) {
         namespace: &fresh_namespace(name),
         until: now() + secs * 1_000_000_000,
         nats: nats.as_ref().map(|n| format!("{}?stream=history", n.url())),
+        chain: false,
     };
     let trace = work.path().join("trace");
     let mut children: Vec<Child> = (0..processes)
@@ -340,10 +348,17 @@ async fn check(
     };
     // A shared stream's dead letters are the fleet's: every process that
     // ran to the end lists them all (one killed for good lists none).
+    // With local journals chained behind the stream, each process adds
+    // its own: the fleet's are the union.
     let fleet_dead = if power.is_none() {
-        let dead = dirs.iter().find_map(|d| read_dead(d));
-        letters = dead.as_ref().map_or(0, |d| d.len());
-        Some(dead.expect("no process of the fleet wrote the dead letters"))
+        let all: Vec<records::DeadLetters> = dirs.iter().filter_map(|d| read_dead(d)).collect();
+        assert!(
+            !all.is_empty(),
+            "no process of the fleet wrote the dead letters"
+        );
+        let dead: records::DeadLetters = all.into_iter().flatten().collect();
+        letters = dead.len();
+        Some(dead)
     } else {
         None
     };

@@ -58,7 +58,8 @@ fn set(
 }
 
 /// The TOML value a variable's text stands for: `caches` takes cache URLs
-/// separated by `;`; otherwise a whole number, a number, or text.
+/// separated by `;`, `fallback` a chain of URLs so separated; otherwise a
+/// whole number, a number, or text.
 fn override_value(leaf: &str, value: &str) -> toml::Value {
     if leaf == "caches" {
         return toml::Value::Array(
@@ -70,6 +71,15 @@ fn override_value(leaf: &str, value: &str) -> toml::Value {
                     t.insert("url".into(), toml::Value::String(u.trim().to_owned()));
                     toml::Value::Table(t)
                 })
+                .collect(),
+        );
+    }
+    if leaf == "fallback" && value.contains(';') {
+        return toml::Value::Array(
+            value
+                .split(';')
+                .filter(|u| !u.trim().is_empty())
+                .map(|u| toml::Value::String(u.trim().to_owned()))
                 .collect(),
         );
     }

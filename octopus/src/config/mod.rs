@@ -11,7 +11,8 @@
 //! # While the primary is down, serve rows the in-process cache keeps past
 //! # their TTL (with `stale_for=10m` in its URL, say): off by default.
 //! stale_if_error = false
-//! # Writes the primary cannot take are journaled here and replayed later.
+//! # Writes the primary cannot take are journaled here and replayed later
+//! # (or a chain, tried in order: ["nats://…?stream=octopus", "file://…"]).
 //! fallback = "file://data/journal"
 //!
 //! [default.breaker]
@@ -33,7 +34,7 @@
 //! `OCTOPUS__DEFAULT__PRIMARY=mysql://app@db/shop`,
 //! `OCTOPUS__DEFAULT__BREAKER__WINDOW=50`,
 //! `OCTOPUS__MODELS__SESSIONS__PRIMARY=...`. `CACHES` takes cache URLs
-//! separated by `;`. Unknown keys, in the file or the environment, are errors
+//! separated by `;`, and so does `FALLBACK` for a chain. Unknown keys, in the file or the environment, are errors
 //! naming them; an error an override causes names its variable. Turning URLs
 //! into stores is `octopus-adapters`' job (it knows the backends); this module
 //! only reads and checks the description.
@@ -49,6 +50,7 @@
 
 mod duration;
 mod env;
+mod fallbacks;
 mod url;
 
 use std::collections::BTreeMap;
@@ -65,6 +67,7 @@ use crate::{Error, Result};
 pub use duration::parse_duration;
 pub(crate) use duration::{deserialize as deserialize_duration, deserialize_option};
 pub use env::ENV_PREFIX;
+pub use fallbacks::Fallbacks;
 use url::Redacted;
 pub use url::{UrlParts, is_secret_param, redact_url};
 
@@ -96,10 +99,11 @@ pub struct PlanConfig {
     #[serde(default, deserialize_with = "deserialize_option")]
     pub herd_wait: Option<Duration>,
     /// Where writes go that the primary cannot take: a journal's URL
-    /// (`file://path/to/dir?durability=fsync`). Unset, such writes fail
-    /// with the primary's error. Plans naming one journal must share their
-    /// primary (a journal replays into one primary).
-    pub fallback: Option<String>,
+    /// (`file://path/to/dir?durability=fsync`, `nats://host:port?stream=…`),
+    /// or a chain of them tried in order ([`Fallbacks`]). Unset, such
+    /// writes fail with the primary's error. Plans naming one journal must
+    /// share their primary (a journal replays into one primary).
+    pub fallback: Option<Fallbacks>,
     /// Serve a row a cache level holds past its time to live while the
     /// primary is unavailable ([`crate::PlanBuilder::stale_if_error`];
     /// the in-process cache keeps such rows with `?stale_for=…`). Default
@@ -141,7 +145,7 @@ impl fmt::Debug for PlanConfig {
             .field("caches", caches)
             .field("breaker", breaker)
             .field("herd_wait", herd_wait)
-            .field("fallback", &fallback.as_deref().map(Redacted))
+            .field("fallback", fallback)
             .field("stale_if_error", stale_if_error)
             .field("fleet_lease", fleet_lease)
             .finish()

@@ -183,3 +183,51 @@ fn breaker_keys_are_its_fields_and_durations_are_written_with_units() {
         "{err:?}"
     );
 }
+
+#[test]
+fn a_fallback_is_one_url_or_a_chain_of_them() {
+    let one = Config::from_toml(
+        "[default]\nprimary = \"sqlite::memory:\"\nfallback = \"file://j\"\n",
+        "a.toml",
+    )
+    .unwrap();
+    let one = one.default.fallback.unwrap();
+    assert_eq!(
+        (one.urls(), one.is_chain()),
+        (&["file://j".to_owned()][..], false)
+    );
+
+    let text = "[default]\nprimary = \"sqlite::memory:\"\nfallback = [\"nats://u:pw@h:4222?stream=s\", \"file://j\"]\n";
+    let chain = Config::from_toml(text, "a.toml")
+        .unwrap()
+        .default
+        .fallback
+        .unwrap();
+    assert_eq!(chain.urls().len(), 2);
+    assert!(chain.is_chain());
+    let shown = format!("{chain:?}");
+    assert!(
+        !shown.contains("pw") && shown.contains("file://j"),
+        "{shown}"
+    );
+
+    let vars = [(
+        "OCTOPUS__MODELS__ORDERS__FALLBACK".to_owned(),
+        "nats://h:4222?stream=s; file://k".to_owned(),
+    )];
+    let c =
+        Config::from_toml_with_env("[default]\nprimary = \"sqlite::memory:\"\n", "a.toml", vars)
+            .unwrap();
+    let urls = c.plan_for("orders").fallback.unwrap();
+    assert_eq!(urls.urls(), ["nats://h:4222?stream=s", "file://k"]);
+
+    for (bad, says) in [
+        ("fallback = []", "an empty list"),
+        ("fallback = [\"file://j\", \"file://j\"]", "named twice"),
+        ("fallback = 3", "a fallback URL, or a list of them"),
+    ] {
+        let text = format!("[default]\nprimary = \"sqlite::memory:\"\n{bad}\n");
+        let e = Config::from_toml(&text, "a.toml").unwrap_err();
+        assert!(e.to_string().contains(says), "{bad}: {e}");
+    }
+}
