@@ -70,18 +70,20 @@ pub fn inspect(dir: &Path, visit: &mut dyn FnMut(&Entry)) -> Result<Inspection> 
     };
     let segments = segment::list(dir)?;
     for (n, (first, path)) in segments.iter().enumerate() {
-        let bytes = std::fs::metadata(path)
-            .map_err(|e| segment::io_error(path, None, e))?
-            .len();
+        let bytes = match std::fs::metadata(path) {
+            Ok(m) => m.len(),
+            // Replayed and removed since the listing (a live journal).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(segment::io_error(path, None, e)),
+        };
         found.segments.push((*first, path.clone(), bytes));
-        read_segment(
-            path,
-            *first,
-            n + 1 == segments.len(),
-            &checkpoint,
-            &mut found,
-            visit,
-        )?;
+        let last = n + 1 == segments.len();
+        match read_segment(path, *first, last, &checkpoint, &mut found, visit) {
+            Err(_) if !path.exists() => {
+                found.segments.pop();
+            }
+            other => other?,
+        }
     }
     if let Some(first) = found.first
         && first > checkpoint.seq + 1
