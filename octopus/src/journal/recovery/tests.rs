@@ -32,8 +32,16 @@ fn append(path: &Path, bytes: &[u8]) -> u64 {
 fn recover(
     dir: &Path, segments: &[(u64, PathBuf)], seq: u64,
 ) -> Result<(Vec<u64>, Recovered), Error> {
+    recover_at(dir, segments, seq, None)
+}
+
+/// Recovers with a checkpoint at `seq` holding the place `resume`.
+fn recover_at(
+    dir: &Path, segments: &[(u64, PathBuf)], seq: u64, resume: Option<Resume>,
+) -> Result<(Vec<u64>, Recovered), Error> {
     let checkpoint = Checkpoint {
         seq,
+        resume,
         ..Checkpoint::default()
     };
     let mut pending = Vec::new();
@@ -289,20 +297,11 @@ fn damage_to_the_first_line_after_a_gap_is_cut_as_one_group_commit() {
     assert_eq!((seqs(&r), r.1.truncated.unwrap().offset), (vec![1, 2], at));
 }
 
-/// Recovers with a checkpoint at `seq` holding the place `resume`.
+/// [`recover_at`] a place.
 fn recover_from(
     dir: &Path, segments: &[(u64, PathBuf)], seq: u64, resume: Resume,
 ) -> Result<(Vec<u64>, Recovered), Error> {
-    let checkpoint = Checkpoint {
-        seq,
-        resume: Some(resume),
-        ..Checkpoint::default()
-    };
-    let mut pending = Vec::new();
-    let r = super::recover(dir, segments, &checkpoint, true, &mut |e, _| {
-        pending.push(e.seq)
-    })?;
-    Ok((pending, r))
+    recover_at(dir, segments, seq, Some(resume))
 }
 
 #[test]
