@@ -9,7 +9,6 @@
 //! the history holds: every write the dead process was told was journaled
 //! is in MySQL or superseded.
 
-use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
@@ -17,7 +16,7 @@ use async_nats::jetstream;
 use octopus_test_support::{check as holds, eventually};
 
 use super::faults::{Fault, World};
-use super::{Spawn, check, fresh_namespace, kill, now, seed, setting, start_nats};
+use super::{Spawn, check, fresh_namespace, kill, now, process_dirs, seed, setting, start_nats};
 use octopus_adapters::mysql::MysqlStore;
 
 /// Which process dies.
@@ -73,10 +72,7 @@ pub async fn fleet_with_a_death(victim: Victim, name: &str) {
     let mut nats = start_nats().await;
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = jetstream::new(client);
-    let dirs: Vec<PathBuf> = (0..3).map(|n| work.path().join(format!("p{n}"))).collect();
-    for d in &dirs {
-        std::fs::create_dir_all(d).unwrap();
-    }
+    let dirs = process_dirs(work.path(), 3);
     let spawn = Spawn {
         url: &url,
         memcache: &memcache,

@@ -163,6 +163,15 @@ async fn three_processes_sharing_a_stream_keep_the_history() {
     run(3, "history_fleet", true).await;
 }
 
+/// Each process's directory (its history, marks, dead letters), created.
+fn process_dirs(work: &Path, processes: usize) -> Vec<PathBuf> {
+    let dirs: Vec<PathBuf> = (0..processes).map(|n| work.join(format!("p{n}"))).collect();
+    for d in &dirs {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    dirs
+}
+
 /// A process's settings.
 struct Spawn<'a> {
     url: &'a str,
@@ -235,12 +244,7 @@ async fn run(processes: usize, name: &str, fleet: bool) {
     } else {
         None
     };
-    let dirs: Vec<PathBuf> = (0..processes)
-        .map(|n| work.path().join(format!("p{n}")))
-        .collect();
-    for d in &dirs {
-        std::fs::create_dir_all(d).unwrap();
-    }
+    let dirs = process_dirs(work.path(), processes);
     let spawn = Spawn {
         url: &url,
         memcache: &memcache,
