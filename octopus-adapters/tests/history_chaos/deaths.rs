@@ -63,6 +63,7 @@ async fn drainer(js: &jetstream::Context) -> (Option<String>, u64) {
 }
 
 pub async fn fleet_with_a_death(victim: Victim, name: &str) {
+    let _alone = super::ONE_AT_A_TIME.lock().await;
     let secs = setting("OCTOPUS_HISTORY_SECS", 12).max(10);
     let mut world = World::start(3, 16.max(secs * 2)).await;
     let (url, memcache) = (world.mysql_url(), world.memcache_url());

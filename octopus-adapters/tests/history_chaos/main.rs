@@ -163,6 +163,11 @@ async fn three_processes_sharing_a_stream_keep_the_history() {
     run(3, "history_fleet", true).await;
 }
 
+/// The multi-process runs go one at a time: each starts servers of its
+/// own on free ports (a port one test frees could be taken by another's
+/// server), and two at once would share the machine's two cores.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Each process's directory (its history, marks, dead letters), created.
 fn process_dirs(work: &Path, processes: usize) -> Vec<PathBuf> {
     let dirs: Vec<PathBuf> = (0..processes).map(|n| work.join(format!("p{n}"))).collect();
@@ -232,6 +237,7 @@ fn kill(child: &mut Child) {
 /// The workload with `processes` processes under the fault schedule, then
 /// the checks.
 async fn run(processes: usize, name: &str, fleet: bool) {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let secs = setting("OCTOPUS_HISTORY_SECS", setting("OCTOPUS_CHAOS_SECS", 12));
     // Dead letters grow with the run: about a megabyte per second of it.
     let mut world = World::start(processes, 16.max(secs * 2)).await;
@@ -286,17 +292,28 @@ async fn run(processes: usize, name: &str, fleet: bool) {
         turn += 1;
     }
     world.heal().await;
-    for (n, child) in children.iter_mut().enumerate() {
-        let status = child.wait().unwrap();
-        assert!(status.success(), "process p{n} failed: {status}");
+    let failed: Vec<String> = children
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(n, child)| {
+            let status = child.wait().unwrap();
+            (!status.success()).then(|| format!("p{n}: {status}"))
+        })
+        .collect();
+    // A process that failed (its journal never drained, say) is checked
+    // all the same: its history says what it was told, and the checker
+    // says what became of it.
+    if !failed.is_empty() {
+        eprintln!("processes failed ({failed:?}): checking the history all the same");
     }
     if fleet {
         check(&world, &mysql, &dirs, &initial, None).await;
-        return;
+    } else {
+        let states = setting("OCTOPUS_HISTORY_CRASH_STATES", 1000) as usize;
+        let power = power::check(&trace, &world.journal(0), &dirs[0].join("marks"), states).await;
+        check(&world, &mysql, &dirs, &initial, Some(&power)).await;
     }
-    let states = setting("OCTOPUS_HISTORY_CRASH_STATES", 1000) as usize;
-    let power = power::check(&trace, &world.journal(0), &dirs[0].join("marks"), states).await;
-    check(&world, &mysql, &dirs, &initial, Some(&power)).await;
+    assert!(failed.is_empty(), "processes failed: {failed:?}");
 }
 
 /// A nats-server of the test's own, kept running for the test's length.
@@ -369,7 +386,8 @@ async fn check(
     for (n, dir) in dirs.iter().enumerate() {
         let dead = match &fleet_dead {
             Some(dead) => dead.clone(),
-            None => read_dead(dir).unwrap_or_else(|| panic!("p{n} wrote no dead letters")),
+            // None from a process that failed before writing them.
+            None => read_dead(dir).unwrap_or_default(),
         };
         if power.is_some() {
             letters += dead.len();
