@@ -135,10 +135,11 @@ async fn a_postgres_outage_behind_a_fault_proxy_loses_nothing() {
     }
     assert_eq!(carts.read(5u64).await.unwrap().unwrap().items, 14);
     assert_eq!(carts.read(150u64).await.unwrap().unwrap().items, 7);
-    assert!(matches!(
-        carts.read(9999u64).await,
-        Err(Error::Unavailable { .. })
-    ));
+    let missing = carts.read(9999u64).await;
+    assert!(
+        matches!(missing, Err(Error::Unavailable { .. })),
+        "a key nothing holds, with PostgreSQL refusing: {missing:?}"
+    );
     assert_eq!(
         rows(&direct).await.get(&5).map(|r| r.0),
         Some(1),

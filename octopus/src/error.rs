@@ -172,6 +172,29 @@ impl Error {
         }
     }
 
+    /// This error, marked as one the store met before it sent anything
+    /// (no connection to send it on, a deadline too short to start): an
+    /// [`Error::Unavailable`] so marked is not in doubt
+    /// ([`Error::is_in_doubt`]). Other errors are returned as they are.
+    pub fn before_sending(self) -> Self {
+        match self {
+            Error::Unavailable { store, source } if !source.is::<BeforeSending>() => {
+                Error::Unavailable {
+                    store,
+                    source: Box::new(BeforeSending(source)),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Whether the request may have been carried out though it failed: an
+    /// [`Error::Unavailable`] not marked [`Error::before_sending`] (a
+    /// connection lost or a deadline passed after the request was sent).
+    pub fn is_in_doubt(&self) -> bool {
+        matches!(self, Error::Unavailable { source, .. } if !source.is::<BeforeSending>())
+    }
+
     /// An [`Error::Invalid`] describing `what`.
     pub fn invalid(what: impl Into<String>) -> Self {
         Error::Invalid { what: what.into() }
@@ -275,5 +298,22 @@ impl Error {
     /// a circuit breaker and sends writes to the fallback).
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Error::Unavailable { .. })
+    }
+}
+
+/// The source of an [`Error::Unavailable`] met before anything was sent
+/// ([`Error::before_sending`]); shows as the error it wraps.
+#[derive(Debug)]
+struct BeforeSending(BoxError);
+
+impl Display for BeforeSending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for BeforeSending {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
     }
 }

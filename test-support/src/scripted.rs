@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 pub enum Step {
     /// Goes through to the memory store.
     Pass,
-    /// Fails with `Unavailable`.
+    /// Fails with `Unavailable`, before anything was sent (not in doubt).
     Down,
     /// Fails with `Rejected` (bad input: the server answered).
     Reject,
@@ -26,6 +26,12 @@ pub enum Step {
     /// loaded its row and is slow to return it). [`Scripted::held`] is
     /// notified once the call has gone through.
     Gate(Arc<Notify>),
+    /// Goes through, then fails with `Unavailable`: a write committed
+    /// whose answer a crash or a timeout took (in doubt for the caller).
+    Lost,
+    /// As `Lost`, but the answer is lost only once the gate opens
+    /// ([`Scripted::held`] is notified once the call has gone through).
+    LostAfter(Arc<Notify>),
 }
 
 /// A store (named "scripted") that runs each call as the next [`Step`] of
@@ -101,7 +107,8 @@ impl Scripted {
     async fn run<T>(&self, inner: impl Future<Output = Result<T>>) -> Result<T> {
         match self.next() {
             Step::Pass => inner.await,
-            Step::Down => Err(Error::unavailable("scripted", "scripted outage")),
+            // Refused before anything was sent (a connection refused).
+            Step::Down => Err(Error::unavailable("scripted", "scripted outage").before_sending()),
             Step::Reject => Err(Error::Rejected {
                 store: "scripted".into(),
                 message: "scripted bad input".into(),
@@ -109,6 +116,16 @@ impl Scripted {
             Step::Slow(d) => {
                 tokio::time::sleep(d).await;
                 inner.await
+            }
+            Step::Lost => {
+                let _ = inner.await;
+                Err(Error::unavailable("scripted", "the answer was lost"))
+            }
+            Step::LostAfter(gate) => {
+                let _ = inner.await;
+                self.held.notify_one();
+                gate.notified().await;
+                Err(Error::unavailable("scripted", "the answer was lost"))
             }
             Step::Gate(gate) => {
                 let out = inner.await;

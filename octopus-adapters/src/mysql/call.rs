@@ -32,6 +32,7 @@
 //! limits keep it to the commit itself instead of a whole lock wait.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use mysql_async::Conn;
@@ -107,12 +108,21 @@ impl MysqlStore {
     {
         let limits = self.inner.limits;
         let until = Instant::now() + limits.deadline();
+        let checkout_failed = AtomicBool::new(false);
         let work = async {
             let mut attempt = 1;
             loop {
-                let conn = self.inner.pool.get_conn().await?;
+                let conn = match self.inner.pool.get_conn().await {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        checkout_failed.store(true, Ordering::Relaxed);
+                        return Err(e.into());
+                    }
+                };
                 if access == Access::Write && !limits.room_for_statement(until) {
-                    return Err(Failure::Octopus(self.no_time_to_write(until)));
+                    return Err(Failure::Octopus(
+                        self.no_time_to_write(until).before_sending(),
+                    ));
                 }
                 match f(conn, until).await.map_err(Into::into) {
                     Err(Failure::Driver(e))
@@ -133,6 +143,10 @@ impl MysqlStore {
         };
         match tokio::time::timeout(limits.deadline(), work).await {
             Ok(Ok(v)) => Ok(v),
+            // No connection, so nothing sent: not in doubt.
+            Ok(Err(failure)) if checkout_failed.load(Ordering::Relaxed) => {
+                Err(failure.into_error(on_error).before_sending())
+            }
             Ok(Err(failure)) => Err(failure.into_error(on_error)),
             Err(_) => Err(Error::unavailable(
                 &self.inner.name,

@@ -184,14 +184,12 @@ impl PostgresStore {
         let work = async {
             let mut attempt = 1;
             loop {
-                let object = self
-                    .inner
-                    .pool
-                    .get()
-                    .await
-                    .map_err(|e| Failure::Octopus(error::classify_pool(name, e)))?;
+                let object = self.inner.pool.get().await.map_err(|e| {
+                    Failure::Octopus(error::classify_pool(name, e).before_sending())
+                })?;
                 if access == Access::Write && !limits.room_for_statement(until) {
-                    return Err(Failure::Octopus(self.no_time(until, "send a write")));
+                    let late = self.no_time(until, "send a write");
+                    return Err(Failure::Octopus(late.before_sending()));
                 }
                 let conn = Conn {
                     object: Some(object),

@@ -1,6 +1,8 @@
 //! The write path: the primary through its breaker, or the fallback; then
 //! the cache levels follow.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::cache::Lookup;
 use crate::change::{Change, Precondition};
 use crate::fallback::{Write, WriteOutcome};
@@ -28,13 +30,15 @@ impl Plan {
         // From here the primary may change: if this future is dropped before
         // the caches follow, the retry queue makes them.
         let mut unfollowed = Unfollowed::new(self, schema, &key);
+        // Set once the primary call begins (its breaker let it through).
+        let sent = AtomicBool::new(false);
         let out = if queued {
             Err(Error::unavailable(
                 self.primary.name(),
                 "writes of this key queue behind its pending entries",
             ))
         } else {
-            self.primary_write(schema, &write).await
+            self.primary_write(schema, &write, &sent).await
         };
         match out {
             Ok(existed) => {
@@ -47,6 +51,9 @@ impl Plan {
                 Ok((WriteOutcome::Primary, existed))
             }
             Err(e) if e.is_unavailable() => {
+                // The primary may have carried it out before failing to
+                // answer (the answer lost to a crash or a timeout).
+                let in_doubt = sent.load(Ordering::SeqCst) && e.is_in_doubt();
                 // From the append to the cache puts: another journaled write
                 // of the key waits, so the caches get its rows in journal
                 // order (other servers read them during the outage).
@@ -64,6 +71,21 @@ impl Plan {
                         self.follow(schema, &key, None, false, &mut unfollowed)
                             .await;
                         return Err(e);
+                    }
+                    Err(refused) if in_doubt => {
+                        // Refused, but perhaps applied already: the caller
+                        // must not be told it did not happen, and the
+                        // cached row may be older than the primary's.
+                        self.follow(schema, &key, None, false, &mut unfollowed)
+                            .await;
+                        return Err(Error::unavailable(
+                            self.primary.name(),
+                            format!(
+                                "the write may have been applied before the primary stopped \
+                                 answering, and the fallback refused it ({refused}): its outcome \
+                                 is unknown"
+                            ),
+                        ));
                     }
                     Err(e) => {
                         // A durable fallback refused it (checked against
@@ -101,13 +123,18 @@ impl Plan {
 
     /// The write, on the primary through its breaker; `true` unless a
     /// delete found nothing.
-    async fn primary_write(&self, schema: &'static Schema, write: &Write) -> Result<bool> {
+    async fn primary_write(
+        &self, schema: &'static Schema, write: &Write, sent: &AtomicBool,
+    ) -> Result<bool> {
         self.checked(schema).await?;
         let primary = &self.primary;
         match write {
             Write::Insert(r) => self
                 .breaker
-                .call(primary.insert(schema, r))
+                .call(async {
+                    sent.store(true, Ordering::SeqCst);
+                    primary.insert(schema, r).await
+                })
                 .await
                 .map(|()| true),
             Write::Update {
@@ -115,13 +142,22 @@ impl Plan {
                 expected_version,
             } => self
                 .breaker
-                .call(primary.update(schema, record, *expected_version))
+                .call(async {
+                    sent.store(true, Ordering::SeqCst);
+                    primary.update(schema, record, *expected_version).await
+                })
                 .await
                 .map(|()| true),
             Write::Delete {
                 key,
                 expected_version: None,
-            } => self.breaker.call(primary.delete(schema, key)).await,
+            } => {
+                let call = async {
+                    sent.store(true, Ordering::SeqCst);
+                    primary.delete(schema, key).await
+                };
+                self.breaker.call(call).await
+            }
             Write::Delete {
                 key,
                 expected_version: Some(v),
@@ -131,7 +167,11 @@ impl Plan {
                     precondition: Precondition::Version(*v),
                     row: None,
                 }];
-                let mut results = self.breaker.call(primary.apply(schema, &change)).await?;
+                let call = async {
+                    sent.store(true, Ordering::SeqCst);
+                    primary.apply(schema, &change).await
+                };
+                let mut results = self.breaker.call(call).await?;
                 results.pop().unwrap_or(Ok(())).map(|()| true)
             }
         }
