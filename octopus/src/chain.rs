@@ -68,9 +68,11 @@ impl FallbackChain {
         &self.links
     }
 
-    /// The deepest link with a pending entry of `key`, if any answers so.
+    /// The deepest link after the first with a pending entry of `key`, if
+    /// any answers so (the first link is where a write goes anyway: asking
+    /// it would cost a shared log a round trip on every write).
     async fn holder(&self, schema: &'static Schema, key: &Key) -> Option<usize> {
-        for (i, link) in self.links.iter().enumerate().rev() {
+        for (i, link) in self.links.iter().enumerate().skip(1).rev() {
             if link.has_pending() && matches!(link.pending(schema, key).await, Ok(Some(_))) {
                 return Some(i);
             }
