@@ -97,6 +97,7 @@ mod value;
 pub use breaker::{BreakerOptions, BreakerSnapshot, BreakerState, CircuitBreaker, Permit};
 pub use cache::{Cache, FillToken, Lookup};
 pub use chain::FallbackChain;
+pub use chain::claims::{CLAIM_POLL, Claim, KeyClaims};
 pub use change::{Change, Precondition};
 pub use dao::Dao;
 pub use error::{BoxError, Error, Result};

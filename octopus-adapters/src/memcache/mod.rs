@@ -37,6 +37,7 @@
 //! for migrating and replaying primaries, never caches.
 
 mod cache;
+mod claims;
 mod codec;
 mod options;
 mod router;
@@ -50,6 +51,7 @@ use memcache::exp::{
 };
 use octopus::{Error, Key, Record, Result, Schema, check_key, check_record, key_of};
 
+pub use claims::MemcacheClaims;
 pub use options::MemcacheOptions;
 pub use router::StableRendezvous;
 

@@ -48,10 +48,16 @@
 //! behind it; every other key's writes go to the primary, so a drain only
 //! has to catch up with the keys that have pending entries.
 //!
-//! **Limits.** A server that polled an empty stream less than 100 ms ago
-//! sends writes to the primary without asking: one of them can be overtaken
-//! at replay by another server's newer entry of its key (a versioned model
-//! turns that into a dead letter). A row whose
+//! A server keeps asking for a while after it last saw the stream hold
+//! anything (twice the call deadline plus a second): a write of a key that
+//! another server saw an entry of, and queued behind it, may reach the
+//! stream after that entry was drained and the stream looked empty.
+//!
+//! **Limits.** A server whose primary fails *to it alone* journals while
+//! another that has not seen the stream hold anything for that long
+//! writes to the primary without asking: the one's entry can overtake the
+//! other's newer write at replay (a versioned model turns that into a
+//! dead letter). A row whose
 //! entries were all drained is checked against the cache again, which may be
 //! stale: such a write is checked at replay. Cache puts of journaled writes
 //! on several servers are not ordered with the drainer's invalidations on
@@ -72,6 +78,7 @@ mod write;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, stream};
 use octopus::{BoxFuture, CircuitBreaker, Error, Fallback, Key, Record, Result, Schema, Store};
@@ -105,6 +112,12 @@ struct Inner {
     /// (as last polled) had not reached it, something of ours is pending
     /// whatever the count said.
     own_last: AtomicU64,
+    /// When this server last saw the stream hold anything, plus
+    /// [`Inner::settle`]: nanoseconds since [`Inner::born`].
+    busy_until: AtomicU64,
+    born: std::time::Instant,
+    /// How long writes keep asking after the stream held anything.
+    settle: Duration,
     schemas: RwLock<HashMap<String, &'static Schema>>,
     caches: RwLock<Vec<Arc<dyn CacheInvalidation>>>,
     /// Messages in the stream when this server last looked (its own
@@ -217,6 +230,9 @@ impl JetStreamJournal {
             lease,
             owner,
             own_last: AtomicU64::new(0),
+            busy_until: AtomicU64::new(0),
+            born: std::time::Instant::now(),
+            settle: options.timeout * 2 + Duration::from_secs(1),
             schemas: RwLock::default(),
             caches: RwLock::default(),
             pending: watch::channel(0).0,
@@ -263,7 +279,24 @@ impl JetStreamJournal {
             n
         };
         self.inner.pending.send_replace(n);
+        if n > 0 {
+            self.saw_busy();
+        }
         Ok(n)
+    }
+
+    /// The stream holds something now: writes ask for a while.
+    fn saw_busy(&self) {
+        let until = self.inner.born.elapsed() + self.inner.settle;
+        let until = u64::try_from(until.as_nanos()).unwrap_or(u64::MAX);
+        self.inner.busy_until.fetch_max(until, Ordering::SeqCst);
+    }
+
+    /// Whether the stream held anything lately (see "Queueing" in the
+    /// module docs).
+    fn busy(&self) -> bool {
+        let now = u64::try_from(self.inner.born.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        now < self.inner.busy_until.load(Ordering::SeqCst)
     }
 
     /// Where the plans this journal serves stand.
@@ -311,7 +344,7 @@ impl Fallback for JetStreamJournal {
     }
 
     fn has_pending(&self) -> bool {
-        self.pending() > 0
+        self.pending() > 0 || self.busy()
     }
 
     fn must_queue<'a>(&'a self, schema: &'static Schema, key: &'a Key) -> BoxFuture<'a, bool> {

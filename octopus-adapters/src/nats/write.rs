@@ -54,6 +54,7 @@ impl JetStreamJournal {
                         .own_last
                         .fetch_max(ack.sequence, Ordering::SeqCst);
                     self.inner.pending.send_modify(|n| *n += 1);
+                    self.saw_busy();
                     if self.mode() == Mode::Healthy {
                         self.set_mode(Mode::Journaling);
                     }

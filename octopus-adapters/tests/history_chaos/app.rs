@@ -19,7 +19,7 @@ use octopus::{
     BreakerOptions, CachePolicy, Dao, Deletion, Error, Fallback, FallbackChain, MemoryStore, Plan,
     WriteOutcome,
 };
-use octopus_adapters::memcache::{MemcacheOptions, MemcacheStore};
+use octopus_adapters::memcache::{MemcacheClaims, MemcacheOptions, MemcacheStore};
 use octopus_adapters::mysql::MysqlStore;
 #[cfg(feature = "nats")]
 use octopus_adapters::nats::JetStreamJournal;
@@ -68,12 +68,17 @@ impl Files {
     }
 }
 
-async fn plan(journal: Arc<dyn Fallback>) -> Arc<Plan> {
+/// The shared memcached, through its fault proxy, in this run's namespace.
+async fn memcached() -> MemcacheStore {
     let options = MemcacheOptions::from_url(&env(super::MEMCACHE))
         .unwrap()
         .namespace(&env(super::NAMESPACE))
         .unwrap();
-    let remote = MemcacheStore::with_options(options).await.unwrap();
+    MemcacheStore::with_options(options).await.unwrap()
+}
+
+async fn plan(journal: Arc<dyn Fallback>) -> Arc<Plan> {
+    let remote = memcached().await;
     let quick = BreakerOptions {
         open_wait: Duration::from_millis(300),
         ..BreakerOptions::default()
@@ -178,7 +183,11 @@ async fn journal() -> (Arc<dyn Fallback>, Letters) {
                 })
             });
             let links: Vec<Arc<dyn Fallback>> = vec![shared, Arc::new(local)];
-            return (Arc::new(FallbackChain::new(links).unwrap()), letters);
+            // Keys this process journals locally are claimed in memcached,
+            // so the other processes leave them alone until they drain.
+            let claims = MemcacheClaims::new(memcached().await, env(super::ROLE)).unwrap();
+            let chain = FallbackChain::new(links).unwrap().claims(Arc::new(claims));
+            return (Arc::new(chain), letters);
         }
         let letters: Letters =
             Box::new(move || Box::pin(async move { reader.dead_letters().await.unwrap() }));
@@ -226,7 +235,7 @@ async fn one_operation(items: &Dao<Item>, files: &Files, id: &str, rng: &mut Rng
     let (outcome, read): (&str, String) = match op {
         "read" => match items.read(key).await {
             Ok(r) => ("ok", shown(r.map(|i| i.value))),
-            Err(_) => ("unknown", "-".into()),
+            Err(e) => (refusal(&e), "-".into()),
         },
         "read_many" => match items.read_many(super::many(key)).await {
             Ok(rows) => (
@@ -236,7 +245,7 @@ async fn one_operation(items: &Dao<Item>, files: &Files, id: &str, rng: &mut Rng
                     .collect::<Vec<_>>()
                     .join(","),
             ),
-            Err(_) => ("unknown", "-".into()),
+            Err(e) => (refusal(&e), "-".into()),
         },
         // Read-modify-write: the value read is recorded with the outcome.
         "update" => match items.read(key).await {
@@ -246,7 +255,7 @@ async fn one_operation(items: &Dao<Item>, files: &Files, id: &str, rng: &mut Rng
                 (written(items.update(&mut item).await), before)
             }
             Ok(None) => ("notfound", shown(None)),
-            Err(_) => ("unknown", "-".into()),
+            Err(e) => (refusal(&e), "-".into()),
         },
         "create" => {
             let mut item = Item {
@@ -282,6 +291,10 @@ fn written(out: Result<WriteOutcome, Error>) -> &'static str {
 }
 
 fn refusal(e: &Error) -> &'static str {
+    // Each failure's text on stderr, to see why a run stalls.
+    if std::env::var_os("OCTOPUS_HISTORY_SHOW_ERRORS").is_some() {
+        eprintln!("{} failed: {e}", env(super::ROLE));
+    }
     match e {
         Error::Conflict { .. } => "conflict",
         Error::AlreadyExists { .. } => "exists",

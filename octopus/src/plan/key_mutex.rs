@@ -16,12 +16,12 @@ type Id = (&'static str, Key);
 type Slot = (Arc<tokio::sync::Mutex<()>>, usize);
 
 #[derive(Default)]
-pub(super) struct KeyMutexes {
+pub(crate) struct KeyMutexes {
     held: Mutex<HashMap<Id, Slot>>,
 }
 
 /// A key's mutex, held; dropping it releases the key.
-pub(super) struct KeyGuard<'a> {
+pub(crate) struct KeyGuard<'a> {
     owner: &'a KeyMutexes,
     id: Option<Id>,
     guard: Option<OwnedMutexGuard<()>>,

@@ -5,7 +5,7 @@
 mod checked;
 mod fleet;
 mod invalidation;
-mod key_mutex;
+pub(crate) mod key_mutex;
 mod lookup;
 mod plans;
 mod read;

@@ -16,22 +16,28 @@
 //!   replay retries it later. The earlier link's older entries of the key
 //!   reach the primary first.
 //! - **Reads see the newest pending write**: the deepest link's. A link
-//!   that does not answer is skipped (its acknowledged writes were put in
-//!   the caches when they were acknowledged).
+//!   that holds entries but does not answer fails the read with
+//!   [`Error::Unavailable`]: it may hold a newer write of the key than the
+//!   caches and the primary do.
 //!
-//! What it cannot order: a server that writes a key to its local journal
-//! while the stream is unreachable *to it alone*, and another server that
-//! meanwhile writes the same key to the stream. The local entry drains
-//! after the stream's, whichever was acknowledged first (versioned rows
-//! turn the loser into a dead letter; unversioned rows keep the local
-//! one).
+//! In a fleet, a local journal is one server's alone: with
+//! [`FallbackChain::claims`], a server claims a key in a store every
+//! server reaches before its local journal takes the key, and no other
+//! server writes the key while the claim stands (see [`KeyClaims`]). Without
+//! claims a chain cannot order a key that one server journals locally
+//! while another writes it to the stream or the primary: the local entry
+//! drains after the other's, whichever was acknowledged first.
+
+mod behind;
+pub(crate) mod claims;
 
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
+use self::behind::Behind;
+use self::claims::{CLAIM_POLL, Claim, Claims, KeyClaims};
 use crate::breaker::CircuitBreaker;
-use crate::change::Change;
 use crate::fallback::{CacheInvalidation, Fallback, FallbackStats, Mode, Write, WriteOutcome};
 use crate::schema::Schema;
 use crate::store::{BoxFuture, Store};
@@ -43,6 +49,7 @@ pub struct FallbackChain {
     links: Vec<Arc<dyn Fallback>>,
     mode: watch::Sender<Mode>,
     watchers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    claims: Option<Arc<Claims>>,
 }
 
 impl FallbackChain {
@@ -58,9 +65,18 @@ impl FallbackChain {
             links,
             mode: watch::channel(Mode::Healthy).0,
             watchers: Mutex::new(Vec::new()),
+            claims: None,
         };
         chain.mode.send_replace(chain.mode());
         Ok(chain)
+    }
+
+    /// Keys are claimed in `store` before a link after the first (a
+    /// server's own journal) takes them, and other servers' claims are
+    /// honoured (see [`KeyClaims`]): for fleets whose first link is shared.
+    pub fn claims(mut self, store: Arc<dyn KeyClaims>) -> Self {
+        self.claims = Some(Arc::new(Claims::new(store)));
+        self
     }
 
     /// The links, in order.
@@ -108,6 +124,19 @@ impl FallbackChain {
             old.abort();
         }
         watchers.extend(tasks);
+        if let Some(claims) = &self.claims {
+            watchers.push(runtime.spawn(tick_claims(claims.clone(), self.links.clone())));
+        }
+    }
+
+    /// Whether any link has anything pending.
+    fn links_pending(&self) -> bool {
+        self.links.iter().any(|l| l.has_pending())
+    }
+
+    /// Whether claims may exist, so a key must be looked up in them.
+    fn looking(&self) -> Option<&Claims> {
+        self.claims.as_deref().filter(|c| c.looking())
     }
 
     fn stop_watching(&self) {
@@ -131,6 +160,30 @@ fn key_of_write(schema: &'static Schema, write: &Write) -> Result<Key> {
     }
 }
 
+/// The claims' background work, every [`CLAIM_POLL`]: a held key is
+/// released once no link after the first holds an entry of it (or cannot
+/// say).
+async fn tick_claims(claims: Arc<Claims>, links: Vec<Arc<dyn Fallback>>) {
+    let mut every = tokio::time::interval(CLAIM_POLL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let pending = |schema: &'static Schema, key: Key| -> BoxFuture<'static, bool> {
+            let links = links.clone();
+            Box::pin(async move {
+                for link in &links[1..] {
+                    if link.has_pending() && !matches!(link.pending(schema, &key).await, Ok(None)) {
+                        return true;
+                    }
+                }
+                false
+            })
+        };
+        let quiet = combined(&links) == Mode::Healthy && !links.iter().any(|l| l.has_pending());
+        claims.tick(pending, quiet).await;
+    }
+}
+
 /// The mode of a chain whose links stand as they do: journaling if any
 /// link journals, else draining if any drains.
 fn combined(links: &[Arc<dyn Fallback>]) -> Mode {
@@ -151,21 +204,64 @@ impl Fallback for FallbackChain {
     ) -> BoxFuture<'a, Result<WriteOutcome>> {
         Box::pin(async move {
             let key = key_of_write(schema, write)?;
-            let from = self.holder(schema, &key).await.unwrap_or(0);
-            let Some((last, before)) = self.links[from..].split_last() else {
-                return Err(error);
-            };
+            if let Some(claims) = self.looking() {
+                match claims.others(schema, &key).await {
+                    Ok(None) => {}
+                    Ok(Some(claim)) => return Err(Claims::held_by(schema, &key, &claim)),
+                    Err(e) => {
+                        return Err(Error::unavailable(
+                            "fallback chain",
+                            format!(
+                                "table `{}`, key {key}: another server may hold it in its local \
+                                 journal, and the claim store did not answer ({e})",
+                                schema.table()
+                            ),
+                        )
+                        .before_sending());
+                    }
+                }
+            }
+            let mut from = self.holder(schema, &key).await.unwrap_or(0);
+            // A key this server claimed stays in its own journal until the
+            // claim is released: the claim's row is what other servers
+            // read, so no write of the key may pass it.
+            if self.claims.as_ref().is_some_and(|c| c.holds(schema, &key)) {
+                from = from.max(1);
+            }
             let mut error = error;
-            for link in before {
-                match link.write(schema, write, cached, error).await {
-                    Err(e) if e.is_unavailable() => {
+            for (i, link) in self.links.iter().enumerate().skip(from) {
+                let out = match (&self.claims, i) {
+                    (Some(claims), 1..) => {
+                        let _key = claims.keys.lock(schema, &key).await;
+                        match claims.take(schema, &key).await {
+                            Ok(()) => match link.write(schema, write, cached, error).await {
+                                // Journaled: a failure from here on must
+                                // not send the write to another link.
+                                Ok(outcome) => {
+                                    return claims
+                                        .record(schema, &key, write.record())
+                                        .await
+                                        .map(|()| outcome);
+                                }
+                                failed => failed,
+                            },
+                            Err(refused) => Err(refused),
+                        }
+                    }
+                    _ => link.write(schema, write, cached, error).await,
+                };
+                match out {
+                    Err(e) if e.is_unavailable() && i + 1 < self.links.len() => {
                         tracing::warn!(target: "octopus::fallback", table = schema.table(), %key, error = %e, "fallback link unavailable: trying the next");
+                        if let Some(claims) = &self.claims {
+                            claims.link_failed();
+                        }
                         error = e;
                     }
                     out => return out,
                 }
             }
-            last.write(schema, write, cached, error).await
+            Err(error)
         })
     }
 
@@ -198,7 +294,7 @@ impl Fallback for FallbackChain {
     }
 
     fn has_pending(&self) -> bool {
-        self.links.iter().any(|l| l.has_pending())
+        self.links_pending() || self.looking().is_some()
     }
 
     fn must_queue<'a>(&'a self, schema: &'static Schema, key: &'a Key) -> BoxFuture<'a, bool> {
@@ -208,7 +304,13 @@ impl Fallback for FallbackChain {
                     return true;
                 }
             }
-            false
+            // This server's claim sends the write to its journal; another
+            // server's (or no answer) to `write`, which refuses it.
+            match self.looking() {
+                Some(claims) if claims.holds(schema, key) => true,
+                Some(claims) => !matches!(claims.others(schema, key).await, Ok(None)),
+                None => false,
+            }
         })
     }
 
@@ -216,16 +318,26 @@ impl Fallback for FallbackChain {
         &'a self, schema: &'static Schema, key: &'a Key,
     ) -> BoxFuture<'a, Result<Option<Option<Record>>>> {
         Box::pin(async move {
+            // Another server's claim holds the newest write of the key.
+            if let Some(claims) = self.looking() {
+                match claims.others(schema, key).await {
+                    Ok(Some(Claim {
+                        write: Some(newest),
+                        ..
+                    })) => return Ok(Some(newest)),
+                    Ok(_) => {}
+                    // Another server may hold a newer write of the key.
+                    Err(e) => return Err(e),
+                }
+            }
             for link in self.links.iter().rev() {
                 if !link.has_pending() {
                     continue;
                 }
-                match link.pending(schema, key).await {
-                    Ok(Some(found)) => return Ok(Some(found)),
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::debug!(target: "octopus::fallback", table = schema.table(), %key, error = %e, "a fallback link's pending writes unreadable: skipped");
-                    }
+                // A link that holds entries but cannot say whether one is of
+                // this key fails the read: the primary may be older.
+                if let Some(found) = link.pending(schema, key).await? {
+                    return Ok(Some(found));
                 }
             }
             Ok(None)
@@ -244,7 +356,7 @@ impl Fallback for FallbackChain {
         Box::pin(async move {
             // A later link drains behind the earlier ones: until all are
             // empty at once.
-            while self.has_pending() {
+            while self.links_pending() {
                 for link in &self.links {
                     link.drained().await;
                 }
@@ -285,97 +397,5 @@ impl Fallback for FallbackChain {
             }
             first_error.map_or(Ok(()), Err)
         })
-    }
-}
-
-/// The primary as a later link replays into it: a change of a key an
-/// earlier link still holds waits (see the module docs).
-struct Behind {
-    primary: Arc<dyn Store>,
-    earlier: Vec<Arc<dyn Fallback>>,
-}
-
-impl Behind {
-    /// The first change of `changes` whose key an earlier link may hold.
-    async fn blocked(&self, schema: &'static Schema, changes: &[Change]) -> Option<Key> {
-        for change in changes {
-            for link in &self.earlier {
-                if link.has_pending() && link.must_queue(schema, &change.key).await {
-                    return Some(change.key.clone());
-                }
-            }
-        }
-        None
-    }
-}
-
-impl Store for Behind {
-    fn name(&self) -> &str {
-        self.primary.name()
-    }
-
-    fn ensure_schema<'a>(&'a self, schema: &'static Schema) -> BoxFuture<'a, Result<()>> {
-        self.primary.ensure_schema(schema)
-    }
-
-    fn get<'a>(
-        &'a self, schema: &'static Schema, key: &'a Key,
-    ) -> BoxFuture<'a, Result<Option<Record>>> {
-        self.primary.get(schema, key)
-    }
-
-    fn get_many<'a>(
-        &'a self, schema: &'static Schema, keys: &'a [Key],
-    ) -> BoxFuture<'a, Result<Vec<Option<Record>>>> {
-        self.primary.get_many(schema, keys)
-    }
-
-    fn insert<'a>(
-        &'a self, schema: &'static Schema, record: &'a Record,
-    ) -> BoxFuture<'a, Result<()>> {
-        self.primary.insert(schema, record)
-    }
-
-    fn upsert<'a>(
-        &'a self, schema: &'static Schema, record: &'a Record,
-    ) -> BoxFuture<'a, Result<()>> {
-        self.primary.upsert(schema, record)
-    }
-
-    fn update<'a>(
-        &'a self, schema: &'static Schema, record: &'a Record, expected_version: Option<u64>,
-    ) -> BoxFuture<'a, Result<()>> {
-        self.primary.update(schema, record, expected_version)
-    }
-
-    fn delete<'a>(&'a self, schema: &'static Schema, key: &'a Key) -> BoxFuture<'a, Result<bool>> {
-        self.primary.delete(schema, key)
-    }
-
-    fn validate(&self, schema: &'static Schema, record: &Record) -> Result<()> {
-        self.primary.validate(schema, record)
-    }
-
-    fn apply<'a>(
-        &'a self, schema: &'static Schema, changes: &'a [Change],
-    ) -> BoxFuture<'a, Result<Vec<Result<()>>>> {
-        Box::pin(async move {
-            if let Some(key) = self.blocked(schema, changes).await {
-                return Err(Error::unavailable(
-                    self.primary.name(),
-                    format!(
-                        "table `{}`: key {key} has older entries pending in an earlier fallback (or it cannot say): replayed after them",
-                        schema.table()
-                    ),
-                ));
-            }
-            self.primary.apply(schema, changes).await
-        })
-    }
-
-    fn scan<'a>(
-        &'a self, schema: &'static Schema, after: Option<&'a Key>, limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<Record>>> {
-        self.primary.scan(schema, after, limit)
     }
 }
